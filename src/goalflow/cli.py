@@ -1,0 +1,230 @@
+"""The ``goalflow`` command: run a goal, or plan one for review.
+
+Exit codes: 0 the goal was achieved; 1 it ran and failed (or the model failed);
+2 the input cannot work as given (empty goal, invalid plan file, bad settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from goalflow.budget import Ledger
+from goalflow.errors import ConfigError, GoalflowError, PlanFileError
+from goalflow.plan import Plan, describe_validation_error
+from goalflow.progress import Observer, observe
+from goalflow.scheduler import TaskOutcome
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="goalflow: give it a goal; an LLM plans it, Prefect runs it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model name (default: GOALFLOW_MODEL).")
+]
+DepthOpt = Annotated[
+    int | None, typer.Option(min=0, help="How often composite tasks may be broken down.")
+]
+
+
+class _Progress(Observer):
+    """A live table on a terminal; one line per event elsewhere (CI logs)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.states: dict[str, TaskOutcome] = {}
+        self.ledger: Ledger | None = None
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(self._render(), console=console, refresh_per_second=4)
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.update(self._render())
+            self.live.stop()
+
+    def attach(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def step(self, message: str) -> None:
+        self._say(message)
+
+    def plan_ready(self, plan: Plan) -> None:
+        self._say(f"plan ready: {plan.leaf_count()} tasks")
+
+    def task_changed(self, path: str, outcome: TaskOutcome) -> None:
+        self.states[path] = outcome
+        detail = f" ({outcome.error})" if outcome.error else ""
+        self._say(f"{outcome.status:>9}  {path}: {outcome.title}{detail}")
+
+    def _say(self, line: str) -> None:
+        if self.live:
+            self.live.update(self._render())
+        else:
+            self.console.print(line, highlight=False, markup=False)
+
+    def _render(self) -> Table:
+        counts = Counter(o.status for o in self.states.values())
+        table = Table.grid(padding=(0, 2))
+        summary = "  ".join(
+            f"{s}: {counts[s]}" for s in ("running", "completed", "failed", "skipped")
+        )
+        usage = self.ledger.summary() if self.ledger else None
+        spend = (
+            f"tokens: {usage.prompt_tokens}+{usage.completion_tokens}  cost: ${usage.cost_usd:.4f}"
+            if usage
+            else ""
+        )
+        table.add_row(f"{summary}  {spend}  elapsed: {time.monotonic() - self.started:.0f} s")
+        for path, outcome in self.states.items():
+            if outcome.status == "running":
+                table.add_row(f"  ▶ {path}: {outcome.title}")
+        return table
+
+
+def _load_plan(path: Path) -> Plan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlanFileError(f"cannot read the plan file {path}: {e.strerror}") from e
+    try:
+        plan = Plan.model_validate_json(text)
+    except ValidationError as e:
+        raise PlanFileError(
+            f"{path} is not a valid goalflow plan:\n- "
+            + "\n- ".join(describe_validation_error(e))
+            + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
+        ) from e
+    errors = plan.errors()
+    if errors:
+        raise PlanFileError(f"the plan in {path} breaks the plan rules:\n- " + "\n- ".join(errors))
+    return plan
+
+
+def _fail(error: GoalflowError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {error}", highlight=False)
+    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
+
+
+@app.command()
+def run(
+    goal: Annotated[str | None, typer.Argument(help="What you want done.")] = None,
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="Run this saved plan instead of planning.")
+    ] = None,
+    model: ModelOpt = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Tasks running at once.")] = None,
+    max_depth: DepthOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Plan GOAL (or take --plan), run its tasks on Prefect, print the deliverables."""
+    from goalflow.flows import GoalFailedError, achieve_goal, check_goal
+    from goalflow.report import GoalResult
+
+    try:
+        saved = _load_plan(plan) if plan else None
+        if saved is None:
+            goal = check_goal(goal or "")
+        with _Progress(err) as progress, observe(progress):
+            result: GoalResult = asyncio.run(
+                achieve_goal(
+                    goal=goal or "",
+                    plan=saved,
+                    model=model,
+                    concurrency=concurrency,
+                    max_depth=max_depth,
+                )
+            )
+    except GoalFailedError as e:
+        result = e.result
+    except GoalflowError as e:
+        raise _fail(e) from None
+    if as_json:
+        print(result.model_dump_json(indent=2, exclude={"plan"}))
+    else:
+        for name, value in result.deliverables.items():
+            err.rule(name)
+            print(value)
+        usage = result.usage
+        err.print(
+            f"{result.message}; {usage['calls']} model calls, {usage['prompt_tokens']}+"
+            f"{usage['completion_tokens']} tokens, ${usage['cost_usd']:.4f}, "
+            f"{result.seconds:.1f} s",
+            highlight=False,
+        )
+    if result.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("plan")
+def plan_command(
+    goal: Annotated[str, typer.Argument(help="What you want done.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the plan here (default: stdout).")
+    ] = None,
+    model: ModelOpt = None,
+    max_depth: DepthOpt = None,
+) -> None:
+    """Plan GOAL without running it: review or edit the plan, then `run --plan`."""
+    from goalflow.flows import check_goal
+    from goalflow.planner import PlanningOptions, make_plan
+    from goalflow.provider import open_llm
+    from goalflow.settings import Settings
+
+    async def planned() -> Plan:
+        settings = Settings() if max_depth is None else Settings(max_depth=max_depth)
+        options = PlanningOptions.from_settings(settings, code_tasks=False)
+        async with open_llm(settings, model=model) as llm:
+            return await make_plan(llm, text, options, on_step=err.print)
+
+    try:
+        text = check_goal(goal)
+        result = asyncio.run(planned())
+    except GoalflowError as e:
+        raise _fail(e) from None
+    document = result.model_dump_json(indent=2)
+    if output is None:
+        print(document)
+        return
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text(document + "\n", encoding="utf-8")
+    partial.replace(output)
+    err.print(f"plan written to {output}: {result.leaf_count()} tasks", highlight=False)
+
+
+def main() -> None:
+    # A fresh ephemeral Prefect server can take longer than Prefect's 20 s default here.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

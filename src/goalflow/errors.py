@@ -1,0 +1,105 @@
+"""The goalflow exception tree.
+
+Every error goalflow raises on purpose is a ``GoalflowError``; its message says what
+failed, why, and what to change. No message ever contains an API key.
+
+    GoalflowError
+    ├── ConfigError                  settings, blocks, files or arguments that cannot work
+    │   └── PlanFileError            a saved plan file that cannot be read or is invalid
+    ├── LLMError                     talking to the model failed
+    │   ├── LLMUnreachableError      no answer from the endpoint (connection, timeouts)
+    │   ├── LLMAuthError             the endpoint refused the API key (401/403)
+    │   ├── LLMModelNotFoundError    the endpoint does not serve the model (404)
+    │   ├── LLMRequestError          any other refusal (4xx/5xx after retries)
+    │   └── StructuredOutputError    answers never matched the schema, after re-asking
+    ├── PlanningError                the model's plans stayed invalid after re-asking
+    ├── LocalModelError              the offline model cannot be prepared or started
+    └── TaskError                    one task of a goal could not produce its outputs
+        └── SandboxUnavailableError  a code task, with no sandbox to run its program
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GoalflowError",
+    "LLMAuthError",
+    "LLMError",
+    "LLMModelNotFoundError",
+    "LLMRequestError",
+    "LLMUnreachableError",
+    "LocalModelError",
+    "PlanFileError",
+    "PlanningError",
+    "SandboxUnavailableError",
+    "StructuredOutputError",
+    "TaskError",
+]
+
+
+class GoalflowError(Exception):
+    """Root of every error goalflow raises on purpose."""
+
+
+class ConfigError(GoalflowError):
+    """Settings, blocks, files or arguments that cannot work as given."""
+
+
+class PlanFileError(ConfigError):
+    """A saved plan file that cannot be read or does not hold a valid plan."""
+
+
+class LLMError(GoalflowError):
+    """Talking to the model failed."""
+
+
+class LLMUnreachableError(LLMError):
+    """The endpoint did not answer (refused connection, DNS, timeouts)."""
+
+
+class LLMAuthError(LLMError):
+    """The endpoint refused the API key."""
+
+
+class LLMModelNotFoundError(LLMError):
+    """The endpoint does not serve the requested model."""
+
+
+class LLMRequestError(LLMError):
+    """The endpoint refused the request for another reason, after retries."""
+
+
+class StructuredOutputError(LLMError):
+    """The model's answers never matched the requested schema.
+
+    Carries what was asked and what came back, for the user and for debugging.
+    """
+
+    def __init__(
+        self, message: str, *, schema_name: str, n_attempts: int, last_completion: str
+    ) -> None:
+        super().__init__(message)
+        self.schema_name = schema_name
+        self.n_attempts = n_attempts
+        self.last_completion = last_completion
+
+
+class PlanningError(GoalflowError):
+    """The model kept answering with plans that break the plan rules."""
+
+    def __init__(self, message: str, *, n_attempts: int, last_errors: list[str]) -> None:
+        super().__init__(message)
+        self.n_attempts = n_attempts
+        self.last_errors = last_errors
+
+
+class LocalModelError(GoalflowError):
+    """The offline model cannot be prepared or started."""
+
+
+class TaskError(GoalflowError):
+    """One task could not produce its outputs."""
+
+
+class SandboxUnavailableError(TaskError):
+    """A code task was asked to run, but no sandbox can run its program."""

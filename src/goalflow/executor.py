@@ -1,0 +1,132 @@
+"""Doing one leaf task: the model answers with one value per output, then a check.
+
+An ``llm`` task's answer is checked against the task's acceptance criterion by the
+model; a rejected answer is retried with the reviewer's reason, a bounded number of
+times. A ``code`` task goes to the code runner (the sandbox); with none configured it
+fails with a message that says so, and nothing runs model-written code on the host.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from goalflow.errors import SandboxUnavailableError, TaskError
+from goalflow.llm import LLM, Message
+from goalflow.plan import TaskSpec
+
+__all__ = ["CodeRunner", "Verdict", "run_leaf"]
+
+CodeRunner = Callable[[TaskSpec, dict[str, str]], Awaitable[dict[str, str]]]
+_INPUT_PREVIEW = 6000
+
+
+def _as_text(value: Any) -> Any:
+    """Small models often answer a list or object where text was asked: keep it, as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+OutputText = Annotated[str, BeforeValidator(_as_text)]
+
+
+class Verdict(BaseModel):
+    """A reviewer's judgement of a task's outputs against its acceptance check."""
+
+    passed: bool = Field(description="Whether the outputs meet the acceptance check.")
+    reason: str = Field(description="Why, in one sentence; what to fix when not passed.")
+
+
+async def run_leaf(
+    llm: LLM,
+    goal: str,
+    task: TaskSpec,
+    inputs: Mapping[str, str],
+    *,
+    attempts: int,
+    code_runner: CodeRunner | None = None,
+) -> dict[str, str]:
+    """The outputs of one executable task, by name."""
+    if task.kind == "code":
+        if code_runner is None:
+            raise SandboxUnavailableError(
+                f"task '{task.id}' is a code task, and no sandbox is configured to run "
+                "model-written programs: re-plan it as an 'llm' task, or configure the "
+                "Docker sandbox"
+            )
+        return await code_runner(task, dict(inputs))
+    schema = _answer_schema(task)
+    messages: list[Message] = [
+        {"role": "system", "content": _SYSTEM},
+        {"role": "user", "content": _brief(goal, task, inputs)},
+    ]
+    reason = ""
+    for _ in range(attempts):
+        answer = await llm.structured(schema, messages, purpose=f"task {task.id}")
+        outputs: dict[str, str] = answer.model_dump(by_alias=True)
+        if not task.acceptance:
+            return outputs
+        verdict = await _review(llm, task, outputs)
+        if verdict.passed:
+            return outputs
+        reason = verdict.reason
+        messages += [
+            {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
+            {
+                "role": "user",
+                "content": f"A reviewer rejected this answer: {reason}\nAnswer again, fixing that.",
+            },
+        ]
+    raise TaskError(
+        f"task '{task.id}' did not pass its acceptance check ({task.acceptance!r}) in "
+        f"{attempts} attempts; the last review said: {reason}"
+    )
+
+
+_SYSTEM = (
+    "You carry out one task of a larger plan. Use the inputs you are given, follow the "
+    "instructions, and answer with a JSON object holding one text value per named output."
+)
+
+
+def _brief(goal: str, task: TaskSpec, inputs: Mapping[str, str]) -> str:
+    lines = [f"Overall goal: {goal}", f"Your task: {task.title}", task.instructions]
+    for name, value in inputs.items():
+        shown = value if len(value) <= _INPUT_PREVIEW else value[:_INPUT_PREVIEW] + " […]"
+        lines.append(f"Input {name}:\n{shown}")
+    lines.append("Outputs to produce: " + ", ".join(task.outputs))
+    if task.acceptance:
+        lines.append(f"They must satisfy: {task.acceptance}")
+    return "\n\n".join(lines)
+
+
+def _answer_schema(task: TaskSpec) -> type[BaseModel]:
+    # Output names may hold '.' or '-', so fields are positional with the name as alias.
+    fields: dict[str, Any] = {
+        f"output_{i}": (OutputText, Field(alias=name, description=f"The value of '{name}'."))
+        for i, name in enumerate(task.outputs)
+    }
+    return create_model(
+        "TaskAnswer", __config__=ConfigDict(populate_by_name=True, extra="ignore"), **fields
+    )
+
+
+async def _review(llm: LLM, task: TaskSpec, outputs: Mapping[str, str]) -> Verdict:
+    shown = "\n\n".join(f"{name}:\n{value}" for name, value in outputs.items())
+    messages: list[Message] = [
+        {
+            "role": "system",
+            "content": "You review one task's outputs against its acceptance check. Be "
+            "strict about the check and ignore everything else.",
+        },
+        {
+            "role": "user",
+            "content": f"Task: {task.title}\n{task.instructions}\n\nAcceptance check: "
+            f"{task.acceptance}\n\nOutputs:\n{shown}",
+        },
+    ]
+    return await llm.structured(Verdict, messages, purpose=f"review {task.id}")

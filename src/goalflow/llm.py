@@ -1,0 +1,286 @@
+"""Talking to an OpenAI-compatible endpoint: structured answers, retries, usage.
+
+The only module that imports ``openai``. Every call names a pydantic model for its
+answer; an answer that does not validate goes back to the model with the errors
+("re-ask"), a bounded number of times, then ends in :class:`StructuredOutputError`.
+Structured output uses ``response_format`` ``json_schema``; a server that rejects it
+(llama.cpp answers HTTP 500) is asked with ``{"type": "json_object", "schema": ...}``
+from then on. Rate limits, server errors and timeouts are retried with backoff,
+honouring ``Retry-After``. Every answered call is recorded, priced, in the ledger.
+No message raised or logged here contains the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, cast
+
+import httpx
+import openai
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from goalflow.budget import Ledger, Price
+from goalflow.errors import (
+    LLMAuthError,
+    LLMModelNotFoundError,
+    LLMRequestError,
+    LLMUnreachableError,
+    StructuredOutputError,
+)
+from goalflow.plan import describe_validation_error
+
+__all__ = ["LLM", "LLMConfig", "Message", "StructuredMode"]
+
+M = TypeVar("M", bound=BaseModel)
+Message = dict[str, str]
+StructuredMode = Literal["auto", "json_schema", "json_object"]
+logger = logging.getLogger("goalflow.llm")
+
+_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Where the model is and how to talk to it (see :mod:`goalflow.settings`)."""
+
+    model: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    prices: dict[str, Price] = field(default_factory=dict)
+    structured_mode: StructuredMode = "auto"
+    max_tokens: int = 1024
+    temperature: float = 0.2
+    timeout: float = 120.0
+    max_retries: int = 4
+    backoff: float = 1.0
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url or "https://api.openai.com/v1"
+
+
+class LLM:
+    """One goal's connection to its model; records every call in ``ledger``."""
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        ledger: Ledger | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger if ledger is not None else Ledger(config.prices)
+        self._mode: StructuredMode = config.structured_mode
+        key = config.api_key.get_secret_value() if config.api_key else "not-needed"
+        self._client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=config.base_url,
+            timeout=config.timeout,
+            max_retries=0,  # retried here, so that each 429 and its Retry-After are seen
+            http_client=cast(Any, http_client),
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def structured(
+        self,
+        schema: type[M],
+        messages: list[Message],
+        *,
+        purpose: str,
+        max_attempts: int = 3,
+        max_tokens: int | None = None,
+    ) -> M:
+        """Ask for an answer that validates as ``schema``; re-ask with the errors."""
+        conversation = list(messages)
+        content = ""
+        errors: list[str] = []
+        for _ in range(max_attempts):
+            content, finish_reason = await self._complete(
+                conversation, schema, purpose=purpose, max_tokens=max_tokens
+            )
+            try:
+                return schema.model_validate_json(_strip_fences(content))
+            except ValidationError as e:
+                errors = describe_validation_error(e)
+                if finish_reason == "length":
+                    errors.append("the answer was cut off at the token limit: answer more briefly")
+            conversation += [
+                {"role": "assistant", "content": content},
+                {
+                    "role": "user",
+                    "content": "That answer is not valid:\n- "
+                    + "\n- ".join(errors)
+                    + "\nAnswer again with only the corrected JSON object.",
+                },
+            ]
+        shown = content if len(content) <= 400 else content[:400] + "…"
+        raise StructuredOutputError(
+            f"the model never gave a valid {schema.__name__} for {purpose!r}: after "
+            f"{max_attempts} attempts the last answer was {shown!r} ({'; '.join(errors)}). "
+            "Try a larger or more capable model (--model).",
+            schema_name=schema.__name__,
+            n_attempts=max_attempts,
+            last_completion=content,
+        )
+
+    async def _complete(
+        self,
+        messages: list[Message],
+        schema: type[BaseModel],
+        *,
+        purpose: str,
+        max_tokens: int | None,
+    ) -> tuple[str, str]:
+        json_schema = schema.model_json_schema()
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            error: openai.APIError
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=cast(Any, self._with_schema_hint(messages, json_schema)),
+                    response_format=cast(Any, self._response_format(schema, json_schema)),
+                    max_tokens=max_tokens or self.config.max_tokens,
+                    temperature=self.config.temperature,
+                )
+            except openai.APIStatusError as e:
+                if self._mode == "auto" and e.status_code in (400, 422, 500):
+                    logger.info(
+                        "%s rejected response_format json_schema (HTTP %s); using json_object",
+                        self.config.endpoint,
+                        e.status_code,
+                    )
+                    self._mode = "json_object"
+                    continue
+                error = e
+            except openai.APIConnectionError as e:
+                error = e
+            else:
+                if self._mode == "auto":
+                    self._mode = "json_schema"
+                return self._record(response, purpose, time.monotonic() - started)
+            if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
+                # Not chained: the SDK's exception text can quote part of the API key.
+                raise await self._translate(error) from None
+            attempt += 1
+            await asyncio.sleep(self._retry_delay(error, attempt))
+
+    def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
+        if isinstance(error, openai.APIStatusError):
+            retry_after = _retry_after(error.response.headers)
+            if retry_after is not None:
+                return retry_after
+        return float(min(self.config.backoff * 2 ** (attempt - 1), 30.0))
+
+    def _response_format(
+        self, schema: type[BaseModel], json_schema: dict[str, Any]
+    ) -> dict[str, Any]:
+        if self._mode == "json_object":
+            return {"type": "json_object", "schema": json_schema}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
+        }
+
+    def _with_schema_hint(
+        self, messages: list[Message], json_schema: dict[str, Any]
+    ) -> list[Message]:
+        if self._mode != "json_object":
+            return messages
+        hint = "Answer with one JSON object that follows this JSON schema:\n" + json.dumps(
+            json_schema, separators=(",", ":")
+        )
+        return [{"role": "system", "content": hint}, *messages]
+
+    def _record(self, response: Any, purpose: str, seconds: float) -> tuple[str, str]:
+        choice = response.choices[0]
+        content: str = choice.message.content or ""
+        usage = response.usage
+        self.ledger.record(
+            purpose=purpose,
+            model=self.config.model,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            seconds=seconds,
+        )
+        return content, str(choice.finish_reason or "stop")
+
+    async def _translate(self, error: openai.APIError) -> Exception:
+        """A goalflow error that says what to change; never the server's text about keys."""
+        where = self.config.endpoint
+        model = self.config.model
+        if isinstance(error, openai.APITimeoutError):
+            return LLMUnreachableError(
+                f"the model endpoint {where} did not answer within {self.config.timeout:.0f} s "
+                f"({self.config.max_retries} retries): check that it is up, or raise the timeout"
+            )
+        if isinstance(error, openai.APIConnectionError):
+            return LLMUnreachableError(
+                f"cannot reach the model endpoint {where}: check OPENAI_BASE_URL (or the "
+                "LLMProvider block's base_url) and that the server is running"
+            )
+        assert isinstance(error, openai.APIStatusError)
+        status = error.status_code
+        if status in (401, 403):
+            return LLMAuthError(
+                f"the model endpoint {where} refused the API key (HTTP {status}): set a valid "
+                "OPENAI_API_KEY, or the api_key of the LLMProvider block"
+            )
+        if status == 404:
+            served = await self._served_models()
+            hint = f"; it serves: {', '.join(served)}" if served else ""
+            return LLMModelNotFoundError(
+                f"the model endpoint {where} has no model {model!r}{hint}. "
+                "Choose another with --model or GOALFLOW_MODEL"
+            )
+        detail = self._redact(error.message)
+        if status == 429:
+            return LLMRequestError(
+                f"the model endpoint {where} kept rate-limiting the requests (HTTP 429, "
+                f"{self.config.max_retries} retries): {detail}. Lower the concurrency or "
+                "raise the provider's limits"
+            )
+        return LLMRequestError(
+            f"the model endpoint {where} refused the request (HTTP {status}): {detail}"
+        )
+
+    async def _served_models(self) -> list[str]:
+        try:
+            page = await self._client.models.list()
+        except openai.APIError:
+            return []
+        return sorted(model.id for model in page.data)
+
+    def _redact(self, text: str) -> str:
+        if self.config.api_key:
+            text = text.replace(self.config.api_key.get_secret_value(), "[redacted]")
+        return re.sub(r"sk-[A-Za-z0-9_\-*]{4,}", "[redacted]", text)
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            continue
+    return None
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def _strip_fences(content: str) -> str:
+    match = _FENCE.match(content)
+    return match.group(1) if match else content

@@ -1,0 +1,227 @@
+"""Goal -> plan with the model, then recursive refinement of composite tasks.
+
+Each answer is checked against the plan rules (:func:`goalflow.plan.check_tasks`);
+the broken rules go back to the model, a bounded number of times, before planning
+ends in :class:`PlanningError`. A composite task is planned again as a sub-goal whose
+inputs and outputs are its own, so the graph stays connected; at the depth limit the
+sub-plan may hold only executable tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, Field
+
+from goalflow.errors import GoalflowError, PlanningError
+from goalflow.llm import LLM, Message
+from goalflow.plan import Plan, PlanDraft, Task, TaskKind, TaskSpec, check_tasks
+from goalflow.settings import Settings
+
+__all__ = ["PlanningOptions", "make_plan"]
+
+D = TypeVar("D", bound=BaseModel)
+
+_KIND_HELP: dict[TaskKind, str] = {
+    "llm": "'llm' = a step a language model answers in text",
+    "code": "'code' = a step that needs a Python program (exact computation, data parsing)",
+    "composite": "'composite' = a big step that will be broken down into smaller ones later",
+}
+
+_RULES = """Rules:
+- A task has: id, title, kind, instructions, inputs, outputs, acceptance, value (1-10), \
+effort (1-10).
+- kind is one of: {kinds}.
+- inputs and outputs are short snake_case names, never the data itself.
+- Every input is {sources}. Each output has exactly one producing task.
+- Every output is consumed by another task or is {sinks}.
+- Use as few tasks as needed (at most {max_tasks}). Tasks that do not depend on each \
+other run in parallel."""
+
+
+class PlanningOptions(BaseModel):
+    max_depth: int = Field(default=2, ge=0)
+    max_tasks: int = Field(default=25, ge=1)
+    attempts: int = Field(default=3, ge=1)
+    allowed_kinds: tuple[TaskKind, ...] = ("llm", "code", "composite")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, code_tasks: bool) -> PlanningOptions:
+        """Options for a goal; code tasks only where a sandbox can run them."""
+        kinds: tuple[TaskKind, ...] = (
+            ("llm", "code", "composite")
+            if code_tasks
+            else (
+                "llm",
+                "composite",
+            )
+        )
+        return cls(
+            max_depth=settings.max_depth,
+            max_tasks=settings.max_tasks,
+            attempts=settings.plan_attempts,
+            allowed_kinds=kinds,
+        )
+
+
+class SubPlanDraft(BaseModel):
+    """The breakdown of one composite task, as the model answers it."""
+
+    tasks: list[TaskSpec] = Field(description="The steps that together do the parent task.")
+
+
+async def make_plan(
+    llm: LLM,
+    goal: str,
+    options: PlanningOptions,
+    *,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> Plan:
+    """A valid, refined plan for ``goal``."""
+    top_kinds = _kinds(options, depth=0)
+    system = (
+        "You plan the work of an autonomous agent: break the user's goal into tasks that "
+        "pass named values to each other.\n"
+        + _RULES.format(
+            kinds="; ".join(_KIND_HELP[k] for k in top_kinds),
+            sources="a plan input or an output of another task",
+            sinks="listed in the plan's deliverables",
+            max_tasks=options.max_tasks,
+        )
+        + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
+        '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
+        '- "deliverables" names the outputs that answer the goal.\n'
+        'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
+    )
+    on_step(f"planning: {goal}")
+
+    def errors_of(draft: PlanDraft) -> list[str]:
+        return check_tasks(
+            draft.tasks,
+            available=[item.name for item in draft.inputs],
+            deliverables=draft.deliverables,
+            max_tasks=options.max_tasks,
+            allowed_kinds=top_kinds,
+        )
+
+    draft = await _ask(
+        llm, PlanDraft, system, f"Goal: {goal}", errors_of, options, purpose="plan goal"
+    )
+    plan = Plan.from_draft(goal, draft)
+    await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step)
+    return plan
+
+
+async def _refine(
+    llm: LLM,
+    goal: str,
+    tasks: Sequence[Task],
+    *,
+    depth: int,
+    options: PlanningOptions,
+    on_step: Callable[[str], None],
+) -> None:
+    composites = [task for task in tasks if task.kind == "composite"]
+    await asyncio.gather(
+        *(_refine_one(llm, goal, task, depth, options, on_step) for task in composites)
+    )
+
+
+async def _refine_one(
+    llm: LLM,
+    goal: str,
+    task: Task,
+    depth: int,
+    options: PlanningOptions,
+    on_step: Callable[[str], None],
+) -> None:
+    kinds = _kinds(options, depth=depth)
+    on_step(f"refining: {task.title}")
+    system = (
+        "You break one step of a larger plan into smaller tasks that pass named values to "
+        "each other.\n"
+        + _RULES.format(
+            kinds="; ".join(_KIND_HELP[k] for k in kinds),
+            sources=f"one of the step's inputs ({_listing(task.inputs)}) or an output of "
+            "another task",
+            sinks=f"one of the step's outputs ({_listing(task.outputs)}), which must all be "
+            "produced",
+            max_tasks=options.max_tasks,
+        )
+        + '\nAnswer with a JSON object: {"tasks": [...]}.'
+    )
+    user = (
+        f"Overall goal: {goal}\nStep to break down: {task.title}\n"
+        f"Its instructions: {task.instructions}\n"
+        f"Its inputs: {_listing(task.inputs)}\nIts outputs: {_listing(task.outputs)}"
+    )
+
+    def errors_of(draft: SubPlanDraft) -> list[str]:
+        return check_tasks(
+            draft.tasks,
+            available=task.inputs,
+            deliverables=task.outputs,
+            max_tasks=options.max_tasks,
+            allowed_kinds=kinds,
+        )
+
+    sub = await _ask(
+        llm, SubPlanDraft, system, user, errors_of, options, purpose=f"refine {task.id}"
+    )
+    task.subtasks = [Task(**spec.model_dump()) for spec in sub.tasks]
+    await _refine(llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step)
+
+
+async def _ask(
+    llm: LLM,
+    schema: type[D],
+    system: str,
+    user: str,
+    errors_of: Callable[[D], list[str]],
+    options: PlanningOptions,
+    *,
+    purpose: str,
+) -> D:
+    messages: list[Message] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+    ]
+    errors: list[str] = []
+    for _ in range(options.attempts):
+        draft = await llm.structured(schema, messages, purpose=purpose)
+        errors = errors_of(draft)
+        if not errors:
+            return draft
+        messages += [
+            {"role": "assistant", "content": json.dumps(draft.model_dump())},
+            {
+                "role": "user",
+                "content": "This plan breaks the rules:\n- "
+                + "\n- ".join(errors)
+                + "\nAnswer with the whole corrected plan.",
+            },
+        ]
+    raise PlanningError(
+        f"no valid plan for {purpose!r} after {options.attempts} attempts; the last one "
+        "broke these rules:\n- " + "\n- ".join(errors) + "\nTry a more capable model "
+        "(--model), a more precise goal, or more attempts (GOALFLOW_PLAN_ATTEMPTS)",
+        n_attempts=options.attempts,
+        last_errors=errors,
+    )
+
+
+def _kinds(options: PlanningOptions, *, depth: int) -> tuple[TaskKind, ...]:
+    """At the depth limit a plan may hold only tasks that can run as they are."""
+    kinds = options.allowed_kinds
+    if depth >= options.max_depth:
+        kinds = tuple(k for k in kinds if k != "composite")
+    if not kinds:
+        raise GoalflowError("no task kind can run: allow 'llm' or 'code' tasks")
+    return kinds
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"

@@ -1,0 +1,175 @@
+"""What a goal run hands back, and the Markdown that Prefect shows as artifacts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from goalflow.plan import Plan, Task
+from goalflow.scheduler import TaskOutcome, TaskStatus
+
+__all__ = [
+    "GoalResult",
+    "TaskReport",
+    "graph_markdown",
+    "plan_markdown",
+    "report_markdown",
+    "task_output_markdown",
+    "task_reports",
+]
+
+
+class TaskReport(BaseModel):
+    """One task's fate; ``path`` is its place in the plan, e.g. ``draft/outline``."""
+
+    path: str
+    title: str
+    kind: str
+    status: TaskStatus
+    seconds: float | None = None
+    error: str | None = None
+
+
+class GoalResult(BaseModel):
+    """The outcome of one goal: deliverables, every task's fate, usage and time."""
+
+    goal: str
+    status: Literal["completed", "failed"]
+    message: str = Field(description="One line saying how the goal ended.")
+    deliverables: dict[str, str]
+    tasks: list[TaskReport]
+    usage: dict[str, Any]
+    seconds: float
+    flow_run_id: str | None = None
+    plan: Plan
+
+
+def task_reports(
+    tasks: Sequence[Task], outcomes: Mapping[str, TaskOutcome], prefix: str = ""
+) -> list[TaskReport]:
+    """Reports for every task at every level, in plan order; ``outcomes`` by path."""
+    reports = []
+    for task in tasks:
+        path = prefix + task.id
+        outcome = outcomes.get(path)
+        reports.append(
+            TaskReport(
+                path=path,
+                title=task.title,
+                kind=task.kind,
+                status=outcome.status if outcome else "pending",
+                seconds=round(outcome.duration, 3) if outcome and outcome.duration else None,
+                error=outcome.error if outcome else None,
+            )
+        )
+        reports += task_reports(task.subtasks, outcomes, prefix=path + "/")
+    return reports
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def plan_markdown(plan: Plan) -> str:
+    lines = [
+        f"# Plan\n\n**Goal:** {plan.goal}\n",
+        f"**Deliverables:** {', '.join(plan.deliverables)}\n",
+        "| task | title | kind | inputs | outputs | value | effort | acceptance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def rows(tasks: Iterable[Task], prefix: str) -> Iterable[str]:
+        for t in tasks:
+            yield (
+                f"| {prefix}{t.id} | {_cell(t.title)} | {t.kind} | {', '.join(t.inputs)} | "
+                f"{', '.join(t.outputs)} | {t.value:g} | {t.effort:g} | {_cell(t.acceptance)} |"
+            )
+            yield from rows(t.subtasks, f"{prefix}{t.id}/")
+
+    lines += rows(plan.tasks, "")
+    if plan.inputs:
+        lines += ["", "**Goal inputs:** " + ", ".join(plan.inputs)]
+    return "\n".join(lines)
+
+
+def _node(path: str) -> str:
+    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", path)
+
+
+def graph_markdown(plan: Plan) -> str:
+    """The task graph as Mermaid: goal inputs, tasks, named edges, deliverables."""
+    lines = ["```mermaid", "flowchart LR"]
+
+    def level(tasks: Sequence[Task], sources: Mapping[str, str], prefix: str, depth: int) -> None:
+        producer = {name: _node(prefix + t.id) for t in tasks for name in t.outputs}
+        pad = "  " * depth
+        for t in tasks:
+            node = _node(prefix + t.id)
+            title = t.title.replace('"', "'")
+            if t.subtasks:
+                lines.append(f'{pad}subgraph {node}["{title}"]')
+                inner = {name: sources.get(name, producer.get(name, "")) for name in t.inputs}
+                level(t.subtasks, inner, f"{prefix}{t.id}/", depth + 1)
+                lines.append(f"{pad}end")
+            else:
+                lines.append(f'{pad}{node}["{title}"]')
+            for name in t.inputs:
+                source = producer.get(name) or sources.get(name)
+                if source:
+                    lines.append(f"{pad}{source} -->|{name}| {node}")
+
+    inputs = {name: _node("input_" + name) for name in plan.inputs}
+    for name, node in inputs.items():
+        lines.append(f"{node}([{name}])")
+    level(plan.tasks, inputs, "", 1)
+    for name in plan.deliverables:
+        for t in plan.tasks:
+            if name in t.outputs:
+                lines.append(f"{_node(t.id)} --> {_node('out_' + name)}[[{name}]]")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def task_output_markdown(path: str, title: str, outputs: Mapping[str, str]) -> str:
+    parts = [f"# {title}\n\n`{path}`"]
+    parts += [f"## {name}\n\n{value}" for name, value in outputs.items()]
+    return "\n\n".join(parts)
+
+
+def report_markdown(result: GoalResult) -> str:
+    usage = result.usage
+    lines = [
+        f"# Goal report: {result.status}\n\n**Goal:** {result.goal}\n\n{result.message}\n",
+        "## Deliverables\n",
+    ]
+    for name, value in result.deliverables.items():
+        lines.append(f"### {name}\n\n{value}\n")
+    if not result.deliverables:
+        lines.append("(none produced)\n")
+    lines += [
+        "## Tasks\n",
+        "| task | title | kind | status | seconds | error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in result.tasks:
+        seconds = f"{t.seconds:.1f}" if t.seconds is not None else ""
+        lines.append(
+            f"| {t.path} | {_cell(t.title)} | {t.kind} | {t.status} | {seconds} | "
+            f"{_cell(t.error or '')} |"
+        )
+    lines += [
+        "\n## Usage\n",
+        f"- model calls: {usage['calls']}",
+        f"- tokens: {usage['prompt_tokens']} in, {usage['completion_tokens']} out",
+        f"- cost: ${usage['cost_usd']:.4f}",
+        f"- wall time: {result.seconds:.1f} s",
+    ]
+    if usage.get("unpriced_models"):
+        lines.append(
+            f"- no price known for {', '.join(usage['unpriced_models'])}: counted as $0; set "
+            "prices in the LLMProvider block"
+        )
+    return "\n".join(lines)
