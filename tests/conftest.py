@@ -1,0 +1,52 @@
+"""Shared fixtures: a clean environment, a real Prefect server, the test LLM server."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from goalflow.testing import ChatRequest, OpenAITestServer, Reply
+
+TEST_KEY = "sk-test-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own key, endpoint or goalflow settings never reach a test."""
+    for name in list(os.environ):
+        if name.startswith(("GOALFLOW_", "OPENAI_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real Prefect server (SQLite) for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no phoning home in tests
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+def echo_answer(request: ChatRequest) -> str | Reply:
+    """A task answer naming each output and the task, so tests can trace values."""
+    properties = (request.schema or {}).get("properties", {})
+    if request.schema_name == "Verdict":
+        return json.dumps({"passed": True, "reason": "fine"})
+    task = request.last_user.split("Your task: ", 1)[-1].split("\n", 1)[0]
+    return json.dumps({name: f"<{name} from {task}>" for name in properties})
+
+
+@pytest.fixture
+def llm_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
+    """The project's OpenAI-compatible test server, configured as the goal's endpoint."""
+    server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer)
+    with server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        monkeypatch.setenv("GOALFLOW_MODEL", "test-model")
+        yield server

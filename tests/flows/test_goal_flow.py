@@ -1,0 +1,300 @@
+"""The goal flow on a real Prefect server, with the model served by the test server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
+from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+from goalflow.errors import PlanFileError, PlanningError
+from goalflow.flows import GoalFailedError, achieve_goal
+from goalflow.plan import Plan
+from goalflow.testing import ChatRequest, OpenAITestServer, Reply
+from tests.conftest import echo_answer
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _task(
+    tid: str, title: str, inputs: list[str], outputs: list[str], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "title": title,
+        "kind": "llm",
+        "instructions": f"Do {title}.",
+        "inputs": inputs,
+        "outputs": outputs,
+        **extra,
+    }
+
+
+DIAMOND = {
+    "inputs": [{"name": "topic", "value": "green tea"}],
+    "deliverables": ["report"],
+    "tasks": [
+        _task("facts", "Gather facts", ["topic"], ["facts"]),
+        _task("pros", "List pros", ["facts"], ["pros"]),
+        _task("cons", "List cons", ["facts"], ["cons"]),
+        _task("report", "Write report", ["pros", "cons"], ["report"]),
+    ],
+}
+
+
+def _is_plan(request: ChatRequest) -> bool:
+    return request.schema_name == "PlanDraft"
+
+
+def _task_requests(server: OpenAITestServer, title: str) -> list[ChatRequest]:
+    return [r for r in server.requests if f"Your task: {title}\n" in r.last_user]
+
+
+async def _children(flow_run_id: UUID) -> dict[str, Any]:
+    """Task runs, subflow runs and artifacts of one flow run, by name/key."""
+    async with get_client() as client:
+        runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        task_runs = await client.read_task_runs(
+            flow_run_filter=runs, limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC
+        )
+        subflows = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+            ),
+            limit=200,
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
+        # The typed read_artifacts() joins task runs whenever a task-run filter is sent
+        # (and 3.9.1's server refuses it when absent), hiding flow-level artifacts.
+        response = await client.request(
+            "POST",
+            "/artifacts/filter",
+            json={"artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200},
+        )
+    return {
+        "task_runs": {t.name: t for t in task_runs},
+        "subflows": {f.name: f for f in subflows},
+        "artifacts": {a["key"] or a["description"]: a["data"] for a in response.json()},
+    }
+
+
+async def test_diamond_runs_middle_tasks_concurrently_and_passes_outputs_by_name(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(
+        lambda r: "Your task: " in r.last_user,
+        lambda r: Reply(content=str(echo_answer(r)), delay=1.0),
+    )
+
+    result = await achieve_goal(goal="Write a short report on green tea")
+
+    assert result.status == "completed"
+    pros, cons = (
+        _task_requests(llm_server, "List pros")[0],
+        _task_requests(llm_server, "List cons")[0],
+    )
+    # Both middle tasks were asked before either could have been answered (1 s latency).
+    assert abs(pros.received_at - cons.received_at) < 0.5
+    # Values travel by name: each consumer sees exactly its producers' outputs.
+    assert "<facts from Gather facts>" in pros.last_user
+    report = _task_requests(llm_server, "Write report")[0]
+    assert "<pros from List pros>" in report.last_user
+    assert "<cons from List cons>" in report.last_user
+    assert "green tea" in _task_requests(llm_server, "Gather facts")[0].last_user
+    assert result.deliverables == {"report": "<report from Write report>"}
+    assert [t.status for t in result.tasks] == ["completed"] * 4
+    assert result.usage["calls"] == 5 and result.usage["prompt_tokens"] > 0
+
+    seen = await _children(UUID(result.flow_run_id))
+    assert {
+        "plan goal",
+        "task: Gather facts",
+        "task: List pros",
+        "task: List cons",
+        "task: Write report",
+    } <= set(seen["task_runs"])
+    assert all(run.state.is_completed() for run in seen["task_runs"].values())
+    artifacts = seen["artifacts"]
+    assert "| pros | List pros | llm | facts | pros |" in artifacts["goal-plan"]
+    assert "```mermaid" in artifacts["goal-graph"] and "-->|pros|" in artifacts["goal-graph"]
+    assert "<report from Write report>" in artifacts["goal-report"]
+    assert "<cons from List cons>" in artifacts["Output of cons"]
+
+
+async def test_composite_task_runs_as_a_subflow_with_its_subplan(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan = {
+        "inputs": [],
+        "deliverables": ["essay"],
+        "tasks": [
+            _task("brief", "Write brief", [], ["brief"]),
+            {**_task("draft", "Draft essay", ["brief"], ["essay"]), "kind": "composite"},
+        ],
+    }
+    subplan = {
+        "tasks": [
+            _task("outline", "Make outline", ["brief"], ["outline"]),
+            _task("write", "Write from outline", ["outline"], ["essay"]),
+        ]
+    }
+    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(lambda r: r.schema_name == "SubPlanDraft", json.dumps(subplan))
+
+    result = await achieve_goal(goal="Write an essay")
+
+    assert result.deliverables == {"essay": "<essay from Write from outline>"}
+    assert [t.path for t in result.tasks] == ["brief", "draft", "draft/outline", "draft/write"]
+    refine = next(r for r in llm_server.requests if r.schema_name == "SubPlanDraft")
+    assert "Its inputs: brief" in refine.last_user and "Its outputs: essay" in refine.last_user
+    seen = await _children(UUID(result.flow_run_id))
+    assert "composite: Draft essay" in seen["subflows"]
+    subflow = seen["subflows"]["composite: Draft essay"]
+    assert subflow.state.is_completed()
+    inner = await _children(subflow.id)
+    assert {"task: Make outline", "task: Write from outline"} == set(inner["task_runs"])
+
+
+async def test_saved_plan_runs_without_a_planning_call(llm_server: OpenAITestServer) -> None:
+    plan = Plan.from_draft("Write a short report on green tea", _draft(DIAMOND))
+
+    result = await achieve_goal(plan=plan)
+
+    assert result.status == "completed"
+    assert not [r for r in llm_server.requests if r.schema_name == "PlanDraft"]
+    assert len(llm_server.requests) == 4
+
+
+def _draft(data: dict[str, Any]) -> Any:
+    from goalflow.plan import PlanDraft
+
+    return PlanDraft.model_validate(data)
+
+
+async def test_invalid_plans_are_re_asked_with_the_errors_then_fail_clearly(
+    llm_server: OpenAITestServer,
+) -> None:
+    cyclic = {
+        "inputs": [],
+        "deliverables": ["b"],
+        "tasks": [_task("x", "X", ["b"], ["a"]), _task("y", "Y", ["a"], ["b"])],
+    }
+    llm_server.script(_is_plan, json.dumps(cyclic))
+
+    with pytest.raises(PlanningError) as caught:
+        await achieve_goal(goal="Go round in circles")
+
+    plan_requests = [r for r in llm_server.requests if _is_plan(r)]
+    assert len(plan_requests) == 3
+    assert "tasks form a cycle" in plan_requests[1].text  # the errors went back to the model
+    assert "cycle" in str(caught.value) and caught.value.n_attempts == 3
+    assert any("cycle" in line for line in caught.value.last_errors)
+
+
+async def test_an_invalid_plan_corrected_on_re_ask_is_run(llm_server: OpenAITestServer) -> None:
+    orphan = {**DIAMOND, "tasks": [*DIAMOND["tasks"], _task("extra", "Unused", [], ["noise"])]}
+    llm_server.script(_is_plan, json.dumps(orphan), times=1)
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+
+    result = await achieve_goal(goal="Write a short report on green tea")
+
+    assert result.status == "completed"
+    second = [r for r in llm_server.requests if _is_plan(r)][1]
+    assert "task 'extra' produces 'noise'" in second.text
+
+
+async def test_failed_task_fails_its_dependants_and_independent_branches_go_on(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan = {
+        "inputs": [],
+        "deliverables": ["left_done", "right_done"],
+        "tasks": [
+            _task("left", "Left start", [], ["left_mid"]),
+            _task("left2", "Left end", ["left_mid"], ["left_done"]),
+            _task("right", "Right only", [], ["right_done"]),
+        ],
+    }
+    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(
+        lambda r: "Your task: Left start" in r.last_user,
+        Reply(status=400, error_message="this request is malformed"),
+    )
+
+    with pytest.raises(GoalFailedError) as caught:
+        await achieve_goal(goal="Two branches")
+
+    result = caught.value.result
+    by_path = {t.path: t for t in result.tasks}
+    assert by_path["left"].status == "failed" and "HTTP 400" in (by_path["left"].error or "")
+    assert by_path["left2"].status == "skipped" and "'left'" in (by_path["left2"].error or "")
+    assert by_path["right"].status == "completed"
+    assert result.deliverables == {"right_done": "<right_done from Right only>"}
+    assert "left_done not produced" in result.message
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(result.flow_run_id))
+    assert run.state is not None and run.state.is_failed()
+
+
+async def test_rejected_answer_is_retried_with_the_reviewers_reason(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan = {
+        "inputs": [],
+        "deliverables": ["poem"],
+        "tasks": [_task("poem", "Write poem", [], ["poem"], acceptance="exactly three lines")],
+    }
+    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(
+        lambda r: r.schema_name == "Verdict",
+        json.dumps({"passed": False, "reason": "it has two lines, not three"}),
+        times=1,
+    )
+
+    result = await achieve_goal(goal="A poem")
+
+    asks = [r for r in llm_server.requests if r.schema_name == "TaskAnswer"]
+    assert result.status == "completed"
+    assert len(asks) == 2
+    assert "it has two lines, not three" in asks[1].last_user
+    assert len([r for r in llm_server.requests if r.schema_name == "Verdict"]) == 2
+
+
+async def test_code_task_without_sandbox_fails_with_a_clear_reason(
+    llm_server: OpenAITestServer,
+) -> None:
+    data = {
+        "inputs": [{"name": "numbers", "value": "3 1 2"}],
+        "deliverables": ["sorted_numbers"],
+        "tasks": [
+            {**_task("sort", "Sort numbers", ["numbers"], ["sorted_numbers"]), "kind": "code"}
+        ],
+    }
+    plan = Plan.from_draft("Sort the numbers", _draft(data))
+
+    with pytest.raises(GoalFailedError) as caught:
+        await achieve_goal(plan=plan)
+
+    assert "no sandbox is configured" in (caught.value.result.tasks[0].error or "")
+    assert not llm_server.requests  # no model call was paid for
+
+
+async def test_invalid_saved_plan_is_refused_before_any_model_call(
+    llm_server: OpenAITestServer,
+) -> None:
+    data = {**DIAMOND, "deliverables": ["missing"]}
+    plan = Plan.from_draft("Broken", _draft(data))
+
+    with pytest.raises(PlanFileError, match="deliverable 'missing' is not produced"):
+        await achieve_goal(plan=plan)
+
+    assert not llm_server.requests
