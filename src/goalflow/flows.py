@@ -97,7 +97,11 @@ async def achieve_goal(
     Unset parameters come from the environment (see ``goalflow.settings``).
     """
     started = time.monotonic()
-    overrides: dict[str, Any] = {"concurrency": concurrency, "max_depth": max_depth, "llm_block": llm_block}
+    overrides: dict[str, Any] = {
+        "concurrency": concurrency,
+        "max_depth": max_depth,
+        "llm_block": llm_block,
+    }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if plan is not None:
         errors = plan.errors(max_tasks=settings.max_tasks)

@@ -2,7 +2,7 @@
 
 No Prefect and no I/O here. A plan is valid when its tasks form a connected,
 acyclic graph in which every input has exactly one source (a goal input or one
-producing task), every output is used (by a task or as a deliverable), and every
+producing task), every task's output is used (by a task or as a deliverable), and every
 deliverable is produced. The errors are written for the model that made the plan:
 each names the task and says what to change.
 """
@@ -230,7 +230,8 @@ def check_tasks(
                 "is not a deliverable: every task must be essential, so remove it or "
                 "feed its output to a task that needs it"
             )
-    errors += _cycle_errors(tasks, producers)
+    if len(seen_ids) == len(tasks):  # with duplicate ids the graph itself is ambiguous
+        errors += _cycle_errors(tasks, producers)
     return errors
 
 
@@ -252,7 +253,7 @@ def _cycle_errors(tasks: Sequence[TaskSpec], producers: dict[str, str]) -> list[
     except graphlib.CycleError as e:
         cycle: list[str] = list(e.args[1])
         return [
-            f"tasks form a cycle: {' -> '.join(reversed(cycle))}: a task cannot depend, "
+            f"tasks form a cycle: {' -> '.join(cycle)}: each feeds the next, but a task cannot depend, "
             "directly or through others, on its own output; break the cycle"
         ]
     return []
@@ -276,7 +277,7 @@ def critical_tasks(tasks: Sequence[TaskSpec]) -> set[str]:
         longest_from[tid] = effort[tid] + max(
             (longest_from[d] for d in dependants[tid]), default=0.0
         )
-    length = max(longest_to.values())
+    length = max(longest_to.values(), default=0.0)
     return {
         tid
         for tid in deps

@@ -79,12 +79,12 @@ async def run_graph(
         outcome.status, outcome.error, outcome.finished = status, error, time.monotonic()
         notify(outcome)
 
-    def skip_dependants(tid: str) -> None:
+    def skip_dependants(tid: str, failed: str) -> None:
         for dep in dependants[tid]:
             if dep in waiting:
                 waiting.discard(dep)
-                finish(dep, "skipped", f"not run: it needs the output of '{tid}', which failed")
-                skip_dependants(dep)
+                finish(dep, "skipped", f"not run: it depends on '{failed}', which failed")
+                skip_dependants(dep, failed)
 
     try:
         while waiting or running:
@@ -113,12 +113,14 @@ async def run_graph(
                     finish(tid, "completed")
                 else:
                     finish(tid, "failed", error)
-                    skip_dependants(tid)
+                    skip_dependants(tid, tid)
     finally:
         for future in running:
             future.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+            for tid in running.values():
+                finish(tid, "failed", "cancelled")
     for tid in waiting:
         finish(tid, "skipped", "not run: its inputs were never produced")
     return outcomes

@@ -1,0 +1,243 @@
+"""The LLM layer against a mocked OpenAI HTTP API (respx)."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from pydantic import BaseModel, SecretStr
+
+from goalflow.budget import Price
+from goalflow.errors import (
+    LLMAuthError,
+    LLMModelNotFoundError,
+    LLMRequestError,
+    LLMUnreachableError,
+    StructuredOutputError,
+)
+from goalflow.llm import LLM, LLMConfig
+
+BASE = "https://llm.example.test/v1"
+KEY = "sk-live-abcdefghijklmnopqrstuvwxyz012345"
+
+
+class Answer(BaseModel):
+    city: str
+    population: int
+
+
+def completion(
+    content: str, *, finish: str = "stop", usage: tuple[int, int] = (100, 20)
+) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": sum(usage),
+        },
+    }
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"error": {"message": message, "type": "error", "code": None}}
+    return httpx.Response(status, json=body, headers=headers or {})
+
+
+GOOD = completion(json.dumps({"city": "Oslo", "population": 709000}))
+ASK = [{"role": "user", "content": "Largest city of Norway?"}]
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[LLM]:
+    config = LLMConfig(model="gpt-4o-mini", base_url=BASE, api_key=SecretStr(KEY), backoff=0.05)
+    client = LLM(config, http_client=httpx.AsyncClient())
+    yield client
+    await client.close()
+
+
+def sent(route: respx.Route, index: int = -1) -> dict[str, Any]:
+    return json.loads(route.calls[index].request.content)
+
+
+@respx.mock
+async def test_structured_answer_uses_json_schema_and_is_priced(llm: LLM) -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=GOOD))
+
+    answer = await llm.structured(Answer, ASK, purpose="capital")
+
+    assert answer == Answer(city="Oslo", population=709000)
+    body = sent(route)
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["city", "population"]
+    usage = llm.ledger.summary()
+    # gpt-4o-mini: $0.15 / M in, $0.60 / M out.
+    assert (usage.prompt_tokens, usage.completion_tokens) == (100, 20)
+    assert usage.cost_usd == pytest.approx((100 * 0.15 + 20 * 0.60) / 1e6)
+
+
+@respx.mock
+async def test_price_override_from_the_provider() -> None:
+    respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=GOOD))
+    config = LLMConfig(
+        model="my-model",
+        base_url=BASE,
+        api_key=SecretStr(KEY),
+        prices={"my-model": Price(input=1000, output=0)},
+    )
+    llm = LLM(config, http_client=httpx.AsyncClient())
+
+    await llm.structured(Answer, ASK, purpose="capital")
+
+    assert llm.ledger.summary().cost_usd == pytest.approx(0.1)
+    await llm.close()
+
+
+@respx.mock
+async def test_server_rejecting_json_schema_is_asked_with_json_object(llm: LLM) -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[
+            error(500, "response_format json_schema is not supported"),
+            httpx.Response(200, json=GOOD),
+            httpx.Response(200, json=GOOD),
+        ]
+    )
+
+    await llm.structured(Answer, ASK, purpose="capital")
+    await llm.structured(Answer, ASK, purpose="capital again")
+
+    formats = [sent(route, i)["response_format"] for i in range(3)]
+    assert formats[0]["type"] == "json_schema"
+    assert formats[1] == {"type": "json_object", "schema": Answer.model_json_schema()}
+    assert formats[2]["type"] == "json_object"  # remembered: no second refusal paid for
+    assert "JSON schema" in sent(route, 1)["messages"][0]["content"]
+
+
+@respx.mock
+async def test_rate_limit_is_retried_after_retry_after(llm: LLM) -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[error(429, "slow down", {"retry-after": "1"}), httpx.Response(200, json=GOOD)]
+    )
+    started = time.monotonic()
+
+    await llm.structured(Answer, ASK, purpose="capital")
+
+    assert time.monotonic() - started >= 1.0
+    assert route.call_count == 2
+    assert llm.ledger.summary().calls == 1  # only answered calls are billed
+
+
+@respx.mock
+async def test_server_errors_are_retried_then_reported(llm: LLM) -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(return_value=error(503, "overloaded"))
+    llm_answered = LLM(llm.config, http_client=httpx.AsyncClient())
+    llm_answered._mode = "json_schema"  # past the first-call fallback probe
+
+    with pytest.raises(LLMRequestError, match=r"HTTP 503.*overloaded"):
+        await llm_answered.structured(Answer, ASK, purpose="capital")
+
+    assert route.call_count == 1 + llm.config.max_retries
+    await llm_answered.close()
+
+
+@respx.mock
+async def test_prose_is_re_asked_with_the_errors_then_fails_typed(llm: LLM) -> None:
+    prose = completion("The largest city of Norway is Oslo.")
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        return_value=httpx.Response(200, json=prose)
+    )
+
+    with pytest.raises(StructuredOutputError) as caught:
+        await llm.structured(Answer, ASK, purpose="capital", max_attempts=2)
+
+    assert route.call_count == 2
+    feedback = sent(route, 1)["messages"][-1]["content"]
+    assert "not valid" in feedback and "Invalid JSON" in feedback
+    assert caught.value.n_attempts == 2
+    assert caught.value.last_completion == "The largest city of Norway is Oslo."
+    assert "Answer" in str(caught.value) and "--model" in str(caught.value)
+
+
+@respx.mock
+async def test_truncated_json_says_it_was_cut_off(llm: LLM) -> None:
+    cut = completion('{"city": "Os', finish="length")
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[httpx.Response(200, json=cut), httpx.Response(200, json=GOOD)]
+    )
+
+    answer = await llm.structured(Answer, ASK, purpose="capital")
+
+    assert answer.city == "Oslo"
+    assert "cut off at the token limit" in sent(route, 1)["messages"][-1]["content"]
+
+
+@respx.mock
+async def test_fenced_json_is_accepted(llm: LLM) -> None:
+    fenced = completion('```json\n{"city": "Oslo", "population": 1}\n```')
+    respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=fenced))
+
+    assert (await llm.structured(Answer, ASK, purpose="capital")).population == 1
+
+
+@respx.mock
+async def test_wrong_key_is_an_auth_error_that_never_shows_the_key(llm: LLM) -> None:
+    respx.post(f"{BASE}/chat/completions").mock(
+        return_value=error(401, f"Incorrect API key provided: {KEY[:8]}****{KEY[-4:]}")
+    )
+
+    with pytest.raises(LLMAuthError) as caught:
+        await llm.structured(Answer, ASK, purpose="capital")
+
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "OPENAI_API_KEY" in shown
+    assert KEY[:8] not in shown and KEY[-4:] not in shown
+
+
+@respx.mock
+async def test_unknown_model_lists_what_the_endpoint_serves(llm: LLM) -> None:
+    respx.post(f"{BASE}/chat/completions").mock(return_value=error(404, "The model does not exist"))
+    respx.get(f"{BASE}/models").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "x"}],
+            },
+        )
+    )
+
+    with pytest.raises(LLMModelNotFoundError, match=r"no model 'gpt-4o-mini'.*serves: gpt-4o"):
+        await llm.structured(Answer, ASK, purpose="capital")
+
+
+async def test_unreachable_endpoint_says_where_and_what_to_check() -> None:
+    config = LLMConfig(
+        model="m",
+        base_url="http://127.0.0.1:9/v1",
+        api_key=SecretStr(KEY),
+        max_retries=1,
+        backoff=0.01,
+    )
+    llm = LLM(config)
+
+    with pytest.raises(
+        LLMUnreachableError, match=r"cannot reach .*127\.0\.0\.1:9.*OPENAI_BASE_URL"
+    ):
+        await llm.structured(Answer, ASK, purpose="capital")
+    await llm.close()
