@@ -253,8 +253,8 @@ def _cycle_errors(tasks: Sequence[TaskSpec], producers: dict[str, str]) -> list[
     except graphlib.CycleError as e:
         cycle: list[str] = list(e.args[1])
         return [
-            f"tasks form a cycle: {' -> '.join(cycle)}: each feeds the next, but a task cannot depend, "
-            "directly or through others, on its own output; break the cycle"
+            f"tasks form a cycle: {' -> '.join(cycle)}: each feeds the next, but a task "
+            "cannot depend, directly or through others, on its own output; break the cycle"
         ]
     return []
 
