@@ -33,7 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs
 
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model name (default: GOALFLOW_MODEL).")
@@ -219,6 +219,9 @@ def plan_command(
 def main() -> None:
     # A fresh ephemeral Prefect server can take longer than Prefect's 20 s default here.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    # The progress view replaces Prefect's console log; the server keeps every log line.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except KeyboardInterrupt:

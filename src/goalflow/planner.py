@@ -35,11 +35,56 @@ _RULES = """Rules:
 - A task has: id, title, kind, instructions, inputs, outputs, acceptance, value (1-10), \
 effort (1-10).
 - kind is one of: {kinds}.
-- inputs and outputs are short snake_case names, never the data itself.
+- inputs and outputs are short snake_case names, never the data itself. Every task has \
+at least one output.
 - Every input is {sources}. Each output has exactly one producing task.
 - Every output is consumed by another task or is {sinks}.
 - Use as few tasks as needed (at most {max_tasks}). Tasks that do not depend on each \
 other run in parallel."""
+
+
+# One worked example: small models copy its shape far more reliably than they follow rules.
+_EXAMPLE = json.dumps(
+    {
+        "inputs": [{"name": "article", "value": "(the article text, copied from the goal)"}],
+        "deliverables": ["french_summary"],
+        "tasks": [
+            {
+                "id": "summarise",
+                "title": "Summarise the article",
+                "kind": "llm",
+                "instructions": "Summarise the article in three sentences.",
+                "inputs": ["article"],
+                "outputs": ["summary"],
+                "acceptance": "three sentences",
+                "value": 8,
+                "effort": 2,
+            },
+            {
+                "id": "keywords",
+                "title": "Pick keywords",
+                "kind": "llm",
+                "instructions": "List the five most important keywords of the article.",
+                "inputs": ["article"],
+                "outputs": ["keywords"],
+                "acceptance": "",
+                "value": 5,
+                "effort": 1,
+            },
+            {
+                "id": "translate",
+                "title": "Write the French summary",
+                "kind": "llm",
+                "instructions": "Translate the summary into French and add the keywords.",
+                "inputs": ["summary", "keywords"],
+                "outputs": ["french_summary"],
+                "acceptance": "written in French",
+                "value": 8,
+                "effort": 2,
+            },
+        ],
+    }
+)
 
 
 class PlanningOptions(BaseModel):
@@ -95,6 +140,8 @@ async def make_plan(
         '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
         '- "deliverables" names the outputs that answer the goal.\n'
         'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
+        f"\nExample, for the goal 'Summarise this article in French, with keywords: ...':\n"
+        f"{_EXAMPLE}"
     )
     on_step(f"planning: {goal}")
 

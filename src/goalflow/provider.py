@@ -70,4 +70,5 @@ async def _endpoint_config(settings: Settings, model: str | None) -> LLMConfig:
         base_url=settings.openai_base_url,
         api_key=settings.openai_api_key,
         structured_mode=settings.structured_mode,
+        max_retries=settings.max_retries,
     )

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         description="How to ask for JSON: json_schema, json_object with a schema, or auto "
         "(json_schema, falling back when the server rejects it).",
     )
+    max_retries: int = Field(
+        default=4, ge=0, description="Retries of a model call on rate limits, 5xx and timeouts."
+    )
     concurrency: int = Field(default=4, ge=1, description="Tasks running at once.")
     max_depth: int = Field(
         default=2, ge=0, description="How many times a composite task may be broken down."

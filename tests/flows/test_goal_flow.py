@@ -15,11 +15,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
-from goalflow.errors import PlanFileError, PlanningError
+from goalflow.errors import ConfigError, PlanFileError, PlanningError
 from goalflow.flows import GoalFailedError, achieve_goal
 from goalflow.plan import Plan
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.conftest import echo_answer
+from tests.conftest import TEST_KEY, echo_answer
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -298,3 +298,35 @@ async def test_invalid_saved_plan_is_refused_before_any_model_call(
         await achieve_goal(plan=plan)
 
     assert not llm_server.requests
+
+
+async def test_llm_provider_block_supplies_endpoint_key_and_prices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    from goalflow.blocks import LLMProvider
+    from goalflow.budget import Price
+
+    server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer)
+    server.script(_is_plan, json.dumps(DIAMOND))
+    async with server:
+        await LLMProvider(
+            base_url=server.base_url,
+            api_key=SecretStr(TEST_KEY),
+            model="test-model",
+            prices={"test-model": Price(input=1.0, output=2.0)},
+        ).asave("test-endpoint", overwrite=True)
+
+        result = await achieve_goal(goal="Report on tea", llm_block="test-endpoint")
+
+    assert result.status == "completed"
+    usage = result.usage
+    expected = (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6
+    assert usage["cost_usd"] == pytest.approx(expected) and usage["cost_usd"] > 0
+    assert TEST_KEY not in result.model_dump_json()
+
+
+async def test_missing_llm_provider_block_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="no LLMProvider block named 'nope'"):
+        await achieve_goal(goal="Anything", llm_block="nope")

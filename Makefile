@@ -1,0 +1,27 @@
+# One virtual environment in .venv; every target installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_GOAL ?= Write a haiku about autumn and a haiku about spring, then combine them into one short poem titled Seasons.
+
+.PHONY: setup demo test lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source here (~10-15 min once; pip caches the wheel).
+	$(BIN)/pip install --quiet -e '.[local,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/goalflow run "$(DEMO_GOAL)"
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check src tests flows blocks benchmarks
+	$(BIN)/ruff format --check src tests flows blocks benchmarks
+	$(BIN)/mypy src

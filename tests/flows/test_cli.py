@@ -1,0 +1,197 @@
+"""The ``goalflow`` command, on a real Prefect server with the test LLM server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from goalflow.cli import app
+from goalflow.testing import OpenAITestServer, Reply
+from tests.conftest import TEST_KEY
+from tests.flows.test_goal_flow import DIAMOND, _is_plan, _task
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+GOAL = "Write a short report on green tea"
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_run_json_prints_the_result_on_stdout(llm_server: OpenAITestServer) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+
+    result = invoke("run", GOAL, "--json")
+
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)  # stdout holds the JSON document and nothing else
+    assert data["status"] == "completed"
+    assert data["deliverables"] == {"report": "<report from Write report>"}
+    assert [t["path"] for t in data["tasks"]] == ["facts", "pros", "cons", "report"]
+    assert data["usage"]["calls"] == 5 and data["usage"]["prompt_tokens"] > 0
+    assert data["flow_run_id"]
+
+
+def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+
+    result = invoke("run", GOAL)
+
+    assert result.exit_code == 0, result.stderr
+    assert "<report from Write report>" in result.stdout
+    assert "goal completed" in result.stderr and "5 model calls" in result.stderr
+
+
+def test_saved_plan_is_written_then_run_without_planning(
+    llm_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    plan_file = tmp_path / "plan.json"
+
+    planned = invoke("plan", GOAL, "-o", str(plan_file))
+    llm_server.reset()
+    ran = invoke("run", "--plan", str(plan_file), "--json")
+
+    assert planned.exit_code == 0, planned.stderr
+    assert json.loads(plan_file.read_text())["deliverables"] == ["report"]
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["status"] == "completed"
+    assert not [r for r in llm_server.requests if _is_plan(r)]
+
+
+def test_failed_goal_exits_1_and_still_reports(llm_server: OpenAITestServer) -> None:
+    plan = {
+        "inputs": [],
+        "deliverables": ["a", "b"],
+        "tasks": [_task("left", "Left", [], ["a"]), _task("right", "Right", [], ["b"])],
+    }
+    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(lambda r: "Your task: Left" in r.last_user, Reply(status=400))
+
+    result = invoke("run", "Two things", "--json")
+
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["status"] == "failed" and data["deliverables"] == {"b": "<b from Right>"}
+    assert "a not produced" in data["message"]
+
+
+@pytest.mark.parametrize("goal", ["", "   \n\t "])
+def test_empty_goal_is_refused(llm_server: OpenAITestServer, goal: str) -> None:
+    result = invoke("run", goal)
+
+    assert result.exit_code == 2
+    assert "the goal is empty" in result.stderr
+    assert not llm_server.requests
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json at all", "is not a valid goalflow plan"),
+        ('{"goal": "x", "deliverables": ["a"], "tasks": [{"id": "t"}]}', "tasks.0.title"),
+        (
+            json.dumps(
+                {
+                    "goal": "loop",
+                    "deliverables": ["b"],
+                    "tasks": [_task("x", "X", ["b"], ["a"]), _task("y", "Y", ["a"], ["b"])],
+                }
+            ),
+            "tasks form a cycle",
+        ),
+    ],
+)
+def test_invalid_plan_file_is_refused_before_any_model_call(
+    llm_server: OpenAITestServer, tmp_path: Path, content: str, message: str
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(content)
+
+    result = invoke("run", "--plan", str(plan_file))
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not llm_server.requests
+
+
+def test_missing_plan_file_is_refused(tmp_path: Path) -> None:
+    result = invoke("run", "--plan", str(tmp_path / "nope.json"))
+
+    assert result.exit_code == 2
+    assert "cannot read the plan file" in result.stderr
+
+
+def test_unreachable_endpoint_says_what_to_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOALFLOW_MAX_RETRIES", "0")
+
+    result = invoke("run", GOAL)
+
+    assert result.exit_code == 1
+    assert "cannot reach the model endpoint http://127.0.0.1:9/v1" in result.stderr
+
+
+def test_wrong_api_key_is_reported_without_showing_any_key(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "sk-wrong-9876543210zyxwvutsrqponm"
+    monkeypatch.setenv("OPENAI_API_KEY", wrong)
+
+    result = invoke("run", GOAL, "--json")
+
+    assert result.exit_code == 1
+    assert "refused the API key (HTTP 401)" in result.stderr
+    for key in (wrong, TEST_KEY):
+        for part in (key, key[:10], key[-6:]):
+            assert part not in result.output
+
+
+def test_model_answering_prose_fails_clearly(llm_server: OpenAITestServer) -> None:
+    llm_server.script(_is_plan, "Sure! Here is my plan: first research, then write.")
+
+    result = invoke("run", GOAL)
+
+    assert result.exit_code == 1
+    assert "never gave a valid PlanDraft" in result.stderr
+    assert "Sure! Here is my plan" in result.stderr
+
+
+def test_unknown_model_names_the_served_ones(llm_server: OpenAITestServer) -> None:
+    result = invoke("run", GOAL, "--model", "gpt-9")
+
+    assert result.exit_code == 1
+    assert "no model 'gpt-9'" in result.stderr and "serves: test-model" in result.stderr
+
+
+def test_failed_planning_writes_no_plan_file(llm_server: OpenAITestServer, tmp_path: Path) -> None:
+    llm_server.script(_is_plan, '{"tasks": [')
+    plan_file = tmp_path / "plan.json"
+
+    result = invoke("plan", GOAL, "-o", str(plan_file))
+
+    assert result.exit_code == 1
+    assert not list(tmp_path.iterdir())  # neither the plan nor a partial file
+
+
+def test_json_schema_refusal_falls_back_to_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = OpenAITestServer(reject_json_schema=True)
+    server.script(_is_plan, json.dumps(DIAMOND))
+    server.script(
+        lambda r: True,
+        lambda r: json.dumps(dict.fromkeys((r.schema or {}).get("properties", {}), "v")),
+    )
+    with server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("GOALFLOW_MODEL", "test-model")
+
+        result = invoke("run", GOAL, "--json")
+
+        formats = [r.response_format["type"] for r in server.requests if r.response_format]
+    assert formats[:2] == ["json_schema", "json_object"]
+    assert set(formats[2:]) == {"json_object"}
+    assert result.exit_code == 0, result.stderr
