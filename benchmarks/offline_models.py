@@ -50,7 +50,7 @@ async def bench_model(key: str) -> list[dict[str, object]]:
                 plan = await make_plan(llm, goal, options)
                 valid, tasks, error = True, len(plan.tasks), ""
             except GoalflowError as e:
-                valid, tasks, error = False, 0, str(e).splitlines()[0][:80]
+                valid, tasks, error = False, 0, " | ".join(str(e).splitlines())[:500]
             usage = llm.ledger.summary()
             rows.append(
                 {

@@ -168,6 +168,7 @@ async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> di
     await acreate_markdown_artifact(
         task_output_markdown(path, task.title, outputs), description=f"Output of {path}"
     )
+    get_run_logger().info("produced %s", ", ".join(outputs))
     return outputs
 
 

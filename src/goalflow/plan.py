@@ -12,9 +12,9 @@ from __future__ import annotations
 import graphlib
 import re
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 __all__ = [
     "DEFAULT_MAX_TASKS",
@@ -33,6 +33,19 @@ __all__ = [
 DEFAULT_MAX_TASKS = 25
 TaskKind = Literal["llm", "code", "composite"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+# Said in the schema the model sees (grammar-constrained servers enforce it), but not
+# validated by pydantic: check_tasks reports an empty list with a clearer message.
+_AT_LEAST_ONE: dict[str, Any] = {"minItems": 1}
+
+
+def _clamp_score(value: Any) -> Any:
+    """An estimate outside 1-10 is clamped, not worth a re-ask."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return min(max(float(value), 1.0), 10.0)
+    return value
+
+
+Score = Annotated[float, BeforeValidator(_clamp_score)]
 
 
 class TaskSpec(BaseModel):
@@ -51,12 +64,14 @@ class TaskSpec(BaseModel):
         default_factory=list,
         description="Names of the values this task reads (goal inputs or other tasks' outputs).",
     )
-    outputs: list[str] = Field(description="Names of the values this task produces.")
+    outputs: list[str] = Field(
+        description="Names of the values this task produces.", json_schema_extra=_AT_LEAST_ONE
+    )
     acceptance: str = Field(
         default="", description="How to tell that the outputs are right (empty: no check)."
     )
-    value: float = Field(default=1.0, gt=0, description="How much the task matters, 1-10.")
-    effort: float = Field(default=1.0, gt=0, description="How much work it is, 1-10.")
+    value: Score = Field(default=1.0, description="How much the task matters, 1-10.")
+    effort: Score = Field(default=1.0, description="How much work it is, 1-10.")
 
 
 class Task(TaskSpec):
@@ -83,8 +98,13 @@ class PlanDraft(BaseModel):
     inputs: list[GoalInput] = Field(
         default_factory=list, description="Data stated in the goal, each under a name."
     )
-    deliverables: list[str] = Field(description="Names of the outputs that answer the goal.")
-    tasks: list[TaskSpec] = Field(description="The steps, each consuming and producing names.")
+    deliverables: list[str] = Field(
+        description="Names of the outputs that answer the goal.", json_schema_extra=_AT_LEAST_ONE
+    )
+    tasks: list[TaskSpec] = Field(
+        description="The steps, each consuming and producing names.",
+        json_schema_extra=_AT_LEAST_ONE,
+    )
 
 
 class Plan(BaseModel):

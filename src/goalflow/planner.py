@@ -115,7 +115,9 @@ class PlanningOptions(BaseModel):
 class SubPlanDraft(BaseModel):
     """The breakdown of one composite task, as the model answers it."""
 
-    tasks: list[TaskSpec] = Field(description="The steps that together do the parent task.")
+    tasks: list[TaskSpec] = Field(
+        description="The steps that together do the parent task.", json_schema_extra={"minItems": 1}
+    )
 
 
 async def make_plan(

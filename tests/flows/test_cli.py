@@ -43,6 +43,10 @@ def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
     assert result.exit_code == 0, result.stderr
     assert "<report from Write report>" in result.stdout
     assert "goal completed" in result.stderr and "5 model calls" in result.stderr
+    # Off a terminal, progress is one line per event, in order.
+    assert "plan ready: 4 tasks" in result.stderr
+    running = result.stderr.index("  running  pros: List pros")
+    assert result.stderr.index("completed  facts: Gather facts") < running
 
 
 def test_saved_plan_is_written_then_run_without_planning(

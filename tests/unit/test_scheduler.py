@@ -9,35 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
 from goalflow.plan import TaskSpec, priority_order
 from goalflow.scheduler import TaskOutcome, TaskStatus, run_graph
+from tests.builders import spec
 
 SHORT = 0.02
-
-
-def spec(
-    task_id: str,
-    inputs: Sequence[str] = (),
-    outputs: Sequence[str] | None = None,
-    *,
-    value: float = 1.0,
-    effort: float = 1.0,
-) -> TaskSpec:
-    return TaskSpec(
-        id=task_id,
-        title=f"do {task_id}",
-        kind="llm",
-        instructions=f"Do {task_id}.",
-        inputs=list(inputs),
-        outputs=[f"{task_id}_out"] if outputs is None else list(outputs),
-        value=value,
-        effort=effort,
-    )
 
 
 @dataclass
