@@ -51,9 +51,10 @@ class _Progress(Observer):
         self.started = time.monotonic()
         self.states: dict[str, TaskOutcome] = {}
         self.ledger: Ledger | None = None
+        self.total = 0
         self.live: Live | None = None
         if console.is_terminal:
-            self.live = Live(self._render(), console=console, refresh_per_second=4)
+            self.live = Live(console=console, refresh_per_second=4, get_renderable=self._render)
 
     def __enter__(self) -> _Progress:
         if self.live:
@@ -62,7 +63,6 @@ class _Progress(Observer):
 
     def __exit__(self, *exc: object) -> None:
         if self.live:
-            self.live.update(self._render())
             self.live.stop()
 
     def attach(self, ledger: Ledger) -> None:
@@ -72,6 +72,7 @@ class _Progress(Observer):
         self._say(message)
 
     def plan_ready(self, plan: Plan) -> None:
+        self.total = sum(1 for _ in plan.walk())
         self._say(f"plan ready: {plan.leaf_count()} tasks")
 
     def task_changed(self, path: str, outcome: TaskOutcome) -> None:
@@ -81,15 +82,16 @@ class _Progress(Observer):
 
     def _say(self, line: str) -> None:
         if self.live:
-            self.live.update(self._render())
+            self.live.refresh()
         else:
             self.console.print(line, highlight=False, markup=False)
 
     def _render(self) -> Table:
         counts = Counter(o.status for o in self.states.values())
+        counts["pending"] += self.total - len(self.states)
         table = Table.grid(padding=(0, 2))
         summary = "  ".join(
-            f"{s}: {counts[s]}" for s in ("running", "completed", "failed", "skipped")
+            f"{s}: {counts[s]}" for s in ("pending", "running", "completed", "failed", "skipped")
         )
         usage = self.ledger.summary() if self.ledger else None
         spend = (

@@ -157,8 +157,12 @@ class Plan(BaseModel):
                 ]
         return errors
 
+    def walk(self) -> Iterable[Task]:
+        """Every task at every level, parents before their subtasks."""
+        return _walk(self.tasks)
+
     def leaf_count(self) -> int:
-        return sum(1 for task in _walk(self.tasks) if not task.subtasks)
+        return sum(1 for task in self.walk() if not task.subtasks)
 
 
 def _walk(tasks: Iterable[Task]) -> Iterable[Task]:
