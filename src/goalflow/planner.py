@@ -10,11 +10,12 @@ sub-plan may hold only executable tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from goalflow.errors import GoalflowError, PlanningError
 from goalflow.llm import LLM, Message
@@ -157,7 +158,13 @@ async def make_plan(
         )
 
     draft = await _ask(
-        llm, PlanDraft, system, f"Goal: {goal}", errors_of, options, purpose="plan goal"
+        llm,
+        _restricted(PlanDraft, top_kinds),
+        system,
+        f"Goal: {goal}",
+        errors_of,
+        options,
+        purpose="plan goal",
     )
     plan = Plan.from_draft(goal, draft)
     await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step)
@@ -218,7 +225,13 @@ async def _refine_one(
         )
 
     sub = await _ask(
-        llm, SubPlanDraft, system, user, errors_of, options, purpose=f"refine {task.id}"
+        llm,
+        _restricted(SubPlanDraft, kinds),
+        system,
+        user,
+        errors_of,
+        options,
+        purpose=f"refine {task.id}",
     )
     task.subtasks = [Task(**spec.model_dump()) for spec in sub.tasks]
     await _refine(llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step)
@@ -260,6 +273,18 @@ async def _ask(
         n_attempts=options.attempts,
         last_errors=errors,
     )
+
+
+@functools.cache
+def _restricted(draft: type[D], kinds: tuple[TaskKind, ...]) -> type[D]:
+    """``draft`` whose tasks may only have ``kinds``: the schema the model sees says so,
+    and servers that constrain output to the schema cannot answer anything else."""
+    allowed: Any = Literal[kinds]
+    spec = create_model(
+        "TaskSpec", __base__=TaskSpec, kind=(allowed, TaskSpec.model_fields["kind"])
+    )
+    tasks_field = draft.model_fields["tasks"]
+    return create_model(draft.__name__, __base__=draft, tasks=(list[spec], tasks_field))
 
 
 def _kinds(options: PlanningOptions, *, depth: int) -> tuple[TaskKind, ...]:

