@@ -28,6 +28,7 @@ __all__ = [
     "critical_tasks",
     "describe_validation_error",
     "priority_order",
+    "resolve_task_ids",
 ]
 
 DEFAULT_MAX_TASKS = 25
@@ -281,6 +282,32 @@ def _cycle_errors(tasks: Sequence[TaskSpec], producers: dict[str, str]) -> list[
             "cannot depend, directly or through others, on its own output; break the cycle"
         ]
     return []
+
+
+def resolve_task_ids(
+    tasks: Sequence[TaskSpec], *, available: Iterable[str], deliverables: Sequence[str]
+) -> list[str]:
+    """Replace task ids used where value names belong; return the deliverables resolved.
+
+    Models often name the task where they mean what it produces. A name that is no
+    value's name (no output, no available input) but a task's id stands for that
+    task's outputs: in every task's inputs (in place) and in the deliverables.
+    """
+    values = set(available) | {name for task in tasks for name in task.outputs}
+    by_id = {task.id: task for task in tasks}
+
+    def resolve(names: Iterable[str], owner: str | None = None) -> list[str]:
+        resolved: list[str] = []
+        for name in names:
+            meant = by_id.get(name) if name not in values and name != owner else None
+            for value in meant.outputs if meant else [name]:
+                if value not in resolved:
+                    resolved.append(value)
+        return resolved
+
+    for task in tasks:
+        task.inputs = resolve(task.inputs, owner=task.id)
+    return resolve(deliverables)
 
 
 def critical_tasks(tasks: Sequence[TaskSpec]) -> set[str]:

@@ -1,6 +1,8 @@
 """Goal -> plan with the model, then recursive refinement of composite tasks.
 
-Each answer is checked against the plan rules (:func:`goalflow.plan.check_tasks`);
+Each answer is first settled where its meaning is unambiguous (a task id written where
+its output belongs, see :func:`goalflow.plan.resolve_task_ids`), then checked against
+the plan rules (:func:`goalflow.plan.check_tasks`);
 the broken rules go back to the model, a bounded number of times, before planning
 ends in :class:`PlanningError`. A composite task is planned again as a sub-goal whose
 inputs and outputs are its own, so the graph stays connected; at the depth limit the
@@ -19,7 +21,15 @@ from pydantic import BaseModel, Field, create_model
 
 from goalflow.errors import GoalflowError, PlanningError
 from goalflow.llm import LLM, Message
-from goalflow.plan import Plan, PlanDraft, Task, TaskKind, TaskSpec, check_tasks
+from goalflow.plan import (
+    Plan,
+    PlanDraft,
+    Task,
+    TaskKind,
+    TaskSpec,
+    check_tasks,
+    resolve_task_ids,
+)
 from goalflow.settings import Settings
 
 __all__ = ["PlanningOptions", "make_plan"]
@@ -148,10 +158,14 @@ async def make_plan(
     )
     on_step(f"planning: {goal}")
 
-    def errors_of(draft: PlanDraft) -> list[str]:
+    def review(draft: PlanDraft) -> list[str]:
+        available = [item.name for item in draft.inputs]
+        draft.deliverables = resolve_task_ids(
+            draft.tasks, available=available, deliverables=draft.deliverables
+        )
         return check_tasks(
             draft.tasks,
-            available=[item.name for item in draft.inputs],
+            available=available,
             deliverables=draft.deliverables,
             max_tasks=options.max_tasks,
             allowed_kinds=top_kinds,
@@ -162,7 +176,7 @@ async def make_plan(
         _restricted(PlanDraft, top_kinds),
         system,
         f"Goal: {goal}",
-        errors_of,
+        review,
         options,
         purpose="plan goal",
     )
@@ -215,7 +229,8 @@ async def _refine_one(
         f"Its inputs: {_listing(task.inputs)}\nIts outputs: {_listing(task.outputs)}"
     )
 
-    def errors_of(draft: SubPlanDraft) -> list[str]:
+    def review(draft: SubPlanDraft) -> list[str]:
+        resolve_task_ids(draft.tasks, available=task.inputs, deliverables=())
         return check_tasks(
             draft.tasks,
             available=task.inputs,
@@ -229,7 +244,7 @@ async def _refine_one(
         _restricted(SubPlanDraft, kinds),
         system,
         user,
-        errors_of,
+        review,
         options,
         purpose=f"refine {task.id}",
     )
@@ -242,7 +257,7 @@ async def _ask(
     schema: type[D],
     system: str,
     user: str,
-    errors_of: Callable[[D], list[str]],
+    review: Callable[[D], list[str]],
     options: PlanningOptions,
     *,
     purpose: str,
@@ -254,7 +269,7 @@ async def _ask(
     errors: list[str] = []
     for _ in range(options.attempts):
         draft = await llm.structured(schema, messages, purpose=purpose)
-        errors = errors_of(draft)
+        errors = review(draft)
         if not errors:
             return draft
         messages += [

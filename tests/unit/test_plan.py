@@ -24,6 +24,7 @@ from goalflow.plan import (
     critical_tasks,
     describe_validation_error,
     priority_order,
+    resolve_task_ids,
 )
 from tests.builders import spec
 
@@ -424,3 +425,24 @@ def test_among_equals_higher_value_per_effort_comes_first() -> None:
         spec("main", [], ["m"], value=1, effort=10),  # the critical path
     ]
     assert priority_order(tasks) == ["main", "beta", "alpha", "gamma"]
+
+
+def test_task_ids_written_for_their_outputs_are_resolved() -> None:
+    tasks = [spec("pros", [], ["pro_list"]), spec("verdict", ["pros", "topic"], ["text"])]
+
+    deliverables = resolve_task_ids(tasks, available=["topic"], deliverables=["verdict"])
+
+    assert tasks[1].inputs == ["pro_list", "topic"]
+    assert deliverables == ["text"]
+    assert check_tasks(tasks, available=["topic"], deliverables=deliverables) == []
+
+
+def test_names_that_are_values_are_never_taken_for_task_ids() -> None:
+    # 'summary' is both a task id and an output: it means the output.
+    tasks = [spec("summary", [], ["summary"]), spec("title", ["summary", "title"], ["t"])]
+
+    deliverables = resolve_task_ids(tasks, available=[], deliverables=["summary", "t"])
+
+    assert deliverables == ["summary", "t"]
+    # A task naming itself is not rewritten into a self-loop; the rules report it.
+    assert tasks[1].inputs == ["summary", "title"]
