@@ -29,6 +29,7 @@ __all__ = [
     "describe_validation_error",
     "priority_order",
     "resolve_task_ids",
+    "wire_dangling_outputs",
 ]
 
 DEFAULT_MAX_TASKS = 25
@@ -252,12 +253,21 @@ def check_tasks(
         ):
             errors.append(
                 f"task '{task.id}' produces {_names(unused)}, which no task consumes and which "
-                "is not a deliverable: every task must be essential, so remove it or "
-                "feed its output to a task that needs it"
+                "is not a deliverable: every task must be essential, so remove it or add "
+                f"{_names(unused)} to the inputs of the task that needs it"
+                + _likely_consumer(tasks, task, deliverables)
             )
     if len(seen_ids) == len(tasks):  # with duplicate ids the graph itself is ambiguous
         errors += _cycle_errors(tasks, producers)
     return errors
+
+
+def _likely_consumer(
+    tasks: Sequence[TaskSpec], dangling: TaskSpec, deliverables: Sequence[str]
+) -> str:
+    """A concrete hint: small models fix a wiring error when shown where the wire goes."""
+    finals = [t.id for t in tasks if t.id != dangling.id and set(t.outputs) & set(deliverables)]
+    return f" (probably {_names(finals)}, which makes the deliverable)" if finals else ""
 
 
 def _names(names: Iterable[str]) -> str:
@@ -308,6 +318,44 @@ def resolve_task_ids(
     for task in tasks:
         task.inputs = resolve(task.inputs, owner=task.id)
     return resolve(deliverables)
+
+
+def wire_dangling_outputs(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """Feed unused results into the one task that makes the deliverables; say what moved.
+
+    Small models plan "do A, do B, then combine" and forget to list A's and B's outputs
+    as the last task's inputs. Where exactly one task produces the deliverables, every
+    other task whose outputs nobody consumes is wired into it (unless that would close
+    a cycle). With several final tasks the intent is unclear, and the rules report it.
+    """
+    finals = [task for task in tasks if set(task.outputs) & set(deliverables)]
+    if len(finals) != 1:
+        return []
+    final = finals[0]
+    producer = {name: task for task in tasks for name in task.outputs}
+    consumed = {name for task in tasks for name in task.inputs}
+
+    def upstream(task: TaskSpec, seen: set[str]) -> set[str]:
+        for name in task.inputs:
+            source = producer.get(name)
+            if source is not None and source.id not in seen:
+                seen.add(source.id)
+                upstream(source, seen)
+        return seen
+
+    notes = []
+    for task in tasks:
+        dangling = [n for n in task.outputs if n not in consumed and n not in deliverables]
+        if (
+            task is final
+            or len(dangling) != len(task.outputs)
+            or not dangling
+            or final.id in upstream(task, set())
+        ):
+            continue
+        final.inputs = [*final.inputs, *dangling]
+        notes.append(f"fed {_names(dangling)} of '{task.id}' into '{final.id}'")
+    return notes
 
 
 def critical_tasks(tasks: Sequence[TaskSpec]) -> set[str]:

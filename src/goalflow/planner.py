@@ -1,7 +1,9 @@
 """Goal -> plan with the model, then recursive refinement of composite tasks.
 
 Each answer is first settled where its meaning is unambiguous (a task id written where
-its output belongs, see :func:`goalflow.plan.resolve_task_ids`), then checked against
+its output belongs; results left unwired before the one task that makes the
+deliverables: :func:`goalflow.plan.resolve_task_ids`, :func:`~goalflow.plan.wire_dangling_outputs`),
+then checked against
 the plan rules (:func:`goalflow.plan.check_tasks`);
 the broken rules go back to the model, a bounded number of times, before planning
 ends in :class:`PlanningError`. A composite task is planned again as a sub-goal whose
@@ -19,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
-from goalflow.errors import GoalflowError, PlanningError
+from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 from goalflow.llm import LLM, Message
 from goalflow.plan import (
     Plan,
@@ -29,6 +31,7 @@ from goalflow.plan import (
     TaskSpec,
     check_tasks,
     resolve_task_ids,
+    wire_dangling_outputs,
 )
 from goalflow.settings import Settings
 
@@ -151,7 +154,9 @@ async def make_plan(
         )
         + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
         '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
-        '- "deliverables" names the outputs that answer the goal.\n'
+        '- "deliverables" names the final outputs that answer the whole goal. When the goal '
+        "asks to combine, compare or use earlier results, a last task does that, and its "
+        "output is the deliverable.\n"
         'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
         f"\nExample, for the goal 'Summarise this article in French, with keywords: ...':\n"
         f"{_EXAMPLE}"
@@ -163,6 +168,8 @@ async def make_plan(
         draft.deliverables = resolve_task_ids(
             draft.tasks, available=available, deliverables=draft.deliverables
         )
+        for note in wire_dangling_outputs(draft.tasks, draft.deliverables):
+            on_step(f"settled: {note}")
         return check_tasks(
             draft.tasks,
             available=available,
@@ -231,6 +238,8 @@ async def _refine_one(
 
     def review(draft: SubPlanDraft) -> list[str]:
         resolve_task_ids(draft.tasks, available=task.inputs, deliverables=())
+        for note in wire_dangling_outputs(draft.tasks, task.outputs):
+            on_step(f"settled: {note}")
         return check_tasks(
             draft.tasks,
             available=task.inputs,
@@ -239,15 +248,23 @@ async def _refine_one(
             allowed_kinds=kinds,
         )
 
-    sub = await _ask(
-        llm,
-        _restricted(SubPlanDraft, kinds),
-        system,
-        user,
-        review,
-        options,
-        purpose=f"refine {task.id}",
-    )
+    try:
+        sub = await _ask(
+            llm,
+            _restricted(SubPlanDraft, kinds),
+            system,
+            user,
+            review,
+            options,
+            purpose=f"refine {task.id}",
+        )
+    except (PlanningError, StructuredOutputError) as e:
+        # The step is still well defined (instructions, inputs, outputs): do it in one go
+        # rather than fail a goal whose plan is otherwise valid.
+        reason = e.last_errors[0] if isinstance(e, PlanningError) and e.last_errors else str(e)
+        on_step(f"could not break down '{task.id}' ({reason}): it runs as one 'llm' step")
+        task.kind = "llm"
+        return
     task.subtasks = [Task(**spec.model_dump()) for spec in sub.tasks]
     await _refine(llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step)
 

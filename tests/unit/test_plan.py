@@ -25,6 +25,7 @@ from goalflow.plan import (
     describe_validation_error,
     priority_order,
     resolve_task_ids,
+    wire_dangling_outputs,
 )
 from tests.builders import spec
 
@@ -446,3 +447,30 @@ def test_names_that_are_values_are_never_taken_for_task_ids() -> None:
     assert deliverables == ["summary", "t"]
     # A task naming itself is not rewritten into a self-loop; the rules report it.
     assert tasks[1].inputs == ["summary", "title"]
+
+
+def test_results_left_unwired_are_fed_into_the_one_final_task() -> None:
+    tasks = [spec("sights"), spec("food"), spec("itinerary", [], ["plan"])]
+
+    notes = wire_dangling_outputs(tasks, ["plan"])
+
+    assert tasks[2].inputs == ["sights_out", "food_out"]
+    assert notes == [
+        "fed 'sights_out' of 'sights' into 'itinerary'",
+        "fed 'food_out' of 'food' into 'itinerary'",
+    ]
+    assert check_tasks(tasks, available=[], deliverables=["plan"]) == []
+
+
+def test_unclear_wiring_is_left_for_the_rules_to_report() -> None:
+    two_finals = [spec("a"), spec("b", [], ["x"]), spec("c", [], ["y"])]
+    assert wire_dangling_outputs(two_finals, ["x", "y"]) == []
+    assert (
+        "task 'a' produces 'a_out'"
+        in check_tasks(two_finals, available=[], deliverables=["x", "y"])[0]
+    )
+
+    # A dangling task downstream of the final task would close a cycle: left alone.
+    downstream = [spec("final", [], ["x"]), spec("after", ["x"], ["late"])]
+    assert wire_dangling_outputs(downstream, ["x"]) == []
+    assert downstream[0].inputs == []
