@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_GOAL ?= Write a haiku about autumn and a haiku about spring, then combine them into one short poem titled Seasons.
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint docker
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/goalflow run "$(DEMO_GOAL)"
 
-test: setup
+# The Docker engine and the sandbox image that code tasks (and their tests) run in.
+docker: setup
+	GOALFLOW=$(BIN)/goalflow bash scripts/docker-up.sh
+
+test: setup docker
 	$(BIN)/pytest
 
 lint: setup

@@ -24,6 +24,7 @@ from goalflow.budget import Ledger
 from goalflow.errors import ConfigError, GoalflowError, PlanFileError
 from goalflow.plan import Plan, describe_validation_error
 from goalflow.progress import Observer, observe
+from goalflow.sandbox_cli import sandbox_app
 from goalflow.scheduler import TaskOutcome
 
 __all__ = ["app", "main"]
@@ -33,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(sandbox_app, name="sandbox")
 err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs
 
 ModelOpt = Annotated[

@@ -15,7 +15,8 @@ failed, why, and what to change. No message ever contains an API key.
     ├── PlanningError                the model's plans stayed invalid after re-asking
     ├── LocalModelError              the offline model cannot be prepared or started
     └── TaskError                    one task of a goal could not produce its outputs
-        └── SandboxUnavailableError  a code task, with no sandbox to run its program
+        ├── SandboxUnavailableError  no Docker engine or image to run programs, and the fix
+        └── SandboxError             the engine failed around a program (not the program)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "LocalModelError",
     "PlanFileError",
     "PlanningError",
+    "SandboxError",
     "SandboxUnavailableError",
     "StructuredOutputError",
     "TaskError",
@@ -102,4 +104,16 @@ class TaskError(GoalflowError):
 
 
 class SandboxUnavailableError(TaskError):
-    """A code task was asked to run, but no sandbox can run its program."""
+    """A code task was asked to run, but no sandbox can run its program.
+
+    Also raised when the sandbox image cannot be built. The message says how to fix it:
+    start the engine, build the image, or name another engine or image.
+    """
+
+
+class SandboxError(TaskError):
+    """The Docker engine failed around a program: copying files in, starting, streaming.
+
+    A program's own failures (exit code, timeout, out of memory, missing outputs) are not
+    errors of the sandbox: they are reported in its result and shown to the model.
+    """

@@ -2,8 +2,9 @@
 
 An ``llm`` task's answer is checked against the task's acceptance criterion by the
 model; a rejected answer is retried with the reviewer's reason, a bounded number of
-times. A ``code`` task goes to the code runner (the sandbox); with none configured it
-fails with a message that says so, and nothing runs model-written code on the host.
+times. A ``code`` task goes to the code runner (:mod:`goalflow.coder`), which applies
+the same ``review``; with no sandbox it fails with a message that says how to fix that,
+and nothing runs model-written code on the host.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from goalflow.errors import SandboxUnavailableError, TaskError
 from goalflow.llm import LLM, Message
 from goalflow.plan import TaskSpec
 
-__all__ = ["CodeRunner", "Verdict", "run_leaf"]
+__all__ = ["CodeRunner", "Verdict", "review", "run_leaf"]
 
 CodeRunner = Callable[[TaskSpec, dict[str, str]], Awaitable[dict[str, str]]]
 _INPUT_PREVIEW = 6000
@@ -55,8 +56,8 @@ async def run_leaf(
         if code_runner is None:
             raise SandboxUnavailableError(
                 f"task '{task.id}' is a code task, and no sandbox is configured to run "
-                "model-written programs: re-plan it as an 'llm' task, or configure the "
-                "Docker sandbox"
+                "model-written programs: `goalflow sandbox check` says why and how to fix "
+                "it (and GOALFLOW_SANDBOX must not be 'off'); or re-plan it as an 'llm' task"
             )
         return await code_runner(task, dict(inputs))
     schema = _answer_schema(task)
@@ -70,7 +71,7 @@ async def run_leaf(
         outputs: dict[str, str] = answer.model_dump(by_alias=True)
         if not task.acceptance:
             return outputs
-        verdict = await _review(llm, task, outputs)
+        verdict = await review(llm, task, outputs)
         if verdict.passed:
             return outputs
         reason = verdict.reason
@@ -115,7 +116,8 @@ def _answer_schema(task: TaskSpec) -> type[BaseModel]:
     )
 
 
-async def _review(llm: LLM, task: TaskSpec, outputs: Mapping[str, str]) -> Verdict:
+async def review(llm: LLM, task: TaskSpec, outputs: Mapping[str, str]) -> Verdict:
+    """The model's verdict on ``outputs`` against the task's acceptance check."""
     shown = "\n\n".join(f"{name}:\n{value}" for name, value in outputs.items())
     messages: list[Message] = [
         {

@@ -21,6 +21,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from goalflow.code_runs import sandbox_code_runner
 from goalflow.errors import ConfigError, GoalflowError, PlanFileError, TaskError
 from goalflow.executor import CodeRunner, run_leaf
 from goalflow.llm import LLM
@@ -91,6 +92,7 @@ async def achieve_goal(
     concurrency: int | None = None,
     max_depth: int | None = None,
     llm_block: str | None = None,
+    sandbox_block: str | None = None,
 ) -> GoalResult:
     """Plan ``goal`` (or take a saved ``plan``), run its tasks, hand back the deliverables.
 
@@ -101,6 +103,7 @@ async def achieve_goal(
         "concurrency": concurrency,
         "max_depth": max_depth,
         "llm_block": llm_block,
+        "sandbox_block": sandbox_block,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if plan is not None:
@@ -117,6 +120,7 @@ async def achieve_goal(
             settings=settings,
             observer=current_observer(),
             slots=asyncio.Semaphore(settings.concurrency),
+            code_runner=await sandbox_code_runner(settings, llm, goal),
         )
         run.observer.attach(llm.ledger)
         token = _RUN.set(run)

@@ -65,3 +65,18 @@ class Settings(BaseSettings):
     task_attempts: int = Field(
         default=2, ge=1, description="Tries a task gets to pass its acceptance check."
     )
+    sandbox: Literal["auto", "off"] = Field(
+        default="auto",
+        description="Code tasks: 'auto' runs them when the Docker sandbox passes its check "
+        "(engine reachable, image present), 'off' never plans or runs them.",
+    )
+    sandbox_block: str | None = Field(
+        default=None,
+        description="Name of a saved DockerSandbox block; unset: the engine at DOCKER_HOST "
+        "(or the local socket) with the default image and limits.",
+    )
+    code_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Programs a code task may write; each failure is shown to the model.",
+    )

@@ -201,15 +201,18 @@ async def test_invalid_plans_are_re_asked_with_the_errors_then_fail_clearly(
 
 
 async def test_an_invalid_plan_corrected_on_re_ask_is_run(llm_server: OpenAITestServer) -> None:
-    orphan = {**DIAMOND, "tasks": [*DIAMOND["tasks"], _task("extra", "Unused", [], ["noise"])]}
-    llm_server.script(_is_plan, json.dumps(orphan), times=1)
+    ghost = {
+        **DIAMOND,
+        "tasks": [*DIAMOND["tasks"][:3], _task("report", "R", ["pros", "ghost"], ["report"])],
+    }
+    llm_server.script(_is_plan, json.dumps(ghost), times=1)
     llm_server.script(_is_plan, json.dumps(DIAMOND))
 
     result = await achieve_goal(goal="Write a short report on green tea")
 
     assert result.status == "completed"
     second = [r for r in llm_server.requests if _is_plan(r)][1]
-    assert "task 'extra' produces 'noise'" in second.text
+    assert "task 'report' consumes 'ghost', which no task produces" in second.text
 
 
 async def test_failed_task_fails_its_dependants_and_independent_branches_go_on(
@@ -270,8 +273,9 @@ async def test_rejected_answer_is_retried_with_the_reviewers_reason(
 
 
 async def test_code_task_without_sandbox_fails_with_a_clear_reason(
-    llm_server: OpenAITestServer,
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("GOALFLOW_SANDBOX", "off")
     data = {
         "inputs": [{"name": "numbers", "value": "3 1 2"}],
         "deliverables": ["sorted_numbers"],
@@ -330,3 +334,24 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
 async def test_missing_llm_provider_block_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no LLMProvider block named 'nope'"):
         await achieve_goal(goal="Anything", llm_block="nope")
+
+
+async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_step(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan = {
+        "inputs": [],
+        "deliverables": ["essay"],
+        "tasks": [{**_task("draft", "Draft essay", [], ["essay"]), "kind": "composite"}],
+    }
+    llm_server.script(_is_plan, json.dumps(plan))
+    # Every breakdown misses the parent's output.
+    broken = {"tasks": [_task("outline", "Make outline", [], ["outline"])]}
+    llm_server.script(lambda r: r.schema_name == "SubPlanDraft", json.dumps(broken))
+
+    result = await achieve_goal(goal="Write an essay")
+
+    assert len([r for r in llm_server.requests if r.schema_name == "SubPlanDraft"]) == 3
+    assert result.status == "completed"
+    assert result.deliverables == {"essay": "<essay from Draft essay>"}
+    assert [(t.path, t.kind) for t in result.tasks] == [("draft", "llm")]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Makes goalflow's Docker sandbox usable on this machine, and does nothing that is done
+# already: installs the engine (Debian's docker.io) and debootstrap where missing,
+# starts dockerd when no engine answers, and builds the sandbox image only when the
+# engine does not have it. Run as root (or with sudo available), e.g. `make docker`.
+#   GOALFLOW   the goalflow command (default: .venv/bin/goalflow)
+#   IMAGE      the image to make sure of (default: goalflow-sandbox:bookworm)
+set -euo pipefail
+GOALFLOW=${GOALFLOW:-.venv/bin/goalflow}
+IMAGE=${IMAGE:-goalflow-sandbox:bookworm}
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "docker-up: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    echo "docker-up: starting dockerd (log: /var/log/dockerd.log)"
+    $SUDO sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || {
+        echo "docker-up: dockerd did not start; see /var/log/dockerd.log" >&2
+        tail -n 20 /var/log/dockerd.log >&2 || true
+        exit 1
+    }
+fi
+
+if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    echo "docker-up: engine running, image $IMAGE present"
+else
+    echo "docker-up: building $IMAGE (about a minute)"
+    $SUDO "$GOALFLOW" sandbox build --image "$IMAGE"
+fi

@@ -1,0 +1,140 @@
+"""Code tasks end to end: a real Prefect server, the test model server, real Docker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from goalflow.flows import GoalFailedError, achieve_goal
+from goalflow.plan import Plan, PlanDraft
+from goalflow.testing import ChatRequest, OpenAITestServer
+from tests.flows.test_goal_flow import _children, _is_plan, _task
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+NUMBERS = "4 8 15 16 23 42"
+PLAN = {
+    "inputs": [],
+    "deliverables": ["total"],
+    "tasks": [
+        _task("list", "List numbers", [], ["numbers"]),
+        {
+            **_task("sum", "Sum numbers", ["numbers"], ["total"]),
+            "kind": "code",
+            "acceptance": "the total is one integer",
+        },
+    ],
+}
+SUMS = (
+    "nums = [int(x) for x in open('numbers').read().split()]\n"
+    "open('total', 'w').write(str(sum(nums)))\n"
+)
+BROKEN = "open('total', 'w').write(str(int(open('numbers').read())))\n"
+
+
+def _is_program(request: ChatRequest) -> bool:
+    return request.schema_name == "Program"
+
+
+def _program(code: str) -> str:
+    return json.dumps({"code": code})
+
+
+@pytest.fixture
+def numbers(llm_server: OpenAITestServer) -> OpenAITestServer:
+    llm_server.script(_is_plan, json.dumps(PLAN))
+    llm_server.script(
+        lambda r: "Your task: List numbers" in r.last_user, json.dumps({"numbers": NUMBERS})
+    )
+    return llm_server
+
+
+async def test_a_code_task_computes_from_an_upstream_output(numbers: OpenAITestServer) -> None:
+    numbers.script(_is_program, _program(SUMS))
+
+    result = await achieve_goal(goal="Add up some numbers")
+
+    assert result.status == "completed"
+    assert result.deliverables == {"total": "108"}
+    plan_request = next(r for r in numbers.requests if _is_plan(r))
+    assert "'code' = a step that needs a Python program" in plan_request.text  # offered
+    ask = next(r for r in numbers.requests if _is_program(r))
+    assert f"Input file numbers ({len(NUMBERS)} bytes), begins:\n{NUMBERS}" in ask.last_user
+    assert "Output files to write: total" in ask.last_user
+    assert "named exactly as the output" in ask.text
+    verdicts = [r for r in numbers.requests if r.schema_name == "Verdict"]
+    assert len(verdicts) == 1 and "total:\n108" in verdicts[0].last_user
+    seen = await _children(UUID(result.flow_run_id))
+    assert seen["task_runs"]["code attempt 1: Sum numbers"].state.is_completed()
+    artifact = seen["artifacts"]["Code attempt 1 of sum"]
+    assert "Code attempt 1 of `sum`: succeeded" in artifact and SUMS in artifact
+
+
+async def test_a_failing_program_is_fixed_on_the_next_attempt(numbers: OpenAITestServer) -> None:
+    numbers.script(_is_program, _program(BROKEN), times=1)
+    numbers.script(_is_program, _program(SUMS))
+
+    result = await achieve_goal(goal="Add up some numbers")
+
+    assert result.deliverables == {"total": "108"}
+    asks = [r for r in numbers.requests if _is_program(r)]
+    assert len(asks) == 2
+    feedback = asks[1].last_user
+    assert feedback.startswith("That program failed: it exited with code 1.")
+    assert "ValueError: invalid literal for int()" in feedback
+    seen = await _children(UUID(result.flow_run_id))
+    assert {"code attempt 1: Sum numbers", "code attempt 2: Sum numbers"} <= set(seen["task_runs"])
+    assert "ValueError" in seen["artifacts"]["Code attempt 1 of sum"]
+
+
+async def test_outputs_the_reviewer_rejects_go_back_to_the_model(
+    numbers: OpenAITestServer,
+) -> None:
+    numbers.script(
+        _is_program, _program("open('total', 'w').write('one hundred and eight')"), times=1
+    )
+    numbers.script(_is_program, _program(SUMS))
+    numbers.script(
+        lambda r: r.schema_name == "Verdict" and "one hundred" in r.last_user,
+        json.dumps({"passed": False, "reason": "it is words, not an integer"}),
+    )
+
+    result = await achieve_goal(goal="Add up some numbers")
+
+    assert result.deliverables == {"total": "108"}
+    second = [r for r in numbers.requests if _is_program(r)][1]
+    assert "did not pass the acceptance check" in second.last_user
+    assert "it is words, not an integer" in second.last_user
+
+
+async def test_a_program_that_never_works_fails_the_task_with_the_last_reason(
+    numbers: OpenAITestServer,
+) -> None:
+    numbers.script(_is_program, _program("import time\ntime.sleep(0.1)"))
+
+    with pytest.raises(GoalFailedError) as caught:
+        await achieve_goal(goal="Add up some numbers")
+
+    error = caught.value.result.tasks[1].error or ""
+    assert "none of the 3 programs the model wrote produced its outputs" in error
+    assert error.endswith("it did not write total in its working directory")
+    assert len([r for r in numbers.requests if _is_program(r)]) == 3
+
+
+async def test_with_no_engine_code_tasks_fail_saying_how_to_fix_it(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/goalflow/docker.sock")
+    data: dict[str, Any] = {**PLAN, "inputs": [{"name": "numbers", "value": NUMBERS}]}
+    data["tasks"] = PLAN["tasks"][1:]
+    plan = Plan.from_draft("Add up some numbers", PlanDraft.model_validate(data))
+
+    with pytest.raises(GoalFailedError) as caught:
+        await achieve_goal(plan=plan)
+
+    error = caught.value.result.tasks[0].error or ""
+    assert "no sandbox is configured" in error and "goalflow sandbox check" in error
+    assert not llm_server.requests  # no program was asked for, none ran on the host
