@@ -107,11 +107,15 @@ class LLM:
                 conversation, schema, purpose=purpose, max_tokens=max_tokens
             )
             try:
-                return schema.model_validate_json(_strip_fences(content))
+                # strict=False: small models put raw newlines inside strings; the
+                # meaning is plain, so it is not worth a re-ask.
+                return schema.model_validate(json.loads(_strip_fences(content), strict=False))
+            except json.JSONDecodeError as e:
+                errors = [f"the answer is not valid JSON: {e}"]
             except ValidationError as e:
                 errors = describe_validation_error(e)
-                if finish_reason == "length":
-                    errors.append("the answer was cut off at the token limit: answer more briefly")
+            if finish_reason == "length":
+                errors.append("the answer was cut off at the token limit: answer more briefly")
             conversation += [
                 {"role": "assistant", "content": content},
                 {
