@@ -194,6 +194,7 @@ def plan_command(
     max_depth: DepthOpt = None,
 ) -> None:
     """Plan GOAL without running it: review or edit the plan, then `run --plan`."""
+    from goalflow.code_runs import ready_sandbox
     from goalflow.flows import check_goal
     from goalflow.planner import PlanningOptions, make_plan
     from goalflow.provider import open_llm
@@ -201,7 +202,10 @@ def plan_command(
 
     async def planned() -> Plan:
         settings = Settings() if max_depth is None else Settings(max_depth=max_depth)
-        options = PlanningOptions.from_settings(settings, code_tasks=False)
+        config, reason = await ready_sandbox(settings)
+        if config is None:
+            err.print(f"code tasks are off: {reason}", highlight=False)
+        options = PlanningOptions.from_settings(settings, code_tasks=config is not None)
         async with open_llm(settings, model=model) as llm:
             return await make_plan(llm, text, options, on_step=err.print)
 

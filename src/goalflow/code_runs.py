@@ -25,7 +25,7 @@ from goalflow.sandbox import Sandbox, check
 from goalflow.sandbox_run import SandboxConfig, SandboxResult
 from goalflow.settings import Settings
 
-__all__ = ["load_sandbox_config", "run_code_attempt", "sandbox_code_runner"]
+__all__ = ["load_sandbox_config", "ready_sandbox", "run_code_attempt", "sandbox_code_runner"]
 
 
 async def load_sandbox_config(block_name: str | None) -> SandboxConfig:
@@ -47,14 +47,20 @@ async def load_sandbox_config(block_name: str | None) -> SandboxConfig:
     return block.to_config()
 
 
-async def sandbox_code_runner(settings: Settings, llm: LLM, goal: str) -> CodeRunner | None:
-    """The runner for one goal's code tasks, or None when no sandbox can run them."""
+async def ready_sandbox(settings: Settings) -> tuple[SandboxConfig | None, str]:
+    """The sandbox configuration when code tasks can run, else None and the reason."""
     if settings.sandbox == "off":
-        return None
+        return None, "GOALFLOW_SANDBOX is 'off'"
     config = await load_sandbox_config(settings.sandbox_block)
     status = await check(config)
-    if not status.ready:
-        get_run_logger().warning("code tasks are off: %s", status.message)
+    return (config if status.ready else None), status.message
+
+
+async def sandbox_code_runner(settings: Settings, llm: LLM, goal: str) -> CodeRunner | None:
+    """The runner for one goal's code tasks, or None when no sandbox can run them."""
+    config, reason = await ready_sandbox(settings)
+    if config is None:
+        get_run_logger().warning("code tasks are off: %s", reason)
         return None
     return code_runner(
         llm,
