@@ -13,20 +13,19 @@ reason. No Prefect here: how one attempt runs (a Prefect task run with an artifa
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, field_validator
 
 from goalflow.errors import TaskError
-from goalflow.executor import CodeRunner, review
+from goalflow.executor import CodeRunner, review, task_brief
 from goalflow.llm import LLM, Message
 from goalflow.plan import TaskSpec
 from goalflow.sandbox_run import SandboxConfig, SandboxResult
 
 __all__ = ["CodeAttempt", "Program", "RunAttempt", "attempt_markdown", "code_runner"]
 
-_PREVIEW = 1500
 _STDERR_SHOWN = 3000
 _STDOUT_SHOWN = 1000
 _MAX_TOKENS = 2048
@@ -68,7 +67,7 @@ def code_runner(
         files = {name: value.encode() for name, value in inputs.items()}
         messages: list[Message] = [
             {"role": "system", "content": _system(limits)},
-            {"role": "user", "content": _brief(goal, task, inputs)},
+            {"role": "user", "content": task_brief(goal, task, inputs, as_files=True)},
         ]
         reason = ""
         for number in range(1, attempts + 1):
@@ -121,17 +120,6 @@ def _system(limits: SandboxConfig) -> str:
         "in the current directory named exactly as the output. Answer with a JSON object "
         'whose "code" is the whole program.'
     )
-
-
-def _brief(goal: str, task: TaskSpec, inputs: Mapping[str, str]) -> str:
-    lines = [f"Overall goal: {goal}", f"Your task: {task.title}", task.instructions]
-    for name, value in inputs.items():
-        shown = value if len(value) <= _PREVIEW else value[:_PREVIEW] + " […]"
-        lines.append(f"Input file {name} ({len(value.encode())} bytes), begins:\n{shown}")
-    lines.append("Output files to write: " + ", ".join(task.outputs))
-    if task.acceptance:
-        lines.append(f"They must satisfy: {task.acceptance}")
-    return "\n\n".join(lines)
 
 
 def _feedback(reason: str, result: SandboxResult) -> str:

@@ -19,10 +19,11 @@ from goalflow.errors import SandboxUnavailableError, TaskError
 from goalflow.llm import LLM, Message
 from goalflow.plan import TaskSpec
 
-__all__ = ["CodeRunner", "Verdict", "review", "run_leaf"]
+__all__ = ["CodeRunner", "Verdict", "review", "run_leaf", "task_brief"]
 
 CodeRunner = Callable[[TaskSpec, dict[str, str]], Awaitable[dict[str, str]]]
 _INPUT_PREVIEW = 6000
+_FILE_PREVIEW = 1500  # a program reads the whole file; the model needs only its shape
 
 
 def _as_text(value: Any) -> Any:
@@ -63,7 +64,7 @@ async def run_leaf(
     schema = _answer_schema(task)
     messages: list[Message] = [
         {"role": "system", "content": _SYSTEM},
-        {"role": "user", "content": _brief(goal, task, inputs)},
+        {"role": "user", "content": task_brief(goal, task, inputs)},
     ]
     reason = ""
     for _ in range(attempts):
@@ -94,12 +95,26 @@ _SYSTEM = (
 )
 
 
-def _brief(goal: str, task: TaskSpec, inputs: Mapping[str, str]) -> str:
+def task_brief(
+    goal: str, task: TaskSpec, inputs: Mapping[str, str], *, as_files: bool = False
+) -> str:
+    """What the model is told about one task: the goal, the task, its inputs, its outputs.
+
+    ``as_files``: the inputs and outputs are files of a program (a code task), so the
+    inputs are previews, with their size.
+    """
+    preview = _FILE_PREVIEW if as_files else _INPUT_PREVIEW
     lines = [f"Overall goal: {goal}", f"Your task: {task.title}", task.instructions]
     for name, value in inputs.items():
-        shown = value if len(value) <= _INPUT_PREVIEW else value[:_INPUT_PREVIEW] + " […]"
-        lines.append(f"Input {name}:\n{shown}")
-    lines.append("Outputs to produce: " + ", ".join(task.outputs))
+        shown = value if len(value) <= preview else value[:preview] + " […]"
+        if as_files:
+            lines.append(f"Input file {name} ({len(value.encode())} bytes), begins:\n{shown}")
+        else:
+            lines.append(f"Input {name}:\n{shown}")
+    outputs = ", ".join(task.outputs)
+    lines.append(
+        f"Output files to write: {outputs}" if as_files else f"Outputs to produce: {outputs}"
+    )
     if task.acceptance:
         lines.append(f"They must satisfy: {task.acceptance}")
     return "\n\n".join(lines)
