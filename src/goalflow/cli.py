@@ -150,6 +150,10 @@ def run(
     from goalflow.report import GoalResult
 
     try:
+        if plan and goal:
+            raise ConfigError(
+                "give a goal or --plan, not both: a saved plan runs the goal it was made for"
+            )
         saved = _load_plan(plan) if plan else None
         if saved is None:
             goal = check_goal(goal or "")

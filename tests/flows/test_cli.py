@@ -122,6 +122,13 @@ def test_invalid_plan_file_is_refused_before_any_model_call(
     assert not llm_server.requests
 
 
+def test_a_goal_and_a_plan_together_are_refused(tmp_path: Path) -> None:
+    result = invoke("run", "Another goal", "--plan", str(tmp_path / "plan.json"))
+
+    assert result.exit_code == 2
+    assert "give a goal or --plan, not both" in result.stderr
+
+
 def test_missing_plan_file_is_refused(tmp_path: Path) -> None:
     result = invoke("run", "--plan", str(tmp_path / "nope.json"))
 
