@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_GOAL ?= Write a haiku about autumn and a haiku about spring, then combine them into one short poem titled Seasons.
 
-.PHONY: setup demo test lint docker
+.PHONY: setup demo test lint docker postgres
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ demo: setup
 docker: setup
 	GOALFLOW=$(BIN)/goalflow bash scripts/docker-up.sh
 
-test: setup docker
+# PostgreSQL for the Prefect server at scale (tests/integration/test_postgres_backend.py).
+postgres:
+	bash scripts/postgres-up.sh
+
+test: setup docker postgres
 	$(BIN)/pytest
 
 lint: setup

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from goalflow.budget import Price
+from goalflow.budget import DEFAULT_WARN_AT, Price
+from goalflow.errors import ConfigError
 from goalflow.llm import LLMConfig, StructuredMode
 from goalflow.sandbox_run import DEFAULT_IMAGE, SandboxConfig
+from goalflow.settings import Settings
 
-__all__ = ["DockerSandbox", "LLMProvider"]
+__all__ = [
+    "BLOCK_TYPES",
+    "BudgetPolicy",
+    "DockerSandbox",
+    "LLMProvider",
+    "load_block",
+    "load_budget",
+]
+
+B = TypeVar("B", bound=Block)
 
 _SIZE = r"^[1-9][0-9]*[bkmg]?$"
 
@@ -38,6 +51,28 @@ class LLMProvider(Block):
     max_retries: int = Field(
         default=4, ge=0, description="Retries on rate limits, server errors and timeouts."
     )
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="The key's request limit per minute; calls are paced under it. Empty: "
+        "no limit.",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="The key's token limit per minute; empty: no limit."
+    )
+    expected_latency: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Typical seconds one answer takes; with the request limit it sizes how "
+        "many tasks run at once.",
+    )
+    shared_limit: str | None = Field(
+        default=None,
+        description="Name of a Prefect global concurrency limit shared by every process "
+        "using this key; `goalflow setup` creates it from requests_per_minute.",
+    )
 
     def to_config(self, model: str | None = None) -> LLMConfig:
         return LLMConfig(
@@ -48,6 +83,10 @@ class LLMProvider(Block):
             structured_mode=self.structured_mode,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            expected_latency=self.expected_latency,
+            shared_limit=self.shared_limit,
         )
 
 
@@ -115,3 +154,55 @@ class DockerSandbox(Block):
             network=self.network,
             user=self.user,
         )
+
+
+class BudgetPolicy(Block):
+    """How much money and time one goal may use; flags and flow parameters override it.
+
+    The run enforces both itself; the automations that `goalflow setup` creates stop a
+    run on the server side too (see deployments/README.md).
+    """
+
+    _block_type_name = "goalflow budget policy"
+    _block_type_slug = "goalflow-budget-policy"
+    _description = "Money and time budgets of a goalflow goal, and when to warn."
+
+    max_usd: float | None = Field(
+        default=None, gt=0, description="Money budget of one goal in USD; empty: no limit."
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0, description="Wall-clock budget of one goal in seconds; empty: none."
+    )
+    warn_at: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_WARN_AT),
+        description="Fractions of the money budget at which a goalflow.budget.warning event "
+        "is emitted; goalflow.budget.exceeded follows when the money runs out.",
+    )
+
+
+BLOCK_TYPES: tuple[type[Block], ...] = (LLMProvider, DockerSandbox, BudgetPolicy)
+
+
+async def load_block(block_type: type[B], name: str, setting: str) -> B:
+    """A saved block, or a ConfigError naming the setting that asked for it."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return cast(B, await block_type.aload(name))
+    except (ValueError, ObjectNotFound) as e:
+        raise ConfigError(
+            f"there is no {block_type.__name__} block named {name!r} on the Prefect server: "
+            f"save one (see the README) or unset {setting}"
+        ) from e
+
+
+async def load_budget(settings: Settings) -> BudgetPolicy:
+    """The goal's budgets: settings and flow parameters over the named BudgetPolicy."""
+    policy = BudgetPolicy()
+    if settings.budget_block:
+        policy = await load_block(BudgetPolicy, settings.budget_block, "GOALFLOW_BUDGET_BLOCK")
+    return BudgetPolicy(
+        max_usd=settings.max_usd or policy.max_usd,
+        max_seconds=settings.max_seconds or policy.max_seconds,
+        warn_at=settings.warn_at or policy.warn_at,
+    )

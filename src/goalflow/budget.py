@@ -2,17 +2,43 @@
 
 Pure bookkeeping, no I/O. Prices are US dollars per million tokens; a provider's
 block can override or add to the table.
+
+With a money limit, every call first *reserves* its worst case (its prompt, counted
+generously, plus ``max_tokens`` of answer) against what is left, and is refused when
+that does not fit; the answer's real usage then *settles* the reservation. Spend is
+therefore never above the limit, however many calls are in flight. Crossing a warning
+fraction, and the first refused call, are each reported once to ``on_alert``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["DEFAULT_PRICES", "LLMCall", "Ledger", "Price", "UsageSummary", "price_for"]
+from goalflow.errors import BudgetExceededError, ConfigError
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "DEFAULT_WARN_AT",
+    "BudgetAlert",
+    "LLMCall",
+    "Ledger",
+    "MoneyBudget",
+    "Price",
+    "UsageSummary",
+    "price_for",
+    "spending_for",
+]
+
+DEFAULT_WARN_AT = (0.5, 0.8)
 
 
 class Price(BaseModel):
@@ -46,9 +72,22 @@ def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price
     return table[max(matches, key=len)] if matches else None
 
 
+_SPENDER: ContextVar[str] = ContextVar("goalflow_spender", default="planning")
+
+
+@contextmanager
+def spending_for(task_path: str) -> Iterator[None]:
+    """Book the model calls made inside this block to ``task_path`` (default: planning)."""
+    token = _SPENDER.set(task_path)
+    try:
+        yield
+    finally:
+        _SPENDER.reset(token)
+
+
 @dataclass(frozen=True)
 class LLMCall:
-    """One answered model call."""
+    """One answered model call; ``task`` is the task path it was made for."""
 
     purpose: str
     model: str
@@ -56,6 +95,7 @@ class LLMCall:
     completion_tokens: int
     cost_usd: float
     seconds: float
+    task: str = "planning"
 
 
 @dataclass(frozen=True)
@@ -64,23 +104,110 @@ class UsageSummary:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    limit_usd: float | None = None
     unpriced_models: list[str] = field(default_factory=list)
+    cost_by_task: dict[str, float] = field(default_factory=dict)
+    cost_by_model: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-class Ledger:
-    """Every model call of one goal, priced. Safe to share between threads."""
+@dataclass(frozen=True)
+class BudgetAlert:
+    """Spend crossed ``fraction`` of the limit (``warning``), or a call did not fit."""
 
-    def __init__(self, prices: Mapping[str, Price] | None = None) -> None:
+    kind: Literal["warning", "exceeded"]
+    fraction: float
+    spent_usd: float
+    limit_usd: float
+
+
+@dataclass(frozen=True)
+class MoneyBudget:
+    """A goal's money limit in USD, when to warn, and who hears about it."""
+
+    limit_usd: float
+    warn_at: Sequence[float] = DEFAULT_WARN_AT
+    on_alert: Callable[[BudgetAlert], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.limit_usd > 0:
+            raise ConfigError(
+                f"the money budget must be more than $0, got ${self.limit_usd}: give a "
+                "positive --max-usd (or BudgetPolicy max_usd), or none for no limit"
+            )
+        if any(not 0 < f < 1 for f in self.warn_at):
+            raise ConfigError(
+                f"budget warnings are fractions between 0 and 1, got {list(self.warn_at)}"
+            )
+
+
+class Ledger:
+    """Every model call of one goal, priced, with an optional money limit.
+
+    Safe to share between threads and tasks: reserving, settling and releasing are
+    atomic, which is what keeps concurrent calls from overspending together.
+    """
+
+    def __init__(
+        self, prices: Mapping[str, Price] | None = None, budget: MoneyBudget | None = None
+    ) -> None:
         self._prices = dict(prices or {})
+        self.budget = budget
         self._calls: list[LLMCall] = []
         self._unpriced: set[str] = set()
+        self._reserved = 0.0
+        self._spent = 0.0
+        self._alerted: set[float] = set()
+        self._exceeded = False
         self._lock = threading.Lock()
 
-    def record(
+    def require_price(self, model: str) -> None:
+        """Refuse a money limit that cannot be enforced because ``model`` has no price."""
+        if self.budget is not None and price_for(model, self._prices) is None:
+            example = json.dumps({model: {"input": 0.15, "output": 0.6}})
+            raise ConfigError(
+                f"no price is known for model {model!r}, so a money budget cannot be "
+                f"enforced: give its price in USD per million tokens (GOALFLOW_PRICES='{example}'"
+                ", or the LLMProvider block's prices), or run without a money budget"
+            )
+
+    def reserve(self, *, model: str, prompt_tokens: int, max_tokens: int) -> float:
+        """Set aside the worst case of one call; raise when it does not fit what is left.
+
+        Returns the amount reserved, to hand to :meth:`settle` or :meth:`release`.
+        """
+        worst = self._cost(model, prompt_tokens, max_tokens)
+        if self.budget is None:
+            return worst
+        limit = self.budget.limit_usd
+        with self._lock:
+            if self._spent + self._reserved + worst <= limit:
+                self._reserved += worst
+                return worst
+            spent, reserved = self._spent, self._reserved
+            first = not self._exceeded
+            self._exceeded = True
+        if first:
+            self._alert(BudgetAlert("exceeded", 1.0, spent, limit))
+        raise BudgetExceededError(
+            f"the money budget of ${limit:g} cannot cover another model call: "
+            f"${spent:.4f} spent, ${reserved:.4f} held by calls in flight, and this call "
+            f"may cost up to ${worst:.4f} ({prompt_tokens} prompt + {max_tokens} answer "
+            f"tokens of {model}). Raise the budget (--max-usd or BudgetPolicy max_usd)",
+            spent_usd=spent,
+            limit_usd=limit,
+        )
+
+    def release(self, reserved: float) -> None:
+        """Give back a reservation whose call was never answered."""
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - reserved)
+
+    def settle(
         self,
+        reserved: float,
         *,
         purpose: str,
         model: str,
@@ -88,17 +215,42 @@ class Ledger:
         completion_tokens: int,
         seconds: float,
     ) -> LLMCall:
+        """Replace a reservation by the call's real cost and record the call."""
         price = price_for(model, self._prices)
-        if price is None:
-            cost = 0.0
-        else:
-            cost = (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
-        call = LLMCall(purpose, model, prompt_tokens, completion_tokens, cost, seconds)
+        cost = self._cost(model, prompt_tokens, completion_tokens)
+        call = LLMCall(
+            purpose, model, prompt_tokens, completion_tokens, cost, seconds, _SPENDER.get()
+        )
+        crossed: list[float] = []
         with self._lock:
+            self._reserved = max(0.0, self._reserved - reserved)
+            self._spent += cost
             self._calls.append(call)
             if price is None:
                 self._unpriced.add(model)
+            if self.budget is not None:
+                fractions = [*self.budget.warn_at, 1.0]
+                ratio = self._spent / self.budget.limit_usd
+                crossed = [f for f in fractions if ratio >= f and f not in self._alerted]
+                self._alerted.update(crossed)
+                if 1.0 in crossed:
+                    self._exceeded = True
+            spent = self._spent
+        for fraction in sorted(crossed):
+            kind: Literal["warning", "exceeded"] = "exceeded" if fraction >= 1 else "warning"
+            assert self.budget is not None
+            self._alert(BudgetAlert(kind, fraction, spent, self.budget.limit_usd))
         return call
+
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = price_for(model, self._prices)
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    def _alert(self, alert: BudgetAlert) -> None:
+        if self.budget is not None and self.budget.on_alert is not None:
+            self.budget.on_alert(alert)
 
     @property
     def calls(self) -> list[LLMCall]:
@@ -107,10 +259,20 @@ class Ledger:
 
     def summary(self) -> UsageSummary:
         with self._lock:
-            return UsageSummary(
-                calls=len(self._calls),
-                prompt_tokens=sum(c.prompt_tokens for c in self._calls),
-                completion_tokens=sum(c.completion_tokens for c in self._calls),
-                cost_usd=round(sum(c.cost_usd for c in self._calls), 6),
-                unpriced_models=sorted(self._unpriced),
-            )
+            calls = list(self._calls)
+            unpriced = sorted(self._unpriced)
+        by_task: dict[str, float] = defaultdict(float)
+        by_model: dict[str, float] = defaultdict(float)
+        for c in calls:
+            by_task[c.task] += c.cost_usd
+            by_model[c.model] += c.cost_usd
+        return UsageSummary(
+            calls=len(calls),
+            prompt_tokens=sum(c.prompt_tokens for c in calls),
+            completion_tokens=sum(c.completion_tokens for c in calls),
+            cost_usd=round(sum(c.cost_usd for c in calls), 6),
+            limit_usd=self.budget.limit_usd if self.budget else None,
+            unpriced_models=unpriced,
+            cost_by_task={k: round(v, 6) for k, v in by_task.items()},
+            cost_by_model={k: round(v, 6) for k, v in by_model.items()},
+        )

@@ -1,7 +1,8 @@
 """The ``goalflow`` command: run a goal, or plan one for review.
 
-Exit codes: 0 the goal was achieved; 1 it ran and failed (or the model failed);
-2 the input cannot work as given (empty goal, invalid plan file, bad settings).
+Exit codes: 0 the goal was achieved; 1 it ran and failed, was stopped by a budget or
+a cancellation, or the model failed; 2 the input cannot work as given (empty goal,
+invalid plan file, bad settings).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from goalflow.budget import Ledger
-from goalflow.errors import ConfigError, GoalflowError, PlanFileError
-from goalflow.plan import Plan, describe_validation_error
+from goalflow.errors import ConfigError, GoalflowError
+from goalflow.plan import Plan
 from goalflow.progress import Observer, observe
 from goalflow.sandbox_cli import sandbox_app
 from goalflow.scheduler import TaskOutcome
+from goalflow.server_cli import server_app, setup
 
 __all__ = ["app", "main"]
 
@@ -35,6 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(server_app, name="server")
+app.command()(setup)
 err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs
 
 ModelOpt = Annotated[
@@ -53,6 +56,7 @@ class _Progress(Observer):
         self.started = time.monotonic()
         self.states: dict[str, TaskOutcome] = {}
         self.ledger: Ledger | None = None
+        self.max_seconds: float | None = None
         self.total = 0
         self.live: Live | None = None
         if console.is_terminal:
@@ -67,8 +71,8 @@ class _Progress(Observer):
         if self.live:
             self.live.stop()
 
-    def attach(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def attach(self, ledger: Ledger, max_seconds: float | None) -> None:
+        self.ledger, self.max_seconds = ledger, max_seconds
 
     def step(self, message: str) -> None:
         self._say(message)
@@ -96,35 +100,21 @@ class _Progress(Observer):
             f"{s}: {counts[s]}" for s in ("pending", "running", "completed", "failed", "skipped")
         )
         usage = self.ledger.summary() if self.ledger else None
-        spend = (
-            f"tokens: {usage.prompt_tokens}+{usage.completion_tokens}  cost: ${usage.cost_usd:.4f}"
-            if usage
-            else ""
-        )
-        table.add_row(f"{summary}  {spend}  elapsed: {time.monotonic() - self.started:.0f} s")
+        spend = ""
+        if usage:
+            spend = f"tokens: {usage.prompt_tokens}+{usage.completion_tokens}  "
+            spend += f"cost: ${usage.cost_usd:.4f}"
+            if usage.limit_usd:
+                spend += f" of ${usage.limit_usd:g}"
+        elapsed = time.monotonic() - self.started
+        clock = f"elapsed: {elapsed:.0f} s"
+        if self.max_seconds is not None:
+            clock += f"  time left: {max(0.0, self.max_seconds - elapsed):.0f} s"
+        table.add_row(f"{summary}  {spend}  {clock}")
         for path, outcome in self.states.items():
             if outcome.status == "running":
                 table.add_row(f"  ▶ {path}: {outcome.title}")
         return table
-
-
-def _load_plan(path: Path) -> Plan:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PlanFileError(f"cannot read the plan file {path}: {e.strerror}") from e
-    try:
-        plan = Plan.model_validate_json(text)
-    except ValidationError as e:
-        raise PlanFileError(
-            f"{path} is not a valid goalflow plan:\n- "
-            + "\n- ".join(describe_validation_error(e))
-            + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
-        ) from e
-    errors = plan.errors()
-    if errors:
-        raise PlanFileError(f"the plan in {path} breaks the plan rules:\n- " + "\n- ".join(errors))
-    return plan
 
 
 def _fail(error: GoalflowError) -> typer.Exit:
@@ -141,32 +131,55 @@ def run(
     model: ModelOpt = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Tasks running at once.")] = None,
     max_depth: DepthOpt = None,
+    max_usd: Annotated[
+        float | None,
+        typer.Option(help="Money budget in USD (default: GOALFLOW_MAX_USD, the budget block)."),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(help="Time budget in seconds (default: GOALFLOW_MAX_SECONDS, the block)."),
+    ] = None,
+    budget_block: Annotated[
+        str | None, typer.Option(help="A saved BudgetPolicy block (GOALFLOW_BUDGET_BLOCK).")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
 ) -> None:
-    """Plan GOAL (or take --plan), run its tasks on Prefect, print the deliverables."""
-    from goalflow.flows import GoalFailedError, achieve_goal, check_goal
+    """Plan GOAL (or take --plan), run its tasks on Prefect, print the deliverables.
+
+    With no PREFECT_API_URL, the local Prefect server is started (or reused) so that
+    the run, its tasks and artifacts stay visible in the UI afterwards.
+    """
+    from goalflow.flows import GoalFailedError, achieve_goal, check_goal, load_plan
+    from goalflow.local_server import prefect_api
     from goalflow.report import GoalResult
+    from goalflow.settings import Settings
 
     try:
         if plan and goal:
             raise ConfigError(
                 "give a goal or --plan, not both: a saved plan runs the goal it was made for"
             )
-        saved = _load_plan(plan) if plan else None
+        saved = load_plan(plan) if plan else None
         if saved is None:
             goal = check_goal(goal or "")
-        with _Progress(err) as progress, observe(progress):
-            result: GoalResult = asyncio.run(
-                achieve_goal(
-                    goal=goal or "",
-                    plan=saved,
-                    model=model,
-                    concurrency=concurrency,
-                    max_depth=max_depth,
+        with prefect_api(Settings().server_port) as local, _Progress(err) as progress:
+            if local:
+                progress.step(f"Prefect server: {local} (UI: {local[:-4]})")
+            with observe(progress):
+                result: GoalResult = asyncio.run(
+                    achieve_goal(
+                        goal=goal or "",
+                        plan=saved,
+                        model=model,
+                        concurrency=concurrency,
+                        max_depth=max_depth,
+                        max_usd=max_usd,
+                        max_seconds=max_seconds,
+                        budget_block=budget_block,
+                    )
                 )
-            )
     except GoalFailedError as e:
         result = e.result
     except GoalflowError as e:

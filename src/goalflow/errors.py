@@ -13,6 +13,7 @@ failed, why, and what to change. No message ever contains an API key.
     │   ├── LLMRequestError          any other refusal (4xx/5xx after retries)
     │   └── StructuredOutputError    answers never matched the schema, after re-asking
     ├── PlanningError                the model's plans stayed invalid after re-asking
+    ├── BudgetExceededError          a model call would not fit what is left of the money budget
     ├── LocalModelError              the offline model cannot be prepared or started
     └── TaskError                    one task of a goal could not produce its outputs
         ├── SandboxUnavailableError  no Docker engine or image to run programs, and the fix
@@ -22,6 +23,7 @@ failed, why, and what to change. No message ever contains an API key.
 from __future__ import annotations
 
 __all__ = [
+    "BudgetExceededError",
     "ConfigError",
     "GoalflowError",
     "LLMAuthError",
@@ -93,6 +95,15 @@ class PlanningError(GoalflowError):
         super().__init__(message)
         self.n_attempts = n_attempts
         self.last_errors = last_errors
+
+
+class BudgetExceededError(GoalflowError):
+    """A model call was not made: its worst-case cost does not fit the money left."""
+
+    def __init__(self, message: str, *, spent_usd: float, limit_usd: float) -> None:
+        super().__init__(message)
+        self.spent_usd = spent_usd
+        self.limit_usd = limit_usd
 
 
 class LocalModelError(GoalflowError):

@@ -4,6 +4,10 @@
 A composite task that was broken down runs as a subflow (``composite: <title>``)
 holding its sub-plan; each leaf task is a task run (``task: <title>``). The plan,
 its graph, every task's output and the final report are Markdown artifacts.
+
+A run that is stopped (money or time budget spent, cancelled on the server) keeps
+what finished, reports it, and raises :class:`GoalStoppedError`, so the flow run's
+final state says why it stopped.
 """
 
 from __future__ import annotations
@@ -14,18 +18,26 @@ import time
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from pydantic import ValidationError
 
+from goalflow.backend import SubflowGate, subflow_starts
+from goalflow.blocks import load_budget
+from goalflow.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.code_runs import sandbox_code_runner
 from goalflow.errors import ConfigError, GoalflowError, PlanFileError, TaskError
 from goalflow.executor import CodeRunner, run_leaf
+from goalflow.guard import RunGuard, RunStopped, emit_budget_event
 from goalflow.llm import LLM
-from goalflow.plan import Plan, Task, TaskSpec
+from goalflow.pacing import task_concurrency
+from goalflow.plan import Plan, Task, TaskSpec, describe_validation_error
 from goalflow.planner import PlanningOptions, make_plan
 from goalflow.progress import Observer, current_observer
 from goalflow.provider import open_llm
@@ -40,7 +52,7 @@ from goalflow.report import (
 from goalflow.scheduler import TaskOutcome, run_graph
 from goalflow.settings import Settings
 
-__all__ = ["GoalFailedError", "achieve_goal", "check_goal"]
+__all__ = ["GoalFailedError", "GoalStoppedError", "achieve_goal", "check_goal", "load_plan"]
 
 
 class GoalFailedError(GoalflowError):
@@ -49,6 +61,11 @@ class GoalFailedError(GoalflowError):
     def __init__(self, message: str, result: GoalResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+class GoalStoppedError(GoalFailedError):
+    """The goal was stopped before it finished (a budget, or a cancellation); the
+    message names the reason and ``result`` holds what finished."""
 
 
 @dataclass
@@ -60,7 +77,10 @@ class _Run:
     settings: Settings
     observer: Observer
     slots: asyncio.Semaphore
+    concurrency: int
+    subflows: SubflowGate
     code_runner: CodeRunner | None = None
+    plan: Plan | None = None
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
 
 
@@ -75,10 +95,41 @@ def check_goal(goal: str) -> str:
     return text
 
 
+def load_plan(path: Path) -> Plan:
+    """A saved plan file, checked against the plan rules before anything runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlanFileError(f"cannot read the plan file {path}: {e.strerror}") from e
+    try:
+        plan = Plan.model_validate_json(text)
+    except ValidationError as e:
+        raise PlanFileError(
+            f"{path} is not a valid goalflow plan:\n- "
+            + "\n- ".join(describe_validation_error(e))
+            + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
+        ) from e
+    errors = plan.errors()
+    if errors:
+        raise PlanFileError(f"the plan in {path} breaks the plan rules:\n- " + "\n- ".join(errors))
+    return plan
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        raise ConfigError(
+            "the goal's settings cannot work:\n- " + "\n- ".join(describe_validation_error(e))
+        ) from e
+
+
 def _goal_run_name() -> str:
     parameters: dict[str, Any] = flow_run.get_parameters()
     goal = parameters.get("goal") or ""
     plan = parameters.get("plan")
+    if not goal and parameters.get("plan_file"):
+        goal = f"plan {parameters['plan_file']}"
     if not goal and plan is not None:
         goal = plan.goal if isinstance(plan, Plan) else dict(plan).get("goal", "")
     return "goal: " + textwrap.shorten(str(goal), width=60, placeholder="…")
@@ -88,24 +139,36 @@ def _goal_run_name() -> str:
 async def achieve_goal(
     goal: str = "",
     plan: Plan | None = None,
+    plan_file: str | None = None,
     model: str | None = None,
     concurrency: int | None = None,
     max_depth: int | None = None,
+    max_usd: float | None = None,
+    max_seconds: float | None = None,
+    budget_block: str | None = None,
     llm_block: str | None = None,
     sandbox_block: str | None = None,
 ) -> GoalResult:
-    """Plan ``goal`` (or take a saved ``plan``), run its tasks, hand back the deliverables.
+    """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
+    tasks, hand back the deliverables.
 
-    Unset parameters come from the environment (see ``goalflow.settings``).
+    Unset parameters come from the environment (see ``goalflow.settings``), and the
+    budgets from the BudgetPolicy block named by ``budget_block`` after that.
     """
     started = time.monotonic()
-    overrides: dict[str, Any] = {
-        "concurrency": concurrency,
-        "max_depth": max_depth,
-        "llm_block": llm_block,
-        "sandbox_block": sandbox_block,
-    }
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = _settings(
+        {
+            "concurrency": concurrency,
+            "max_depth": max_depth,
+            "max_usd": max_usd,
+            "max_seconds": max_seconds,
+            "budget_block": budget_block,
+            "llm_block": llm_block,
+            "sandbox_block": sandbox_block,
+        }
+    )
+    if plan is None and plan_file:
+        plan = load_plan(Path(plan_file))
     if plan is not None:
         errors = plan.errors(max_tasks=settings.max_tasks)
         if errors:
@@ -113,41 +176,77 @@ async def achieve_goal(
         goal = plan.goal
     goal = check_goal(goal)
     logger = get_run_logger()
-    async with open_llm(settings, model=model) as llm:
+    policy = await load_budget(settings)
+    run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
+    guard = RunGuard(run_id, max_seconds=policy.max_seconds if settings.time_guard else None)
+
+    def on_alert(alert: BudgetAlert) -> None:
+        emit_budget_event(alert, run_id)
+        if alert.kind == "exceeded":
+            guard.stop(
+                f"the money budget of ${alert.limit_usd:g} cannot cover the next model call "
+                f"(${alert.spent_usd:.4f} spent)"
+            )
+        else:
+            logger.warning("%.0f %% of the money budget is spent", alert.fraction * 100)
+
+    money = MoneyBudget(policy.max_usd, policy.warn_at, on_alert) if policy.max_usd else None
+    async with open_llm(settings, model=model, budget=money) as llm:
+        rpm, latency = llm.config.requests_per_minute, llm.config.expected_latency
+        concurrency = task_concurrency(settings.concurrency, rpm, latency)
         run = _Run(
             llm=llm,
             goal=goal,
             settings=settings,
             observer=current_observer(),
-            slots=asyncio.Semaphore(settings.concurrency),
+            slots=asyncio.Semaphore(concurrency),
+            concurrency=concurrency,
+            subflows=SubflowGate(subflow_starts(settings.subflow_starts)),
             code_runner=await sandbox_code_runner(settings, llm, goal),
         )
-        run.observer.attach(llm.ledger)
+        run.observer.attach(llm.ledger, policy.max_seconds)
         token = _RUN.set(run)
         try:
-            if plan is None:
-                plan = await plan_goal(goal)
-            await acreate_markdown_artifact(
-                plan_markdown(plan), key="goal-plan", description="The plan"
-            )
-            await acreate_markdown_artifact(
-                graph_markdown(plan), key="goal-graph", description="The task graph"
-            )
-            run.observer.plan_ready(plan)
-            logger.info(
-                "running %d tasks with concurrency %d", plan.leaf_count(), settings.concurrency
-            )
-            values = await _run_level(plan.tasks, plan.inputs, prefix="")
+            plan, values = await guard.run(_plan_and_run(run, plan))
+            stopped = None
+        except RunStopped as stop:
+            values, stopped = _finished_values(plan, run), stop.reason
         finally:
             _RUN.reset(token)
-    result = _result(plan, run, values, time.monotonic() - started)
+    result = _result(goal, plan, run, values, time.monotonic() - started, stopped)
     await acreate_markdown_artifact(
         report_markdown(result), key="goal-report", description="The goal report"
     )
     logger.info(result.message)
+    if result.status == "stopped":
+        raise GoalStoppedError(result.message, result)
     if result.status == "failed":
         raise GoalFailedError(result.message, result)
     return result
+
+
+async def _plan_and_run(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, str]]:
+    if plan is None:
+        plan = await plan_goal(run.goal)
+    run.plan = plan
+    await acreate_markdown_artifact(plan_markdown(plan), key="goal-plan", description="The plan")
+    await acreate_markdown_artifact(
+        graph_markdown(plan), key="goal-graph", description="The task graph"
+    )
+    run.observer.plan_ready(plan)
+    get_run_logger().info(
+        "running %d tasks with concurrency %d", plan.leaf_count(), run.concurrency
+    )
+    return plan, await _run_level(plan.tasks, plan.inputs, prefix="")
+
+
+def _finished_values(plan: Plan | None, run: _Run) -> dict[str, str]:
+    """The values that exist after a stop: goal inputs and finished top-level outputs."""
+    values = dict(plan.inputs) if plan else {}
+    for path, outcome in run.outcomes.items():
+        if "/" not in path and outcome.status == "completed":
+            values.update(outcome.outputs)
+    return values
 
 
 @task(name="plan", task_run_name="plan goal", cache_policy=NO_CACHE)
@@ -161,14 +260,15 @@ async def plan_goal(goal: str) -> Plan:
 async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
     run = _RUN.get()
     async with run.slots:
-        outputs = await run_leaf(
-            run.llm,
-            run.goal,
-            task,
-            inputs,
-            attempts=run.settings.task_attempts,
-            code_runner=run.code_runner,
-        )
+        with spending_for(path):
+            outputs = await run_leaf(
+                run.llm,
+                run.goal,
+                task,
+                inputs,
+                attempts=run.settings.task_attempts,
+                code_runner=run.code_runner,
+            )
     await acreate_markdown_artifact(
         task_output_markdown(path, task.title, outputs), description=f"Output of {path}"
     )
@@ -179,7 +279,9 @@ async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> di
 @flow(name="composite-task", flow_run_name="composite: {task.title}", log_prints=False)
 async def run_composite(task: Task, inputs: dict[str, str], path: str) -> dict[str, str]:
     """One composite task's sub-plan, run as its own graph."""
+    SubflowGate.body_started()  # created: let other subflows start while this one runs
     values = await _run_level(task.subtasks, inputs, prefix=path + "/")
+    await SubflowGate.body_finishing()
     missing = [name for name in task.outputs if name not in values]
     if missing:
         run = _RUN.get()
@@ -206,7 +308,8 @@ async def _run_level(
         full = by_id[spec.id]
         path = prefix + full.id
         if full.subtasks:
-            return await run_composite(full, inputs, path)
+            async with run.subflows.around_subflow():
+                return await run_composite(full, inputs, path)
         return await run_leaf_task(spec, inputs, path)
 
     def changed(outcome: TaskOutcome) -> None:
@@ -215,7 +318,7 @@ async def _run_level(
         run.observer.task_changed(path, outcome)
 
     outcomes = await run_graph(
-        tasks, available, run_one, concurrency=run.settings.concurrency, on_change=changed
+        tasks, available, run_one, concurrency=run.concurrency, on_change=changed
     )
     values = dict(available)
     for outcome in outcomes.values():
@@ -223,19 +326,35 @@ async def _run_level(
     return values
 
 
-def _result(plan: Plan, run: _Run, values: dict[str, str], seconds: float) -> GoalResult:
-    deliverables = {name: values[name] for name in plan.deliverables if name in values}
-    missing = [name for name in plan.deliverables if name not in values]
-    reports = task_reports(plan.tasks, run.outcomes)
+def _result(
+    goal: str,
+    plan: Plan | None,
+    run: _Run,
+    values: dict[str, str],
+    seconds: float,
+    stopped: str | None,
+) -> GoalResult:
+    plan = plan or run.plan
+    wanted = plan.deliverables if plan else []
+    deliverables = {name: values[name] for name in wanted if name in values}
+    missing = [name for name in wanted if name not in values]
+    reports = task_reports(plan.tasks, run.outcomes) if plan else []
     failed = [r for r in reports if r.status == "failed"]
-    if missing:
+    if stopped is not None:
+        done = sum(r.status == "completed" for r in reports)
+        status = "stopped"
+        message = (
+            f"goal stopped: {stopped}; {done} of {len(reports)} tasks finished, "
+            f"{len(deliverables)} of {len(wanted)} deliverable(s) produced"
+        )
+    elif missing:
         reasons = "; ".join(f"{r.path}: {r.error}" for r in failed) or "no reason recorded"
         status, message = "failed", f"goal failed: {', '.join(missing)} not produced ({reasons})"
     else:
         status = "completed"
         message = f"goal completed: {len(deliverables)} deliverable(s) from {len(reports)} tasks"
     return GoalResult(
-        goal=plan.goal,
+        goal=goal,
         status=status,
         message=message,
         deliverables=deliverables,

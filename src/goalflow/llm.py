@@ -5,8 +5,14 @@ answer; an answer that does not validate goes back to the model with the errors
 ("re-ask"), a bounded number of times, then ends in :class:`StructuredOutputError`.
 Structured output uses ``response_format`` ``json_schema``; a server that rejects it
 (llama.cpp answers HTTP 500) is asked with ``{"type": "json_object", "schema": ...}``
-from then on. Rate limits, server errors and timeouts are retried with backoff,
-honouring ``Retry-After``. Every answered call is recorded, priced, in the ledger.
+from then on. Each call first takes a slot of the goal's pacer
+(:mod:`goalflow.pacing`: requests and tokens per minute), so a rate limit is met
+without 429s; a 429 that arrives anyway pauses the pacer for its ``Retry-After`` and
+the call is retried. Server errors and timeouts are retried with backoff. Before a
+call is sent, its worst-case cost is reserved in the ledger (the whole request counted
+as one token per byte, which no tokenizer exceeds, plus ``max_tokens``); a call that
+does not fit the money budget is not sent (:class:`~goalflow.errors.BudgetExceededError`).
+The answer's usage settles it.
 No message raised or logged here contains the API key.
 """
 
@@ -24,7 +30,7 @@ import httpx
 import openai
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from goalflow.budget import Ledger, Price
+from goalflow.budget import Ledger, MoneyBudget, Price
 from goalflow.errors import (
     LLMAuthError,
     LLMModelNotFoundError,
@@ -32,6 +38,7 @@ from goalflow.errors import (
     LLMUnreachableError,
     StructuredOutputError,
 )
+from goalflow.pacing import Pacer, estimate_request_tokens, task_concurrency
 from goalflow.plan import describe_validation_error
 
 __all__ = ["LLM", "LLMConfig", "Message", "StructuredMode"]
@@ -58,6 +65,10 @@ class LLMConfig:
     timeout: float = 120.0
     max_retries: int = 4
     backoff: float = 1.0
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    expected_latency: float = 10.0
+    shared_limit: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -70,13 +81,15 @@ class LLM:
     def __init__(
         self,
         config: LLMConfig,
-        ledger: Ledger | None = None,
         *,
+        budget: MoneyBudget | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.config = config
-        self.ledger = ledger if ledger is not None else Ledger(config.prices)
+        self.ledger = Ledger(config.prices, budget)
+        self.ledger.require_price(config.model)
         self._mode: StructuredMode = config.structured_mode
+        self.pacer = _pacer(config)
         key = config.api_key.get_secret_value() if config.api_key else "not-needed"
         self._client = openai.AsyncOpenAI(
             api_key=key,
@@ -144,18 +157,42 @@ class LLM:
         max_tokens: int | None,
     ) -> tuple[str, str]:
         json_schema = schema.model_json_schema()
+        max_tokens = max_tokens or self.config.max_tokens
+        reserved = self.ledger.reserve(
+            model=self.config.model,
+            prompt_tokens=_worst_case_tokens(messages, json_schema),
+            max_tokens=max_tokens,
+        )
+        try:
+            return await self._send(messages, schema, json_schema, purpose, max_tokens, reserved)
+        except BaseException:
+            self.ledger.release(reserved)
+            raise
+
+    async def _send(
+        self,
+        messages: list[Message],
+        schema: type[BaseModel],
+        json_schema: dict[str, Any],
+        purpose: str,
+        max_tokens: int,
+        reserved: float,
+    ) -> tuple[str, str]:
         attempt = 0
         while True:
-            started = time.monotonic()
             error: openai.APIError
+            sent = self._with_schema_hint(messages, json_schema)
+            paced = estimate_request_tokens(sent, max_tokens, extra=json_schema)
             try:
-                response = await self._client.chat.completions.create(
-                    model=self.config.model,
-                    messages=cast(Any, self._with_schema_hint(messages, json_schema)),
-                    response_format=cast(Any, self._response_format(schema, json_schema)),
-                    max_tokens=max_tokens or self.config.max_tokens,
-                    temperature=self.config.temperature,
-                )
+                async with self.pacer.slot(paced) as admission:
+                    started = time.monotonic()
+                    response = await self._client.chat.completions.create(
+                        model=self.config.model,
+                        messages=cast(Any, sent),
+                        response_format=cast(Any, self._response_format(schema, json_schema)),
+                        max_tokens=max_tokens,
+                        temperature=self.config.temperature,
+                    )
             except openai.APIStatusError as e:
                 if self._mode == "auto" and e.status_code in (400, 422, 500):
                     logger.info(
@@ -171,12 +208,18 @@ class LLM:
             else:
                 if self._mode == "auto":
                     self._mode = "json_schema"
-                return self._record(response, purpose, time.monotonic() - started)
+                if response.usage:
+                    admission.settle(response.usage.total_tokens)
+                return self._settle(response, purpose, reserved, time.monotonic() - started)
             if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
                 # Not chained: the SDK's exception text can quote part of the API key.
                 raise await self._translate(error) from None
             attempt += 1
-            await asyncio.sleep(self._retry_delay(error, attempt))
+            delay = self._retry_delay(error, attempt)
+            if isinstance(error, openai.RateLimitError):
+                self.pacer.penalize(delay)  # every call waits it out, this one in the queue
+            else:
+                await asyncio.sleep(delay)
 
     def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
         if isinstance(error, openai.APIStatusError):
@@ -205,11 +248,14 @@ class LLM:
         )
         return [{"role": "system", "content": hint}, *messages]
 
-    def _record(self, response: Any, purpose: str, seconds: float) -> tuple[str, str]:
+    def _settle(
+        self, response: Any, purpose: str, reserved: float, seconds: float
+    ) -> tuple[str, str]:
         choice = response.choices[0]
         content: str = choice.message.content or ""
         usage = response.usage
-        self.ledger.record(
+        self.ledger.settle(
+            reserved,
             purpose=purpose,
             model=self.config.model,
             prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -268,6 +314,32 @@ class LLM:
         if self.config.api_key:
             text = text.replace(self.config.api_key.get_secret_value(), "[redacted]")
         return re.sub(r"sk-[A-Za-z0-9_\-*]{4,}", "[redacted]", text)
+
+
+def _pacer(config: LLMConfig) -> Pacer:
+    """The calls of one goal, paced to the endpoint's limits (and a shared limit)."""
+    gate = None
+    if config.shared_limit:
+        from goalflow.shared_limit import shared_gate
+
+        gate = shared_gate(config.shared_limit)
+    rpm = config.requests_per_minute
+    return Pacer(
+        requests_per_minute=rpm,
+        tokens_per_minute=config.tokens_per_minute,
+        max_in_flight=task_concurrency(None, rpm, config.expected_latency) if rpm else None,
+        gate=gate,
+    )
+
+
+def _worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> int:
+    """An upper bound of the prompt's tokens: one per byte of everything sent.
+
+    The schema is counted twice because in json_object mode it is sent both as the
+    response format and as a system hint; the constant covers per-message framing.
+    """
+    sent = json.dumps(messages, ensure_ascii=False) + 2 * json.dumps(json_schema)
+    return len(sent.encode()) + 8 * len(messages) + 16
 
 
 def _retry_after(headers: Any) -> float | None:

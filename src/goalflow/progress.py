@@ -16,8 +16,8 @@ __all__ = ["Observer", "current_observer", "observe"]
 class Observer:
     """Told what a goal run does; the base class ignores everything."""
 
-    def attach(self, ledger: Ledger) -> None:
-        """The goal's ledger, to read tokens and cost from while it runs."""
+    def attach(self, ledger: Ledger, max_seconds: float | None) -> None:
+        """The goal's ledger (tokens, cost, money budget) and its time budget, if any."""
 
     def step(self, message: str) -> None:
         """A planning step began."""

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
+from goalflow.budget import MoneyBudget
 from goalflow.errors import ConfigError
 from goalflow.llm import LLM, LLMConfig
 from goalflow.local_model import LOCAL_MODELS, local_model_server
@@ -17,7 +18,9 @@ DEFAULT_ENDPOINT_MODEL = "gpt-4o-mini"
 
 
 @asynccontextmanager
-async def open_llm(settings: Settings, *, model: str | None = None) -> AsyncIterator[LLM]:
+async def open_llm(
+    settings: Settings, *, model: str | None = None, budget: MoneyBudget | None = None
+) -> AsyncIterator[LLM]:
     """An LLM for one goal, closed (and the offline model stopped) on exit.
 
     Order: an LLMProvider block named in the settings; else ``OPENAI_API_KEY`` /
@@ -25,7 +28,7 @@ async def open_llm(settings: Settings, *, model: str | None = None) -> AsyncIter
     """
     model = model or settings.model
     if settings.llm_block or settings.openai_api_key or settings.openai_base_url:
-        llm = LLM(await _endpoint_config(settings, model))
+        llm = LLM(await _endpoint_config(settings, model), budget=budget)
         try:
             yield llm
         finally:
@@ -43,7 +46,7 @@ async def open_llm(settings: Settings, *, model: str | None = None) -> AsyncIter
         config = LLMConfig(
             model=spec.alias, base_url=base_url, structured_mode="json_object", timeout=600.0
         )
-        llm = LLM(config)
+        llm = LLM(config, budget=budget)
         try:
             yield llm
         finally:
@@ -69,6 +72,10 @@ async def _endpoint_config(settings: Settings, model: str | None) -> LLMConfig:
         model=model or DEFAULT_ENDPOINT_MODEL,
         base_url=settings.openai_base_url,
         api_key=settings.openai_api_key,
+        prices=settings.prices,
         structured_mode=settings.structured_mode,
         max_retries=settings.max_retries,
+        requests_per_minute=settings.requests_per_minute,
+        tokens_per_minute=settings.tokens_per_minute,
+        expected_latency=settings.expected_latency,
     )

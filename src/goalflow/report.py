@@ -37,14 +37,14 @@ class GoalResult(BaseModel):
     """The outcome of one goal: deliverables, every task's fate, usage and time."""
 
     goal: str
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "stopped"]
     message: str = Field(description="One line saying how the goal ended.")
     deliverables: dict[str, str]
     tasks: list[TaskReport]
     usage: dict[str, Any]
     seconds: float
     flow_run_id: str | None = None
-    plan: Plan
+    plan: Plan | None = Field(default=None, description="None when stopped while planning.")
 
 
 def task_reports(
@@ -164,9 +164,14 @@ def report_markdown(result: GoalResult) -> str:
         "\n## Usage\n",
         f"- model calls: {usage['calls']}",
         f"- tokens: {usage['prompt_tokens']} in, {usage['completion_tokens']} out",
-        f"- cost: ${usage['cost_usd']:.4f}",
+        f"- cost: ${usage['cost_usd']:.4f}"
+        + (f" of a ${usage['limit_usd']:g} budget" if usage.get("limit_usd") else ""),
         f"- wall time: {result.seconds:.1f} s",
     ]
+    for title, key in (("task", "cost_by_task"), ("model", "cost_by_model")):
+        if usage.get(key):
+            lines += [f"\n| {title} | cost (USD) |", "|---|---|"]
+            lines += [f"| {_cell(name)} | {cost:.6f} |" for name, cost in usage[key].items()]
     if usage.get("unpriced_models"):
         lines.append(
             f"- no price known for {', '.join(usage['unpriced_models'])}: counted as $0; set "

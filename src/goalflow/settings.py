@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from goalflow.budget import DEFAULT_WARN_AT, Price
 from goalflow.llm import StructuredMode
 from goalflow.plan import DEFAULT_MAX_TASKS
 
@@ -52,7 +53,39 @@ class Settings(BaseSettings):
     max_retries: int = Field(
         default=4, ge=0, description="Retries of a model call on rate limits, 5xx and timeouts."
     )
-    concurrency: int = Field(default=4, ge=1, description="Tasks running at once.")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tasks running at once; unset: what requests_per_minute can keep busy, "
+        "ceil(R * max(L, 60 s) / 60 s) for R requests/min and expected_latency L (4 with no "
+        "limit). See goalflow.pacing.task_concurrency.",
+    )
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="The endpoint's request limit per minute; calls are paced under it so "
+        "that no 429 is earned. Unset: no limit (an LLMProvider block brings its own).",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="The endpoint's token limit per minute (prompt + max_tokens, as metered); "
+        "unset: no limit.",
+    )
+    expected_latency: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Typical seconds one model answer takes; sizes the concurrency.",
+    )
+    subflow_starts: int | None = Field(
+        default=None,
+        ge=1,
+        description="Subflows (composite tasks) being created at once; unset: 3 on SQLite, "
+        "64 on PostgreSQL (read from PREFECT_API_DATABASE_CONNECTION_URL). More than the "
+        "database takes fails with HTTP 503 'database is locked'.",
+    )
     max_depth: int = Field(
         default=2, ge=0, description="How many times a composite task may be broken down."
     )
@@ -79,4 +112,36 @@ class Settings(BaseSettings):
         default=3,
         ge=1,
         description="Programs a code task may write; each failure is shown to the model.",
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description='USD per million tokens by model, as JSON: {"my-model": {"input": 0.15, '
+        '"output": 0.6}}; overrides the built-in table (a block brings its own prices).',
+    )
+    budget_block: str | None = Field(
+        default=None,
+        description="Name of a saved BudgetPolicy block; max_usd/max_seconds override it.",
+    )
+    max_usd: float | None = Field(
+        default=None, gt=0, description="Money budget of one goal in USD; unset: no limit."
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0, description="Wall-clock budget of one goal in seconds; unset: none."
+    )
+    warn_at: list[float] | None = Field(
+        default=None,
+        description="Fractions of the money budget at which a goalflow.budget.warning event "
+        f"is emitted; default {list(DEFAULT_WARN_AT)} (goalflow.budget.exceeded follows).",
+    )
+    time_guard: bool = Field(
+        default=True,
+        description="Stop a goal in its own run when its time budget ends. Off leaves it to "
+        "the server's automation (`goalflow setup`), which is how that backstop is tested.",
+    )
+    server_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Port of the local Prefect server the CLI starts when PREFECT_API_URL "
+        "is unset.",
     )

@@ -1,0 +1,211 @@
+"""How close goalflow comes to the rate limit's lower bound on a wide or deep plan.
+
+Starts the OpenAI-compatible test server with latency L (+- jitter J) and limits of R
+requests/min and T tokens/min, generates a plan of N leaf tasks in D equal layers (no
+planning call: the saved ``Plan`` goes straight to ``achieve_goal``), and reports:
+
+  LB            makespan of an exact discrete-event simulation of the same graph, same
+                latency, same sliding-minute limiter (60 s), zero overhead (virtual time)
+  bare          the same graph, real calls to the test server, goalflow's asyncio
+                scheduler and pacer with no Prefect: the floor
+  one-at-a-time the BabyAGI-style loop (simulated, like LB: N * L at these sizes)
+  level-by-level each layer waits for the whole previous one (simulated)
+  sqlite / postgres  achieve_goal on a fresh `prefect server start` on that database,
+                in a child process: makespan, efficiency LB/makespan, achieved RPM,
+                429s, retries, lost/failed tasks, overhead per task vs bare, peak RSS of
+                the runner and of the server
+
+Scenarios of issue 5 (PostgreSQL needs `make postgres`):
+
+  wide:  .venv/bin/python benchmarks/scale.py --tasks 580 --latency 10 --rpm 3500
+  deep:  .venv/bin/python benchmarks/scale.py --tasks 200 --depth 5 --latency 2 --rpm 600
+
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from goalflow.backend import POSTGRES_SUBFLOW_STARTS
+from goalflow.budget import Price
+from goalflow.executor import run_leaf
+from goalflow.llm import LLM, LLMConfig
+from goalflow.pacing import Pacer
+from goalflow.plan import Plan, TaskSpec
+from goalflow.scheduler import run_graph
+from goalflow.testing import ChatRequest, OpenAITestServer
+from goalflow.testing.plans import layered_plan
+from goalflow.testing.prefect_process import PrefectServerProcess
+from goalflow.testing.virtual_time import run_virtual
+
+POSTGRES_URL = "postgresql+asyncpg://prefect:prefect@127.0.0.1:5432/prefect"
+MODEL = "bench-model"
+
+
+def answer(request: ChatRequest) -> str:
+    properties = (request.schema or {}).get("properties", {})
+    return json.dumps({name: f"value of {name}" for name in properties})
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _simulate(plan: Plan, args: argparse.Namespace, mode: str) -> float:
+    """Makespan on virtual time: the provider's own limiter (60 s window), zero overhead."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(requests_per_minute=args.rpm, tokens_per_minute=args.tpm, window=60.0)
+
+    async def call(task: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:
+        async with pacer.slot(args.tokens_per_call):
+            await asyncio.sleep(args.latency)
+        return {name: "x" for name in task.outputs}
+
+    width = len(plan.tasks) if mode == "graph" else 1
+    if mode == "levels":
+        for d in range(args.depth):
+            layer = [t for t in plan.tasks if t.id.startswith(f"t{d}_")]
+            await asyncio.gather(*(call(t, {}) for t in layer))
+    else:
+        await run_graph(plan.tasks, plan.inputs, call, concurrency=width)
+    return loop.time()
+
+
+async def _bare(plan: Plan, base_url: str, args: argparse.Namespace) -> float:
+    """The graph on goalflow's scheduler and pacer, real HTTP, no Prefect."""
+    config = LLMConfig(
+        model=MODEL,
+        base_url=base_url,
+        prices={MODEL: Price(input=0.0, output=0.0)},
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        expected_latency=args.latency,
+        timeout=args.latency * 10 + 60,
+    )
+    llm = LLM(config)
+
+    def run(task: TaskSpec, inputs: dict[str, str]) -> Awaitable[dict[str, str]]:
+        return run_leaf(llm, plan.goal, task, inputs, attempts=1)
+
+    started = time.monotonic()
+    await run_graph(plan.tasks, plan.inputs, run, concurrency=len(plan.tasks))
+    seconds = time.monotonic() - started
+    await llm.close()
+    return seconds
+
+
+def _prefect_run(
+    backend: str, plan_args: list[str], base_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    database = POSTGRES_URL if backend == "postgres" else None
+    with PrefectServerProcess(_port(), database) as server:
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": server.api_url,
+            "OPENAI_BASE_URL": base_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "GOALFLOW_MODEL": MODEL,
+            "GOALFLOW_PRICES": json.dumps({MODEL: {"input": 0, "output": 0}}),
+            "GOALFLOW_MAX_TASKS": "5000",
+            "GOALFLOW_REQUESTS_PER_MINUTE": str(args.rpm),
+            "GOALFLOW_EXPECTED_LATENCY": str(args.latency),
+        }
+        if args.tpm:
+            env["GOALFLOW_TOKENS_PER_MINUTE"] = str(args.tpm)
+        if database:
+            env["GOALFLOW_SUBFLOW_STARTS"] = str(POSTGRES_SUBFLOW_STARTS)
+        child = subprocess.run(
+            [sys.executable, "-m", "goalflow.testing.plan_run", *plan_args],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        server_rss = server.peak_rss_mib()
+    if child.returncode != 0:
+        return {"error": child.stderr[-2000:]}
+    report: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    report["server_peak_rss_mib"] = round(server_rss or 0.0, 1)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=580, help="N leaf tasks")
+    parser.add_argument("--depth", type=int, default=1, help="D layers (width N/D)")
+    parser.add_argument("--latency", type=float, default=10.0, help="L seconds per answer")
+    parser.add_argument("--jitter", type=float, default=0.0, help="+- J seconds, uniform")
+    parser.add_argument("--rpm", type=int, default=3500, help="R requests per minute")
+    parser.add_argument("--tpm", type=int, default=None, help="T tokens per minute")
+    parser.add_argument(
+        "--backends", default="sqlite,postgres", help="comma list of sqlite, postgres"
+    )
+    parser.add_argument("--tokens-per-call", type=int, default=1200, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    plan = layered_plan(args.tasks, args.depth)
+    figures: dict[str, Any] = {"scenario": vars(args)}
+    figures["lb_s"] = run_virtual(_simulate(plan, args, "graph"))
+    figures["one_at_a_time_s"] = run_virtual(_simulate(plan, args, "serial"))
+    figures["level_by_level_s"] = run_virtual(_simulate(plan, args, "levels"))
+    server = OpenAITestServer(
+        latency=args.latency,
+        jitter=args.jitter,
+        seed=1,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        models=[MODEL],
+        default=answer,
+    )
+    with server:
+        figures["bare_s"] = round(asyncio.run(_bare(plan, server.base_url, args)), 3)
+        figures["bare_429s"] = server.stats.rate_limited
+        for backend in filter(None, args.backends.split(",")):
+            server.reset()
+            plan_args = ["--tasks", str(args.tasks), "--depth", str(args.depth)]
+            run = _prefect_run(backend, plan_args, server.base_url, args)
+            stats = server.stats
+            if "seconds" in run:
+                run["efficiency"] = round(figures["lb_s"] / run["seconds"], 3)
+                run["rpm_achieved"] = round(stats.completed / run["seconds"] * 60, 1)
+                run["overhead_per_task_ms"] = round(
+                    (run["seconds"] - figures["bare_s"]) / args.tasks * 1000, 2
+                )
+                run["x_faster_than_one_at_a_time"] = round(
+                    figures["one_at_a_time_s"] / run["seconds"], 2
+                )
+            run.update(
+                http_429s=stats.rate_limited,
+                retries=stats.requests - stats.completed,
+                max_in_flight=stats.max_in_flight,
+            )
+            figures[backend] = run
+    print(f"{'':16}{'makespan s':>12}{'efficiency':>12}{'429s':>6}{'lost':>6}{'RSS MiB':>10}")
+    for name in ("lb_s", "bare_s", "one_at_a_time_s", "level_by_level_s"):
+        print(f"{name[:-2]:16}{figures[name]:>12.2f}{figures['lb_s'] / figures[name]:>12.3f}")
+    for backend in filter(None, args.backends.split(",")):
+        r = figures[backend]
+        if "seconds" in r:
+            print(
+                f"{backend:16}{r['seconds']:>12.2f}{r['efficiency']:>12.3f}"
+                f"{r['http_429s']:>6}{r['failed']:>6}{r['peak_rss_mib']:>10.0f}"
+            )
+        else:
+            print(f"{backend:16} failed: {r['error'][-300:]}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""``goalflow setup``: what a Prefect server needs before goals run as deployments.
+
+Idempotent, so CI can run it on every job: the process work pool is created when
+missing, goalflow's Block types are registered, and each automation defined in
+``deployments/automations/*.yaml`` is created, or updated in place when one of that
+name exists (duplicates of the name are removed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.events.schemas.automations import AutomationCore
+from prefect.exceptions import ObjectNotFound
+from pydantic import ValidationError
+
+from goalflow.blocks import BLOCK_TYPES
+from goalflow.errors import ConfigError
+
+__all__ = ["AUTOMATIONS_DIR", "TIME_BACKSTOP", "SetupReport", "load_automations", "setup_server"]
+
+AUTOMATIONS_DIR = Path(__file__).resolve().parents[2] / "deployments" / "automations"
+TIME_BACKSTOP = "goalflow-time-backstop"
+
+
+@dataclass
+class SetupReport:
+    """What ``setup_server`` did, one line per object, for the CLI to print."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+def load_automations(
+    directory: Path = AUTOMATIONS_DIR, *, time_backstop: float | None = None
+) -> list[AutomationCore]:
+    """The automation definitions; ``time_backstop`` replaces the backstop's ``within``."""
+    automations = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if data["name"] == TIME_BACKSTOP and time_backstop is not None:
+                data["trigger"]["within"] = time_backstop
+            automations.append(AutomationCore.model_validate(data))
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValidationError) as e:
+            raise ConfigError(f"the automation definition {path} cannot be used: {e}") from e
+    if not automations:
+        raise ConfigError(f"no automation definitions (*.yaml) in {directory}")
+    return automations
+
+
+async def setup_server(
+    *, work_pool: str, time_backstop: float | None = None, api_url: str
+) -> SetupReport:
+    """Create or update the work pool, Block types and automations on the server."""
+    automations = load_automations(time_backstop=time_backstop)
+    report = SetupReport()
+    try:
+        async with get_client() as client:
+            try:
+                pool = await client.read_work_pool(work_pool)
+                report.lines.append(f"work pool {pool.name!r} ({pool.type}): exists")
+            except ObjectNotFound:
+                await client.create_work_pool(WorkPoolCreate(name=work_pool, type="process"))
+                report.lines.append(f"work pool {work_pool!r} (process): created")
+            for block_type in BLOCK_TYPES:
+                await block_type.aregister_type_and_schema(client=client)
+            names = ", ".join(b.get_block_type_slug() for b in BLOCK_TYPES)
+            report.lines.append(f"block types registered: {names}")
+            for automation in automations:
+                existing = await client.read_automations_by_name(automation.name)
+                for extra in existing[1:]:
+                    await client.delete_automation(extra.id)
+                if existing:
+                    await client.update_automation(existing[0].id, automation)
+                    report.lines.append(f"automation {automation.name!r}: updated")
+                else:
+                    await client.create_automation(automation)
+                    report.lines.append(f"automation {automation.name!r}: created")
+    except httpx.HTTPError as e:
+        raise ConfigError(
+            f"cannot set up the Prefect server at {api_url}: {type(e).__name__}: {e}. Start "
+            "it (`goalflow server start`, or `prefect server start`) or fix PREFECT_API_URL"
+        ) from e
+    return report

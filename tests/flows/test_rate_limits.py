@@ -1,0 +1,85 @@
+"""A goal paced to its endpoint's rate limit, on a real Prefect server and test server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from goalflow.errors import ConfigError
+from goalflow.flows import GoalFailedError, achieve_goal
+from goalflow.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
+from goalflow.testing import OpenAITestServer, Reply
+from goalflow.testing.plans import layered_plan
+from tests.conftest import TEST_KEY, echo_answer
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def limited_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
+    """The test server with a tight limit: 60 requests/min, answers in 0.2 s."""
+    server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer, latency=0.2, rpm=60)
+    with server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        monkeypatch.setenv("GOALFLOW_MODEL", "test-model")
+        monkeypatch.setenv("GOALFLOW_MAX_TASKS", "1000")
+        yield server
+
+
+@pytest.mark.slow  # a minute of pacing: 60 calls go at once, the other 40 a minute later
+async def test_a_hundred_tasks_at_60_per_minute_finish_with_no_429(
+    limited_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", "60")
+    started = time.monotonic()
+
+    result = await achieve_goal(plan=layered_plan(100))
+
+    assert result.status == "completed"
+    assert sum(t.status == "completed" for t in result.tasks) == 100
+    assert limited_server.stats.rate_limited == 0
+    assert limited_server.stats.completed == 100
+    assert time.monotonic() - started >= 60  # the limit was met by waiting, not by luck
+
+
+async def test_a_server_that_always_answers_429_fails_the_goal_after_bounded_waits(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_MAX_RETRIES", "2")
+    llm_server.script(lambda r: True, Reply(status=429, error_message="slow down", retry_after=1))
+    started = time.monotonic()
+
+    with pytest.raises(GoalFailedError, match="kept rate-limiting") as failure:
+        await achieve_goal(plan=layered_plan(3))
+
+    assert time.monotonic() - started >= 2.0  # two Retry-After pauses were waited out
+    assert llm_server.stats.rate_limited == 3 * 3  # each task: one try and two retries
+    assert all(t.status == "failed" for t in failure.value.result.tasks)
+
+
+async def test_many_composite_tasks_start_as_subflows_on_sqlite_without_503(
+    llm_server: OpenAITestServer,
+) -> None:
+    result = await achieve_goal(plan=layered_plan(2, composites=16), concurrency=32)
+
+    assert result.status == "completed"
+    assert llm_server.stats.completed == 2 + 16 * 2
+
+
+async def test_setup_creates_then_resizes_the_shared_limit_and_a_missing_one_is_an_error() -> None:
+    from prefect.client.orchestration import get_client
+
+    assert "created" in await ensure_global_limit("goalflow-test-key", 600)
+    assert "sized" in await ensure_global_limit("goalflow-test-key", 1200)
+    async with get_client() as client:
+        limit = await client.read_global_concurrency_limit_by_name("goalflow-test-key")
+    slots, decay = shared_limit_shape(1200)
+    assert (limit.limit, limit.slot_decay_per_second) == (slots, decay)
+    assert slots + 60 * decay == 1200  # never more than R in any minute
+
+    await shared_gate("goalflow-test-key")()  # a slot is taken
+    with pytest.raises(ConfigError, match="goalflow setup"):
+        await shared_gate("goalflow-misspelled-key")()

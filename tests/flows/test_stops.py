@@ -1,0 +1,199 @@
+"""A goal stops cleanly: money or time budget spent, or cancelled on the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.sorting import FlowRunSort
+
+from goalflow.flows import GoalStoppedError, achieve_goal
+from goalflow.plan import Plan, PlanDraft
+from goalflow.testing import ChatRequest, OpenAITestServer, Reply
+from tests.conftest import echo_answer
+from tests.flows.test_goal_flow import _task
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+# Six independent tasks and a final one that needs them all.
+WIDE = {
+    "inputs": [],
+    "deliverables": ["summary"],
+    "tasks": [
+        *(_task(f"part{i}", f"Part {i}", [], [f"p{i}"]) for i in range(6)),
+        _task("sum", "Summarise", [f"p{i}" for i in range(6)], ["summary"]),
+    ],
+}
+
+
+def _wide_plan(goal: str) -> Plan:
+    return Plan.from_draft(goal, PlanDraft.model_validate(WIDE))
+
+
+def _slow(seconds: float) -> Callable[[ChatRequest], Reply]:
+    return lambda r: Reply(content=str(echo_answer(r)), delay=seconds)
+
+
+async def _state(flow_run_id: str) -> tuple[str, str]:
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(flow_run_id))
+    assert run.state is not None
+    return run.state.type.value, run.state.message or ""
+
+
+async def _budget_events(flow_run_id: str) -> list[dict[str, Any]]:
+    async with get_client() as client:
+        response = await client.request(
+            "POST",
+            "/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["goalflow.budget."]},
+                    "occurred": {"since": "2000-01-01T00:00:00Z"},
+                    "order": "DESC",
+                },
+                "limit": 50,
+            },
+        )
+    resource = f"goalflow.goal.{flow_run_id}"
+    return [
+        e for e in response.json()["events"] if e["resource"]["prefect.resource.id"] == resource
+    ]
+
+
+async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_overspends(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
+    llm_server.script(lambda r: "Your task: " in r.last_user, _slow(0.3))
+    # A task call holds ~1,500 tokens at worst (~$0.0015) and spends ~$0.0002: a few
+    # tasks finish, then no call fits any more.
+    budget = 0.002
+
+    with pytest.raises(GoalStoppedError) as caught:
+        await achieve_goal(plan=_wide_plan("Wide goal"), max_usd=budget, concurrency=1)
+
+    result = caught.value.result
+    assert result.status == "stopped"
+    assert "the money budget of $0.002 cannot cover" in result.message
+    assert 0 < result.usage["cost_usd"] <= budget
+    finished = [t for t in result.tasks if t.status == "completed"]
+    assert finished and "summary" not in result.deliverables
+    assert next(t for t in result.tasks if t.path == "sum").status == "pending"
+    assert result.flow_run_id is not None
+    state, message = await _state(result.flow_run_id)
+    assert state == "FAILED" and "money budget of $0.002 cannot cover" in message
+    for _ in range(60):  # events reach the server asynchronously
+        events = await _budget_events(result.flow_run_id)
+        if events:
+            break
+        await asyncio.sleep(0.5)
+    assert [e["event"] for e in events] == ["goalflow.budget.exceeded"]
+    assert events[0]["payload"]["spent_usd"] == pytest.approx(result.usage["cost_usd"])
+    assert (
+        events[0]["related"][0]["prefect.resource.id"] == f"prefect.flow-run.{result.flow_run_id}"
+    )
+
+
+async def test_a_budget_below_one_planning_call_fails_without_a_model_call(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
+
+    with pytest.raises(GoalStoppedError, match=r"money budget of \$1e-05 cannot cover"):
+        await achieve_goal(goal="Anything", max_usd=0.00001)
+
+    assert not llm_server.requests
+
+
+async def test_money_budget_with_an_unpriced_model_is_refused(
+    llm_server: OpenAITestServer,
+) -> None:
+    from goalflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no price is known for model 'test-model'"):
+        await achieve_goal(goal="Anything", max_usd=1.0)
+
+    assert not llm_server.requests
+
+
+async def test_time_budget_stops_the_goal_and_keeps_finished_results(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(lambda r: "Your task: Part 0" in r.last_user, _slow(0.1))
+    llm_server.script(lambda r: "Your task: " in r.last_user, _slow(30))
+    started = time.monotonic()
+
+    with pytest.raises(GoalStoppedError) as caught:
+        await achieve_goal(plan=_wide_plan("Slow goal"), max_seconds=3, concurrency=6)
+
+    assert time.monotonic() - started < 10
+    result = caught.value.result
+    assert "the time budget of 3 s ran out" in result.message
+    by_path = {t.path: t for t in result.tasks}
+    assert by_path["part0"].status == "completed"
+    assert by_path["part1"].status == "failed" and by_path["part1"].error == "cancelled"
+    assert result.flow_run_id is not None
+    state, message = await _state(result.flow_run_id)
+    assert state == "FAILED" and "time budget of 3 s ran out" in message
+
+
+async def test_a_directly_started_goal_obeys_prefect_flow_run_cancel(
+    llm_server: OpenAITestServer, prefect_server: str
+) -> None:
+    llm_server.script(lambda r: "Your task: " in r.last_user, _slow(60))
+    goal = f"Cancel me {time.time()}"
+    running = asyncio.create_task(achieve_goal(plan=_wide_plan(goal), concurrency=6))
+    flow_run_id = await _wait_for_run(f"goal: {goal}")
+    await _wait_for(lambda: len(llm_server.requests) >= 6)
+
+    cancelled_at = time.monotonic()
+    cancel = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("prefect")),
+        "flow-run",
+        "cancel",
+        str(flow_run_id),
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        stdout=subprocess.DEVNULL,
+    )
+    assert await cancel.wait() == 0
+    with pytest.raises(GoalStoppedError) as caught:
+        await running
+
+    assert time.monotonic() - cancelled_at < 10
+    result = caught.value.result
+    assert "cancelled on the Prefect server" in result.message
+    assert {t.status for t in result.tasks} == {"failed", "pending"}
+
+
+async def _wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(300):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+async def _wait_for_run(name: str) -> UUID:
+    async with get_client() as client:
+        for _ in range(300):
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                limit=1,
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            )
+            if runs:
+                return runs[0].id
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no flow run named {name!r}")

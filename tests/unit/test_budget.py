@@ -1,0 +1,160 @@
+"""The money ledger: reservations under concurrency, settlement, alerts, prices."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import pytest
+
+from goalflow.budget import BudgetAlert, Ledger, MoneyBudget, Price
+from goalflow.errors import BudgetExceededError, ConfigError
+from goalflow.llm import LLM, LLMConfig
+from goalflow.testing import OpenAITestServer, Reply
+
+PRICE = {"m": Price(input=1.0, output=2.0)}  # $ per million tokens
+
+
+def test_concurrent_reservations_never_exceed_the_limit() -> None:
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.01))
+    granted: list[float] = []
+    barrier = threading.Barrier(50)
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            granted.append(ledger.reserve(model="m", prompt_tokens=400, max_tokens=600))
+        except BudgetExceededError:
+            return
+        ledger.settle(
+            granted[-1], purpose="t", model="m", prompt_tokens=400, completion_tokens=600, seconds=0
+        )
+
+    threads = [threading.Thread(target=call) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # Each call costs at most $0.0016, so exactly six fit in $0.01.
+    assert len(granted) == 6
+    assert ledger.summary().cost_usd == pytest.approx(0.0096)
+    assert ledger.summary().cost_usd <= 0.01
+
+
+def test_settlement_returns_the_unused_part_of_a_reservation() -> None:
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
+    first = ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)  # $0.0025 held
+    with pytest.raises(BudgetExceededError):
+        ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+
+    ledger.settle(first, purpose="t", model="m", prompt_tokens=100, completion_tokens=50, seconds=0)
+
+    # Only $0.0002 was spent, so another worst case of $0.0025 fits again.
+    ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+
+
+def test_a_released_reservation_frees_its_money() -> None:
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
+    held = ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+
+    ledger.release(held)
+
+    ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    assert ledger.summary().cost_usd == 0
+
+
+def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None:
+    alerts: list[BudgetAlert] = []
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.001, on_alert=alerts.append))
+
+    def spend(completion_tokens: int) -> None:
+        held = ledger.reserve(model="m", prompt_tokens=0, max_tokens=completion_tokens)
+        ledger.settle(
+            held, purpose="t", model="m", prompt_tokens=0, completion_tokens=completion_tokens,
+            seconds=0,
+        )  # fmt: skip
+
+    spend(260)  # 52 %
+    spend(10)  # 54 %: nothing new
+    spend(150)  # 84 %
+    for _ in range(2):
+        with pytest.raises(BudgetExceededError, match=r"money budget of \$0.001 "):
+            ledger.reserve(model="m", prompt_tokens=0, max_tokens=200)
+
+    assert [(a.kind, a.fraction) for a in alerts] == [
+        ("warning", 0.5),
+        ("warning", 0.8),
+        ("exceeded", 1.0),
+    ]
+    assert alerts[-1].spent_usd == pytest.approx(0.00084)
+
+
+def test_spend_is_kept_per_task_and_per_model() -> None:
+    from goalflow.budget import spending_for
+
+    ledger = Ledger(PRICE)
+    ledger.settle(0, purpose="plan", model="m", prompt_tokens=10, completion_tokens=0, seconds=0)
+    with spending_for("draft/outline"):
+        ledger.settle(0, purpose="x", model="m", prompt_tokens=20, completion_tokens=0, seconds=0)
+
+    summary = ledger.summary()
+
+    assert summary.cost_by_task == {"planning": 0.00001, "draft/outline": 0.00002}
+    assert summary.cost_by_model == {"m": 0.00003}
+
+
+@pytest.mark.parametrize("limit", [0.0, -1.0])
+def test_a_budget_must_be_positive(limit: float) -> None:
+    with pytest.raises(ConfigError, match="more than \\$0"):
+        MoneyBudget(limit_usd=limit)
+
+
+def test_a_money_budget_needs_the_models_price() -> None:
+    config = LLMConfig(model="mystery-model", base_url="http://127.0.0.1:9/v1")
+
+    with pytest.raises(ConfigError, match="no price is known for model 'mystery-model'"):
+        LLM(config, budget=MoneyBudget(limit_usd=1.0))
+
+    LLM(config)  # without a money budget the model may stay unpriced
+
+
+async def test_a_call_that_cannot_fit_is_never_sent() -> None:
+    server = OpenAITestServer(models=("m",), default=json.dumps({"passed": True, "reason": "ok"}))
+    from goalflow.executor import Verdict
+
+    async with server:
+        config = LLMConfig(model="m", base_url=server.base_url, prices=PRICE, max_tokens=1000)
+        # The request is ~900 bytes (one token each at worst) + 1000 answer tokens: ~$0.0029.
+        llm = LLM(config, budget=MoneyBudget(limit_usd=0.004), http_client=httpx.AsyncClient())
+        await llm.structured(Verdict, [{"role": "user", "content": "Fine?"}], purpose="first")
+        longer = [{"role": "user", "content": "Fine? " + "x" * 2000}]  # ~$0.0049 at worst
+        with pytest.raises(BudgetExceededError, match="cannot cover another model call"):
+            await llm.structured(Verdict, longer, purpose="second")
+        await llm.close()
+
+    assert len(server.requests) == 1
+    assert llm.ledger.summary().calls == 1
+
+
+async def test_a_failed_call_gives_its_reservation_back() -> None:
+    server = OpenAITestServer(models=("m",), default=Reply(status=400, error_message="bad request"))
+    from goalflow.errors import LLMRequestError
+    from goalflow.executor import Verdict
+
+    async with server:
+        config = LLMConfig(
+            model="m",
+            base_url=server.base_url,
+            prices=PRICE,
+            max_tokens=1000,
+            structured_mode="json_schema",
+        )
+        llm = LLM(config, budget=MoneyBudget(limit_usd=0.004), http_client=httpx.AsyncClient())
+        for _ in range(3):  # each holds ~$0.0029; only one fits unless it is released
+            with pytest.raises(LLMRequestError):
+                await llm.structured(Verdict, [{"role": "user", "content": "x"}], purpose="p")
+        await llm.close()
+
+    assert len(server.requests) == 3

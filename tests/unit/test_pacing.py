@@ -1,0 +1,208 @@
+"""The pacer, on virtual time: exact timestamps, a simulated hour in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+
+import pytest
+
+from goalflow.errors import ConfigError
+from goalflow.pacing import Pacer, estimate_request_tokens, task_concurrency
+from goalflow.testing.protocol import estimate_tokens
+from goalflow.testing.virtual_time import run_virtual
+
+
+def _most_in_any_minute(times: list[float], weights: list[int] | None = None) -> int:
+    """The largest count (or weight) of admissions inside any sliding 60 s window."""
+    weights = weights or [1] * len(times)
+    pairs = sorted(zip(times, weights, strict=True))
+    best, start, total = 0, 0, 0
+    for at, weight in pairs:
+        total += weight
+        while pairs[start][0] <= at - 60.0:
+            total -= pairs[start][1]
+            start += 1
+        best = max(best, total)
+    return best
+
+
+async def _calls(
+    pacer: Pacer, arrivals: list[float], latencies: list[float], tokens: list[int]
+) -> list[float]:
+    """Start a call at each arrival time; return when each was admitted."""
+    loop = asyncio.get_running_loop()
+    admitted: list[float] = [math.nan] * len(arrivals)
+
+    async def call(i: int) -> None:
+        await asyncio.sleep(arrivals[i])
+        async with pacer.slot(tokens[i]):
+            admitted[i] = loop.time()
+            await asyncio.sleep(latencies[i])
+
+    await asyncio.gather(*(call(i) for i in range(len(arrivals))))
+    return admitted
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_never_more_than_the_limit_in_any_sliding_minute_including_bursts(seed: int) -> None:
+    rng = random.Random(seed)
+    # Bursts of up to 150 calls at once, at random moments over ten minutes.
+    arrivals = [
+        burst_at for _ in range(12) for burst_at in [rng.uniform(0, 600)] * rng.randint(1, 150)
+    ]
+    latencies = [rng.uniform(0.1, 20) for _ in arrivals]
+    tokens = [rng.randint(50, 2000) for _ in arrivals]
+    pacer = Pacer(requests_per_minute=100, tokens_per_minute=60_000)
+
+    admitted = run_virtual(_calls(pacer, arrivals, latencies, tokens))
+
+    most_requests = _most_in_any_minute(admitted)
+    most_tokens = _most_in_any_minute(admitted, tokens)
+    assert most_requests <= 100
+    assert most_tokens <= 60_000
+    # and one of the limits is actually reached: the pacer does not idle needlessly
+    assert most_requests == 100 or most_tokens > 60_000 - 2000
+    assert all(a >= arrival for a, arrival in zip(admitted, arrivals, strict=True))
+
+
+def test_a_burst_goes_at_once_and_the_rest_when_the_window_frees() -> None:
+    pacer = Pacer(requests_per_minute=60)
+
+    admitted = run_virtual(_calls(pacer, [0.0] * 100, [0.2] * 100, [10] * 100))
+
+    assert admitted[:60] == [0.0] * 60
+    assert admitted[60:] == [pacer.window] * 40  # 60 s plus the margin for the trip
+
+
+def test_calls_in_flight_never_exceed_the_cap() -> None:
+    pacer = Pacer(max_in_flight=7)
+    in_flight, most = 0, 0
+
+    async def call() -> None:
+        nonlocal in_flight, most
+        async with pacer.slot(1):
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(1.0)
+            in_flight -= 1
+
+    async def main() -> float:
+        await asyncio.gather(*(call() for _ in range(50)))
+        return asyncio.get_running_loop().time()
+
+    assert run_virtual(main()) == 8.0  # ceil(50 / 7) rounds of one second
+    assert most == 7
+
+
+def test_a_429_pauses_every_call_for_its_retry_after() -> None:
+    pacer = Pacer(requests_per_minute=1000)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(3.0)
+        pacer.penalize(retry_after=12.5)
+        return await _calls(pacer, [0.0, 1.0, 20.0], [0.1] * 3, [1] * 3) + [loop.time()]
+
+    first, second, late, _ = run_virtual(main())
+
+    assert (first, second) == (15.5, 15.5)  # nobody goes before 3 s + 12.5 s
+    assert late == 23.0  # after the pause, no extra delay
+    assert pacer.penalties == 1
+
+
+def test_a_429_without_retry_after_backs_off_doubling_while_they_keep_coming() -> None:
+    pacer = Pacer()
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        pauses = []
+        for _ in range(4):
+            pacer.penalize(retry_after=None)
+            async with pacer.slot(1):
+                pauses.append(loop.time())
+        return pauses
+
+    assert run_virtual(main()) == [1.0, 3.0, 7.0, 15.0]
+
+
+def test_a_large_call_is_not_starved_by_small_ones() -> None:
+    pacer = Pacer(tokens_per_minute=1000)
+    arrivals = [0.0, 1.0, *[2.0 + i for i in range(60)]]
+    tokens = [600, 900, *[10] * 60]
+
+    admitted = run_virtual(_calls(pacer, arrivals, [0.5] * 62, tokens))
+
+    assert admitted[1] == pacer.window  # waits for the first to leave the window...
+    assert min(admitted[2:]) >= admitted[1]  # ...and later small calls wait behind it
+
+
+def test_settling_counts_real_usage_above_the_estimate_only() -> None:
+    pacer = Pacer(tokens_per_minute=1000)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        async with pacer.slot(100) as admission:
+            admission.settle(900)  # the estimate was low: 900 are spent
+        async with pacer.slot(100) as admission:
+            admission.settle(5)  # lower than estimated: still 100 metered
+        async with pacer.slot(100):
+            return loop.time()
+
+    assert run_virtual(main()) == pacer.window
+
+
+SAMPLE_PROMPTS = [
+    "Write a haiku about autumn.",
+    "Summarise the facts below in three bullet points.\n" + "Green tea has catechins. " * 40,
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n" * 10,
+    "id,name,score\n" + "".join(f"{i},name{i},{i * 7 % 100}\n" for i in range(50)),
+    "Übersetze: «Der schnelle braune Fuchs springt über den faulen Hund.» 🦊" * 5,
+]
+
+
+@pytest.mark.parametrize("prompt", SAMPLE_PROMPTS)
+def test_the_token_estimate_is_at_least_what_the_server_meters(prompt: str) -> None:
+    messages = [
+        {"role": "system", "content": "Answer in JSON."},
+        {"role": "user", "content": prompt},
+    ]
+    metered = estimate_tokens("\n".join(m["content"] for m in messages)) + 256
+
+    estimate = estimate_request_tokens(messages, 256)
+
+    assert estimate >= metered
+    # and at least the prompt's characters over 3, which common tokenizers stay under
+    assert estimate >= len(prompt) / 3 + 256
+
+
+@pytest.mark.parametrize("bad", [0, -5])
+def test_limits_that_cannot_work_are_refused_with_what_to_change(bad: int) -> None:
+    for name in ("requests_per_minute", "tokens_per_minute", "max_in_flight"):
+        with pytest.raises(ConfigError, match=f"{name} must be a positive whole number"):
+            Pacer(**{name: bad})
+
+
+@pytest.mark.parametrize("latency", [0.0, -1.0, math.nan, math.inf, 86_400.0])
+def test_a_nonsense_latency_estimate_is_refused(latency: float) -> None:
+    with pytest.raises(ConfigError, match="expected latency"):
+        task_concurrency(None, 600, latency)
+
+
+def test_a_call_larger_than_the_token_limit_fails_instead_of_waiting_forever() -> None:
+    pacer = Pacer(tokens_per_minute=1000)
+
+    async def main() -> None:
+        async with pacer.slot(1001):
+            pass
+
+    with pytest.raises(ConfigError, match="raise tokens_per_minute"):
+        run_virtual(main())
+
+
+def test_task_concurrency_keeps_the_limit_busy_unless_set() -> None:
+    assert task_concurrency(None, None, 10.0) == 4
+    assert task_concurrency(9, 3500, 10.0) == 9
+    assert task_concurrency(None, 600, 2.0) == 600  # a burst may fill a whole minute
+    assert task_concurrency(None, 60, 120.0) == 120  # R/60 * L once answers outlast it
