@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_GOAL ?= Write a haiku about autumn and a haiku about spring, then combine them into one short poem titled Seasons.
+DEMO_GOAL ?= Translate 'good morning, friends' into French and into Spanish.
 
 .PHONY: setup demo test lint docker postgres
 

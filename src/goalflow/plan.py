@@ -26,7 +26,9 @@ __all__ = [
     "TaskSpec",
     "check_tasks",
     "critical_tasks",
+    "deliver_final_task",
     "describe_validation_error",
+    "match_deliverables",
     "priority_order",
     "resolve_task_ids",
     "wire_dangling_outputs",
@@ -318,6 +320,46 @@ def resolve_task_ids(
     for task in tasks:
         task.inputs = resolve(task.inputs, owner=task.id)
     return resolve(deliverables)
+
+
+def match_deliverables(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """The deliverables, each unproduced one replaced by the one unused output it names.
+
+    Small models name the deliverable 'seasons' and the output 'seasons_poem'. When a
+    deliverable is produced by no task and exactly one output nobody consumes shares
+    all its words (or all of that output's words are in it), that output is meant.
+    """
+    produced = {name for task in tasks for name in task.outputs}
+    consumed = {name for task in tasks for name in task.inputs}
+    unused = [n for n in produced if n not in consumed and n not in deliverables]
+
+    def words(name: str) -> set[str]:
+        return {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w}
+
+    matched = []
+    for name in deliverables:
+        candidates = [n for n in unused if words(name) <= words(n) or words(n) <= words(name)]
+        matched.append(candidates[0] if name not in produced and len(candidates) == 1 else name)
+    return matched
+
+
+def deliver_final_task(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """The deliverables, plus the outputs of the one dead-end task that uses them all.
+
+    Small models list the parts ('autumn_haiku', 'spring_haiku') as deliverables and
+    forget the task that combines them into the answer. When exactly one task's outputs
+    are used by nobody and delivered by nobody, and that task consumes every
+    deliverable, its outputs are what the goal asked for: they are delivered too.
+    """
+    consumed = {name for task in tasks for name in task.inputs}
+    dead_ends = [
+        task
+        for task in tasks
+        if task.outputs and not set(task.outputs) & (consumed | set(deliverables))
+    ]
+    if len(dead_ends) != 1 or not set(deliverables) <= set(dead_ends[0].inputs):
+        return list(deliverables)
+    return [*deliverables, *dead_ends[0].outputs]
 
 
 def wire_dangling_outputs(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:

@@ -30,6 +30,8 @@ from goalflow.plan import (
     TaskKind,
     TaskSpec,
     check_tasks,
+    deliver_final_task,
+    match_deliverables,
     resolve_task_ids,
     wire_dangling_outputs,
 )
@@ -165,9 +167,15 @@ async def make_plan(
 
     def review(draft: PlanDraft) -> list[str]:
         available = [item.name for item in draft.inputs]
-        draft.deliverables = resolve_task_ids(
-            draft.tasks, available=available, deliverables=draft.deliverables
-        )
+        named = resolve_task_ids(draft.tasks, available=available, deliverables=draft.deliverables)
+        draft.deliverables = match_deliverables(draft.tasks, named)
+        for before, after in zip(named, draft.deliverables, strict=True):
+            if before != after:
+                on_step(f"settled: deliverable '{before}' is the output '{after}'")
+        final = deliver_final_task(draft.tasks, draft.deliverables)
+        if final != draft.deliverables:
+            on_step(f"settled: {', '.join(final[len(draft.deliverables) :])} delivered too")
+            draft.deliverables = final
         for note in wire_dangling_outputs(draft.tasks, draft.deliverables):
             on_step(f"settled: {note}")
         return check_tasks(

@@ -43,8 +43,13 @@ async def open_llm(
         )
     async with local_model_server(spec) as base_url:
         # llama.cpp rejects json_schema; json_object with a schema constrains its output.
+        # Greedy decoding: the same goal gets the same plan, so a run can be reproduced.
         config = LLMConfig(
-            model=spec.alias, base_url=base_url, structured_mode="json_object", timeout=600.0
+            model=spec.alias,
+            base_url=base_url,
+            structured_mode="json_object",
+            timeout=600.0,
+            temperature=0.0,
         )
         llm = LLM(config, budget=budget)
         try:

@@ -22,7 +22,9 @@ from goalflow.plan import (
     TaskSpec,
     check_tasks,
     critical_tasks,
+    deliver_final_task,
     describe_validation_error,
+    match_deliverables,
     priority_order,
     resolve_task_ids,
     wire_dangling_outputs,
@@ -474,3 +476,25 @@ def test_unclear_wiring_is_left_for_the_rules_to_report() -> None:
     downstream = [spec("final", [], ["x"]), spec("after", ["x"], ["late"])]
     assert wire_dangling_outputs(downstream, ["x"]) == []
     assert downstream[0].inputs == []
+
+
+def test_a_deliverable_named_loosely_is_matched_to_the_one_unused_output() -> None:
+    tasks = [spec("autumn"), spec("combine", ["autumn_out"], ["seasons_poem"])]
+
+    assert match_deliverables(tasks, ["seasons"]) == ["seasons_poem"]
+    assert match_deliverables(tasks, ["seasons_poem"]) == ["seasons_poem"]
+    # Two unused outputs could be meant: left for the rules to report.
+    two = [spec("a", [], ["poem_one"]), spec("b", [], ["poem_two"])]
+    assert match_deliverables(two, ["poem"]) == ["poem"]
+
+
+def test_the_one_task_that_combines_every_deliverable_delivers_too() -> None:
+    tasks = [spec("autumn"), spec("spring"), spec("combine", ["autumn_out", "spring_out"])]
+
+    final = deliver_final_task(tasks, ["autumn_out", "spring_out"])
+
+    assert final == ["autumn_out", "spring_out", "combine_out"]
+    assert check_tasks(tasks, available=[], deliverables=final) == []
+    # A dead end that does not use every deliverable is not the answer.
+    partial = [spec("autumn"), spec("spring"), spec("note", ["autumn_out"])]
+    assert deliver_final_task(partial, ["autumn_out", "spring_out"]) == ["autumn_out", "spring_out"]
