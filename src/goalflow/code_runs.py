@@ -10,7 +10,6 @@ planner is not offered ``code`` tasks, and a saved plan's code tasks fail saying
 from __future__ import annotations
 
 from functools import partial
-from typing import cast
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
@@ -18,7 +17,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from goalflow.coder import CodeAttempt, attempt_markdown, code_runner
-from goalflow.errors import ConfigError
 from goalflow.executor import CodeRunner
 from goalflow.llm import LLM
 from goalflow.sandbox import Sandbox, check
@@ -32,18 +30,9 @@ async def load_sandbox_config(block_name: str | None) -> SandboxConfig:
     """The saved DockerSandbox block's configuration, or the defaults when none is named."""
     if block_name is None:
         return SandboxConfig()
-    from prefect.exceptions import ObjectNotFound
+    from goalflow.blocks import DockerSandbox, load_block
 
-    from goalflow.blocks import DockerSandbox
-
-    try:
-        block = cast(DockerSandbox, await DockerSandbox.aload(block_name))
-    except (ValueError, ObjectNotFound) as e:
-        raise ConfigError(
-            f"there is no DockerSandbox block named {block_name!r} on the Prefect server: "
-            "save one (see the README, 'Code tasks and the sandbox') or unset "
-            "GOALFLOW_SANDBOX_BLOCK"
-        ) from e
+    block = await load_block(DockerSandbox, block_name, "GOALFLOW_SANDBOX_BLOCK")
     return block.to_config()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
 
 from goalflow.budget import MoneyBudget
 from goalflow.errors import ConfigError
@@ -60,18 +59,9 @@ async def open_llm(
 
 async def _endpoint_config(settings: Settings, model: str | None) -> LLMConfig:
     if settings.llm_block:
-        from prefect.exceptions import ObjectNotFound
+        from goalflow.blocks import LLMProvider, load_block
 
-        from goalflow.blocks import LLMProvider
-
-        try:
-            block = cast(LLMProvider, await LLMProvider.aload(settings.llm_block))
-        except (ValueError, ObjectNotFound) as e:
-            raise ConfigError(
-                f"there is no LLMProvider block named {settings.llm_block!r} on the Prefect "
-                "server: create it (see the README, 'Your own endpoint') or unset "
-                "GOALFLOW_LLM_BLOCK"
-            ) from e
+        block = await load_block(LLMProvider, settings.llm_block, "GOALFLOW_LLM_BLOCK")
         return block.to_config(model)
     return LLMConfig(
         model=model or DEFAULT_ENDPOINT_MODEL,
