@@ -34,7 +34,7 @@ from goalflow.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.code_runs import sandbox_code_runner
 from goalflow.errors import ConfigError, GoalflowError, PlanFileError, TaskError
 from goalflow.executor import CodeRunner, run_leaf
-from goalflow.guard import RunGuard, RunStopped, emit_budget_event
+from goalflow.guard import RunGuard, RunStopped, emit_budget_event, emit_goal_finished
 from goalflow.llm import LLM
 from goalflow.pacing import task_concurrency
 from goalflow.plan import Plan, Task, TaskSpec, describe_validation_error
@@ -214,6 +214,7 @@ async def achieve_goal(
         finally:
             _RUN.reset(token)
     result = _result(goal, plan, run, values, time.monotonic() - started, stopped)
+    emit_goal_finished(run_id, result.status)
     await acreate_markdown_artifact(
         report_markdown(result), key="goal-report", description="The goal report"
     )

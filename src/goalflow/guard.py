@@ -9,7 +9,10 @@ by ``prefect flow-run cancel``, the UI or an automation: nothing else stops it.
 
 Budget alerts become ``goalflow.budget.warning`` / ``goalflow.budget.exceeded`` events
 whose resource is ``goalflow.goal.<flow run id>``, with the goal's flow run as a related
-resource, which is what the ``goalflow-budget-exceeded`` automation cancels.
+resource. The run stops itself at once and then emits ``goalflow.goal.finished``; the
+``goalflow-budget-exceeded`` automation cancels the flow run only when that does not
+follow within its grace time, so a run that misbehaves is still stopped by the server,
+and one that behaves keeps its own final state and message.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from prefect.events import emit_event
 
 from goalflow.budget import BudgetAlert
 
-__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "emit_budget_event"]
+__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "emit_budget_event", "emit_goal_finished"]
 
 T = TypeVar("T")
 POLL_SECONDS = 1.0
@@ -114,25 +117,41 @@ class RunGuard:
                     return
 
 
+def _goal_resources(flow_run_id: UUID) -> dict[str, Any]:
+    return {
+        "resource": {
+            "prefect.resource.id": f"goalflow.goal.{flow_run_id}",
+            "prefect.resource.name": "goal budget",
+        },
+        "related": [
+            {
+                "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        ],
+    }
+
+
 def emit_budget_event(alert: BudgetAlert, flow_run_id: UUID | None) -> None:
     """Tell the Prefect server that spend crossed a threshold or ran out."""
     if flow_run_id is None:
         return
     emit_event(
         event=f"goalflow.budget.{alert.kind}",
-        resource={
-            "prefect.resource.id": f"goalflow.goal.{flow_run_id}",
-            "prefect.resource.name": "goal budget",
-        },
-        related=[
-            {
-                "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
-                "prefect.resource.role": "flow-run",
-            }
-        ],
+        **_goal_resources(flow_run_id),
         payload={
             "fraction": alert.fraction,
             "spent_usd": round(alert.spent_usd, 6),
             "limit_usd": alert.limit_usd,
         },
     )
+
+
+def emit_goal_finished(flow_run_id: UUID | None, status: str) -> None:
+    """Tell the server the goal's work is over (the budget backstop stands down)."""
+    if flow_run_id is not None:
+        emit_event(
+            event="goalflow.goal.finished",
+            **_goal_resources(flow_run_id),
+            payload={"status": status},
+        )

@@ -23,7 +23,7 @@ import httpx
 
 from goalflow.errors import ConfigError
 
-__all__ = ["LocalServer", "prefect_api"]
+__all__ = ["LocalServer", "prefect_api", "spawn_server", "wait_until_healthy"]
 
 _BOOT_SECONDS = 180.0  # a fresh SQLite database took 25-29 s here; slow CI machines more
 
@@ -72,36 +72,16 @@ class LocalServer:
         if self.healthy():
             return False
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        prefect = Path(sys.executable).with_name("prefect")
-        command = [str(prefect), "server", "start", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port)]
         env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # survives this command; stopped by `server stop`
-            )
+        # Its own session: it survives this command and is stopped by `server stop`.
+        process = spawn_server(self.port, env, self.log_file, detach=True)
         self._pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + _BOOT_SECONDS
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise ConfigError(
-                    f"the local Prefect server exited with code {process.returncode} while "
-                    f"starting: see {self.log_file}; is port {self.port} taken? Choose "
-                    "another with GOALFLOW_SERVER_PORT, or set PREFECT_API_URL"
-                )
-            if self.healthy():
-                return True
-            time.sleep(0.5)
-        self.stop()
-        raise ConfigError(
-            f"the local Prefect server did not answer within {_BOOT_SECONDS:.0f} s: see "
-            f"{self.log_file}"
-        )
+        try:
+            wait_until_healthy(process, self.api_url, self.log_file)
+        except ConfigError:
+            self.stop()
+            raise
+        return True
 
     def stop(self) -> bool:
         """Stop the server goalflow started; False when there was none."""
@@ -119,6 +99,44 @@ class LocalServer:
             time.sleep(0.2)
         os.killpg(pid, signal.SIGKILL)
         return True
+
+
+def spawn_server(
+    port: int, env: dict[str, str], log_file: Path, *, detach: bool
+) -> subprocess.Popen[bytes]:
+    """``prefect server start`` on 127.0.0.1:``port``, its output appended to ``log_file``."""
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=detach,
+        )
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], api_url: str, log_file: Path) -> None:
+    """Wait for the server ``process`` to answer on ``api_url``; ConfigError if it cannot."""
+    deadline = time.monotonic() + _BOOT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(
+                f"the Prefect server exited with code {process.returncode} while starting: "
+                f"see {log_file}; is its port taken? Choose another (GOALFLOW_SERVER_PORT), "
+                "or set PREFECT_API_URL"
+            )
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ConfigError(
+        f"the Prefect server did not answer within {_BOOT_SECONDS:.0f} s: see {log_file}"
+    )
 
 
 @contextmanager

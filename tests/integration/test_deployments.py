@@ -1,4 +1,4 @@
-"""The CI path, for real: `goalflow server start`, `goalflow setup`, `prefect deploy --all`,
+"""The CI path, for real: `goalflow server start`, `goalflow setup`, `prefect deploy`,
 a process worker, `prefect deployment run ... --watch`, and the exit code.
 
 The Prefect server is a real `prefect server start` on loopback (SQLite, in a temporary
@@ -9,33 +9,24 @@ OpenAI-compatible test server in this process.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
+from goalflow.testing.deployment_stack import DeploymentStack, run_seconds
 from tests.conftest import TEST_KEY, echo_answer
 from tests.flows.test_goal_flow import DIAMOND, _task
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 BACKSTOP_SECONDS = 10
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = pytest.mark.slow
 
 
 def _answer(request: ChatRequest) -> str | Reply:
@@ -55,105 +46,38 @@ def _answer(request: ChatRequest) -> str | Reply:
     return echo_answer(request)
 
 
-class Stack:
-    def __init__(self, env: dict[str, str], llm: OpenAITestServer) -> None:
-        self.env, self.llm = env, llm
-
-    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            args, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-        )
-
-    def deployment_run(self, **params: object) -> tuple[int, str]:
-        """Exit code of `prefect deployment run --watch` and the flow run id."""
-        command = [str(BIN / "prefect"), "deployment", "run", "achieve-goal/goal", "--watch"]
-        for key, value in params.items():
-            command += ["--param", f"{key}={value}"]
-        done = self.run(*command, "--watch-timeout", "180")
-        found = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
-        assert found, done.stdout + done.stderr
-        return done.returncode, found.group(1)
-
-    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.env['PREFECT_API_URL']}/flow_runs/{flow_run_id}")
-        return dict(response.json())
-
-    def report(self, flow_run_id: str) -> str:
-        response = httpx.post(
-            f"{self.env['PREFECT_API_URL']}/artifacts/filter",
-            json={
-                "artifacts": {
-                    "flow_run_id": {"any_": [flow_run_id]},
-                    "key": {"any_": ["goal-report"]},
-                }
-            },
-        )
-        return str(response.json()[0]["data"])
+@pytest.fixture(scope="module")
+def llm() -> Iterator[OpenAITestServer]:
+    with OpenAITestServer(api_key=TEST_KEY, default=_answer) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("prefect-home")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "GOALFLOW_", "OPENAI_"))
+def stack(llm: OpenAITestServer) -> Iterator[DeploymentStack]:
+    worker_env = {
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": TEST_KEY,
+        "GOALFLOW_MODEL": "test-model",
+        "GOALFLOW_SANDBOX": "off",
+        "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
     }
-    env |= {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GOALFLOW_SERVER_PORT": str(_free_port()),
-    }
-    llm = OpenAITestServer(api_key=TEST_KEY, default=_answer)
-    with llm:
-        stack = Stack(env, llm)
-        started = stack.run(str(BIN / "goalflow"), "server", "start")
-        assert started.returncode == 0, started.stderr
-        url = f"http://127.0.0.1:{env['GOALFLOW_SERVER_PORT']}/api"
-        assert stack.run(str(BIN / "goalflow"), "server", "status").returncode == 0
-        env["PREFECT_API_URL"] = url
-        worker = None
-        try:
-            setup = stack.run(
-                str(BIN / "goalflow"), "setup", "--time-backstop", str(BACKSTOP_SECONDS)
-            )
-            assert setup.returncode == 0, setup.stderr
-            again = stack.run(
-                str(BIN / "goalflow"), "setup", "--time-backstop", str(BACKSTOP_SECONDS)
-            )
-            assert "automation 'goalflow-budget-exceeded': updated" in again.stderr
-            for name in ("goal", "weekly-green-tea-digest", "reflect"):
-                # prefect 3.9.1's `deploy` creates the deployment, then fails (exit 1) on
-                # its own "is a worker online?" query (HTTP 422: limit null), so `--all`
-                # stops after the first one. Deploy by name and check what was created.
-                deployed = stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "-n", name)
-                assert "successfully created" in deployed.stdout, deployed.stdout
-            worker_env = env | {
-                "OPENAI_BASE_URL": llm.base_url,
-                "OPENAI_API_KEY": TEST_KEY,
-                "GOALFLOW_MODEL": "test-model",
-                "GOALFLOW_SANDBOX": "off",
-                "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
-            }
-            worker = subprocess.Popen(
-                [str(BIN / "prefect"), "worker", "start", "--pool", "goalflow-process"],
-                env=worker_env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            yield stack
-        finally:
-            if worker is not None:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(timeout=30)
-            env.pop("PREFECT_API_URL")
-            assert stack.run(str(BIN / "goalflow"), "server", "stop").returncode == 0
-            assert stack.run(str(BIN / "goalflow"), "server", "status").returncode == 1
+    # The scheduler looks for due schedules every 5 s instead of every minute.
+    server_env = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
+    with DeploymentStack(
+        ROOT, worker_env, time_backstop=BACKSTOP_SECONDS, server_env=server_env
+    ) as stack:
+        yield stack
+    assert stack.run("goalflow", "server", "status").returncode == 1
 
 
-def test_watch_exits_0_for_a_goal_that_succeeds(stack: Stack) -> None:
+def test_setup_is_idempotent(stack: DeploymentStack) -> None:
+    again = stack.run("goalflow", "setup", "--time-backstop", str(BACKSTOP_SECONDS))
+
+    assert again.returncode == 0, again.stderr
+    assert "automation 'goalflow-budget-exceeded': updated" in again.stderr
+
+
+def test_watch_exits_0_for_a_goal_that_succeeds(stack: DeploymentStack) -> None:
     code, flow_run_id = stack.deployment_run(goal="Write a short report on green tea")
 
     assert code == 0
@@ -161,7 +85,7 @@ def test_watch_exits_0_for_a_goal_that_succeeds(stack: Stack) -> None:
     assert "<report from Write report>" in stack.report(flow_run_id)
 
 
-def test_watch_exits_non_zero_for_a_goal_that_fails(stack: Stack) -> None:
+def test_watch_exits_non_zero_for_a_goal_that_fails(stack: DeploymentStack) -> None:
     code, flow_run_id = stack.deployment_run(goal="Fail on purpose")
 
     assert code != 0
@@ -170,7 +94,7 @@ def test_watch_exits_non_zero_for_a_goal_that_fails(stack: Stack) -> None:
 
 
 def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
-    stack: Stack, tmp_path: Path
+    stack: DeploymentStack, tmp_path: Path
 ) -> None:
     wide = {
         "goal": "Six parts and a summary",
@@ -188,7 +112,8 @@ def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
 
     assert code != 0
     state = stack.flow_run(flow_run_id)["state"]
-    assert state["type"] in ("FAILED", "CANCELLED")
+    # The run stopped itself, so the backstop automation stood down: its own message stays.
+    assert state["type"] == "FAILED" and "money budget of $0.002" in state["message"]
     report = stack.report(flow_run_id)
     assert "money budget of $0.002" in report
     spent = float(re.search(r"cost: \$([0-9.]+) of a \$0.002 budget", report).group(1))  # type: ignore[union-attr]
@@ -196,25 +121,97 @@ def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
     assert "| part0 | Part 0 | llm | completed |" in report
 
 
-def test_time_budget_is_enforced_by_the_run_itself(stack: Stack) -> None:
+def test_time_budget_is_enforced_by_the_run_itself(stack: DeploymentStack) -> None:
     code, flow_run_id = stack.deployment_run(goal="Slow goal", max_seconds=3)
 
     assert code != 0
     run = stack.flow_run(flow_run_id)
     assert "time budget of 3 s ran out" in run["state"]["message"]
     # Timed by the server from Running to the end (a worker's pick-up is not the run's
-    # doing): stopped long before the test server's 60 s answers could arrive.
-    ran = datetime.fromisoformat(run["end_time"]) - datetime.fromisoformat(run["start_time"])
-    assert ran.total_seconds() < 30
+    # doing): stopped long before the backstop or the test server's 60 s answers.
+    assert run_seconds(run) < BACKSTOP_SECONDS
 
 
-def test_a_goal_without_a_time_budget_is_cancelled_by_the_backstop_automation(
-    stack: Stack,
-) -> None:
-    code, flow_run_id = stack.deployment_run(goal="Slow goal, no limit")
+def test_with_the_in_run_guard_off_the_automation_stops_the_run(stack: DeploymentStack) -> None:
+    code, flow_run_id = stack.deployment_run(
+        job_env={"GOALFLOW_TIME_GUARD": "false"}, goal="Slow goal, guard off", max_seconds=3
+    )
 
     assert code != 0
     run = stack.flow_run(flow_run_id)
-    # Nothing but the automation cancels this run; its answers would take 60 s each.
-    assert run["state"]["type"] in ("CANCELLED", "FAILED")
+    # Only the server's proactive automation can stop it: not the run (guard off, so not
+    # at 3 s), not its answers (60 s each).
+    assert run["state"]["type"] == "CANCELLED"
     assert "cancel" in (run["state"]["message"] or "").lower()
+    assert BACKSTOP_SECONDS <= run_seconds(run) < 50
+
+
+def test_a_run_that_overruns_its_spent_money_budget_is_cancelled_by_the_automation(
+    stack: DeploymentStack,
+) -> None:
+    # Only the money backstop may act here: move the time backstop out of the way.
+    assert stack.run("goalflow", "setup", "--time-backstop", "300").returncode == 0
+    try:
+        _, flow_run_id = stack.deployment_run(watch=False, goal="Slow goal, deaf to money")
+        stack.wait_for_state(flow_run_id, {"RUNNING"})
+        # What a run emits when its money runs out; this one then goes on regardless.
+        goal = f"goalflow.goal.{flow_run_id}"
+        related = [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+                    "prefect.resource.role": "flow-run"}]  # fmt: skip
+        emitted = stack.run(
+            "prefect", "event", "emit", "goalflow.budget.exceeded",
+            "--resource-id", goal, "--related", json.dumps(related),
+        )  # fmt: skip
+        assert emitted.returncode == 0, emitted.stderr
+        sent = datetime.now(UTC)
+
+        run = stack.wait_for_state(flow_run_id, {"CANCELLED", "FAILED", "COMPLETED"})
+    finally:
+        stack.run("goalflow", "setup", "--time-backstop", str(BACKSTOP_SECONDS))
+
+    assert run["state"]["type"] == "CANCELLED"
+    # After the 10 s grace for the run to stop itself; long before its 60 s answers.
+    waited = (datetime.fromisoformat(run["end_time"]) - sent).total_seconds()
+    assert 9 <= waited < 40
+
+
+def test_recurring_deployment_runs_its_saved_plan_on_schedule(
+    stack: DeploymentStack, llm: OpenAITestServer
+) -> None:
+    deployment = stack.get("/deployments/name/achieve-goal/weekly-green-tea-digest")
+    plannings = sum(r.schema_name == "PlanDraft" for r in llm.requests)
+    due = datetime.now(UTC) + timedelta(seconds=15)
+    # A second schedule for the same deployment, first due in 15 s (the weekly cron
+    # would not fire during the test); Prefect's scheduler creates the run.
+    created = stack.run(
+        "prefect", "deployment", "schedule", "create", "achieve-goal/weekly-green-tea-digest",
+        "--interval", "3600", "--anchor-date", due.isoformat(),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+
+    run = _first_finished_run(stack, deployment["id"], timeout=150)
+
+    assert run["auto_scheduled"] and run["state"]["type"] == "COMPLETED"
+    assert datetime.fromisoformat(run["expected_start_time"]) >= due - timedelta(seconds=1)
+    assert "<digest from Write digest>" in stack.report(run["id"])
+    assert sum(r.schema_name == "PlanDraft" for r in llm.requests) == plannings
+
+
+def _first_finished_run(
+    stack: DeploymentStack, deployment_id: str, timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = stack.post(
+            "/flow_runs/filter",
+            {
+                "deployments": {"id": {"any_": [deployment_id]}},
+                "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}},
+                "limit": 1,
+                "sort": "EXPECTED_START_TIME_ASC",
+            },
+        )
+        if runs:
+            return dict(runs[0])
+        time.sleep(2)
+    raise AssertionError(f"no run of the scheduled deployment finished in {timeout} s")

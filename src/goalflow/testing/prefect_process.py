@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
-import httpx
-
 from goalflow.errors import ConfigError
+from goalflow.local_server import spawn_server, wait_until_healthy
 
 __all__ = ["PrefectServerProcess"]
-
-_BOOT_SECONDS = 180.0
 
 
 class PrefectServerProcess:
@@ -63,28 +58,13 @@ class PrefectServerProcess:
         }
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
-        prefect = Path(sys.executable).with_name("prefect")
-        with self.log_file.open("wb") as log:
-            self._process = subprocess.Popen(
-                [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + _BOOT_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self.__exit__(None, None, None)
-                raise ConfigError(f"prefect server exited while starting: see {self.log_file}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.__exit__(None, None, None)
-        raise ConfigError(f"prefect server did not answer in {_BOOT_SECONDS:.0f} s")
+        self._process = spawn_server(self.port, env, self.log_file, detach=False)
+        try:
+            wait_until_healthy(self._process, self.api_url, self.log_file)
+        except ConfigError:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
     def __exit__(
         self,
