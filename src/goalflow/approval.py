@@ -70,8 +70,9 @@ _PLAN_HELP = (
 # The Prefect UI shows a string property with this format as a JSON editor.
 _JSON_EDITOR: dict[str, Any] = {"format": "json-string"}
 
-WaitCallback = Callable[[str, float, Sequence[str]], None]
-"""Told each time the gate waits: flow run id, seconds left, why the last decision failed."""
+WaitCallback = Callable[[Plan, str, float, Sequence[str]], None]
+"""Told each time the gate waits: the plan, the flow run id, seconds left, and why the
+last decision could not be used (empty the first time)."""
 
 
 class PlanDecision(RunInput):
@@ -135,7 +136,7 @@ async def review_plan(
             run_id,
         )
         if on_wait:
-            on_wait(run_id, left, problems)
+            on_wait(plan, run_id, left, problems)
         form = _form(shown, _description(plan, subject, problems, until))
         try:
             async with asyncio.timeout(left):

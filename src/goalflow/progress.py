@@ -23,9 +23,9 @@ class Observer:
         """A planning step began."""
 
     def awaiting_approval(
-        self, flow_run_id: str, seconds_left: float, problems: Sequence[str]
+        self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]
     ) -> None:
-        """The run paused for a person's decision on the plan; ``problems`` say why the
+        """The run paused for a person's decision on ``plan``; ``problems`` say why the
         last decision could not be used (empty on the first wait)."""
 
     def plan_ready(self, plan: Plan) -> None:

@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from typer.testing import CliRunner
 
+from goalflow.cli import app
 from goalflow.flows import GoalStoppedError, achieve_goal
+from goalflow.plan import Plan
 from goalflow.progress import Observer, observe
 from goalflow.report import GoalResult
 from goalflow.testing import OpenAITestServer
@@ -30,7 +45,7 @@ class _Waits(Observer):
         self.waits: list[tuple[str, list[str]]] = []
 
     def awaiting_approval(
-        self, flow_run_id: str, seconds_left: float, problems: Sequence[str]
+        self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]
     ) -> None:
         self.waits.append((flow_run_id, list(problems)))
 
@@ -226,3 +241,105 @@ async def test_no_decision_within_the_timeout_rejects(llm_server: OpenAITestServ
     assert [r.schema_name for r in llm_server.requests] == ["PlanDraft"]
     state, message = await _final_state(run_id)
     assert state == "FAILED" and "nobody approved the plan within 3 s" in message
+
+
+async def _goalflow(prefect_server: str, *args: str) -> tuple[int, str, str]:
+    """The real ``goalflow`` command in its own process, as a person would run it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "goalflow.cli",
+        *args,
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def _newest_paused_run(since: datetime) -> UUID:
+    paused = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+        start_time=FlowRunFilterStartTime(after_=since),
+    )
+    async with get_client() as client:
+        for _ in range(600):
+            runs = await client.read_flow_runs(
+                flow_run_filter=paused, sort=FlowRunSort.START_TIME_DESC, limit=1
+            )
+            if runs:
+                return runs[0].id
+            await asyncio.sleep(0.1)
+    raise AssertionError("no flow run paused")
+
+
+async def test_cli_run_approve_says_how_to_decide_and_goalflow_approve_rejects(
+    llm_server: OpenAITestServer, prefect_server: str
+) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    started = datetime.now(UTC)
+    running = asyncio.create_task(
+        asyncio.to_thread(CliRunner().invoke, app, ["run", GOAL, "--approve", "--json"])
+    )
+
+    run_id = await _newest_paused_run(started)
+    code, _, err = await _goalflow(
+        prefect_server, "approve", str(run_id), "--reject", "--note", "too broad"
+    )
+    result = await asyncio.wait_for(running, 60)
+
+    assert code == 0, err
+    assert "is rejected" in err
+    assert result.exit_code == 1
+    assert "the plan waits for approval" in result.stderr
+    assert f"goalflow approve {run_id}" in result.stderr
+    assert f"/runs/flow-run/{run_id}" in result.stderr  # the run's page in the UI
+    assert "pros: List pros <- facts -> pros" in result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "stopped"
+    assert "the plan was rejected: too broad" in outcome["message"]
+    assert [r.schema_name for r in llm_server.requests] == ["PlanDraft"]
+
+
+async def test_goalflow_approve_shows_the_waiting_plan_and_sends_an_edit(
+    llm_server: OpenAITestServer, prefect_server: str, tmp_path: Path
+) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+
+    async with _goal_with_approval(goal=GOAL) as (run, waits):
+        run_id, _ = await waits.next_wait(1)
+        code, shown, err = await _goalflow(prefect_server, "approve", str(run_id), "--show")
+        assert code == 0, err
+        plan = json.loads(shown)
+        plan["tasks"] = [_task("memo", "Write memo", ["topic"], ["report"])]
+        plan_file = tmp_path / "plan.json"
+        plan_file.write_text(json.dumps(plan))
+        code, _, err = await _goalflow(
+            prefect_server, "approve", str(run_id), "--plan", str(plan_file)
+        )
+        assert code == 0, err
+        result = await asyncio.wait_for(run, 60)
+
+    assert result.deliverables == {"report": "<report from Write memo>"}
+    assert not _task_requests(llm_server, "Gather facts")
+
+
+def test_goalflow_approve_refuses_a_run_that_waits_for_nothing() -> None:
+    run_id = uuid4()
+
+    result = CliRunner().invoke(app, ["approve", str(run_id)])
+
+    assert result.exit_code == 2
+    assert f"has no flow run {run_id}" in result.stderr
+
+
+def test_goalflow_approve_refuses_an_invalid_plan_before_sending_it(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"goal": "x", "deliverables": ["a"], "tasks": []}))
+
+    result = CliRunner().invoke(app, ["approve", str(uuid4()), "--plan", str(plan_file)])
+
+    assert result.exit_code == 2
+    assert "breaks the plan rules" in result.stderr
