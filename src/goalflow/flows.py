@@ -89,6 +89,7 @@ class _Run:
     slots: asyncio.Semaphore
     concurrency: int
     subflows: SubflowGate
+    guard: RunGuard
     code_runner: CodeRunner | None = None
     plan: Plan | None = None
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
@@ -217,6 +218,7 @@ async def achieve_goal(
             slots=asyncio.Semaphore(concurrency),
             concurrency=concurrency,
             subflows=SubflowGate(subflow_starts(settings.subflow_starts)),
+            guard=guard,
             code_runner=await sandbox_code_runner(settings, llm, goal),
         )
         run.observer.attach(llm.ledger, policy.max_seconds)
@@ -250,12 +252,13 @@ async def _plan_and_run(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, s
     run.plan = plan
     await _publish_plan(plan)
     if run.settings.approve:
-        approval = await review_plan(
-            plan,
-            wait_seconds=run.settings.approval_timeout,
-            check=lambda p: p.errors(max_tasks=run.settings.max_tasks),
-            on_wait=run.observer.awaiting_approval,
-        )
+        with run.guard.clock_held():  # a person's time is not the goal's time budget
+            approval = await review_plan(
+                plan,
+                wait_seconds=run.settings.approval_timeout,
+                check=lambda p: p.errors(max_tasks=run.settings.max_tasks),
+                on_wait=run.observer.awaiting_approval,
+            )
         if approval.edited:
             plan = run.plan = approval.plan
             await _publish_plan(plan)

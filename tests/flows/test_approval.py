@@ -243,6 +243,21 @@ async def test_no_decision_within_the_timeout_rejects(llm_server: OpenAITestServ
     assert state == "FAILED" and "nobody approved the plan within 3 s" in message
 
 
+async def test_the_wait_for_approval_does_not_count_against_the_time_budget(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+
+    async with _goal_with_approval(goal=GOAL, max_seconds=4) as (run, waits):
+        run_id, _ = await waits.next_wait(1)
+        await asyncio.sleep(5)  # longer than the whole time budget
+        await _resume_as_the_ui_does(run_id, decision="approve")
+        result = await asyncio.wait_for(run, 60)
+
+    assert result.status == "completed"
+    assert result.deliverables == {"report": "<report from Write report>"}
+
+
 async def _goalflow(prefect_server: str, *args: str) -> tuple[int, str, str]:
     """The real ``goalflow`` command in its own process, as a person would run it."""
     process = await asyncio.create_subprocess_exec(
