@@ -1,8 +1,8 @@
-"""The ``goalflow`` command: run a goal, or plan one for review.
+"""The ``goalflow`` command: run a goal, plan one for review, approve a waiting plan.
 
-Exit codes: 0 the goal was achieved; 1 it ran and failed, was stopped by a budget or
-a cancellation, or the model failed; 2 the input cannot work as given (empty goal,
-invalid plan file, bad settings).
+Exit codes: 0 the goal was achieved; 1 it ran and failed, was stopped by a budget, a
+cancellation or a rejected plan, or the model failed; 2 the input cannot work as given
+(empty goal, invalid plan file, bad settings, a run that waits for no decision).
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -76,6 +78,32 @@ class _Progress(Observer):
 
     def step(self, message: str) -> None:
         self._say(message)
+
+    def awaiting_approval(
+        self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]
+    ) -> None:
+        from goalflow.approval import run_url
+
+        lines = []
+        if problems:
+            lines += ["the decision could not be used:", *(f"  - {p}" for p in problems)]
+        else:
+            lines.append(f"plan: {plan.leaf_count()} tasks")
+            for task in plan.walk():
+                if not task.subtasks:
+                    uses = f" <- {', '.join(task.inputs)}" if task.inputs else ""
+                    lines.append(f"  {task.id}: {task.title}{uses} -> {', '.join(task.outputs)}")
+        command = f"goalflow approve {flow_run_id}"
+        url = run_url(flow_run_id)
+        lines += [
+            f"the plan waits for approval; with no decision within {seconds_left:.0f} s it is "
+            "rejected",
+            *([f"  in the UI: {url} (Resume)"] if url else []),
+            f"  approve:   {command}",
+            f"  edit:      {command} --show > plan.json; edit it; {command} --plan plan.json",
+            f'  reject:    {command} --reject --note "why"',
+        ]
+        self.console.print("\n".join(lines), highlight=False, markup=False)
 
     def plan_ready(self, plan: Plan) -> None:
         self.total = sum(1 for _ in plan.walk())
@@ -142,6 +170,21 @@ def run(
     budget_block: Annotated[
         str | None, typer.Option(help="A saved BudgetPolicy block (GOALFLOW_BUDGET_BLOCK).")
     ] = None,
+    approve: Annotated[
+        bool | None,
+        typer.Option(
+            "--approve/--no-approve",
+            help="Wait for a person to approve, edit or reject the plan before it runs "
+            "(default: GOALFLOW_APPROVE).",
+            show_default=False,
+        ),
+    ] = None,
+    approval_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=1, help="Seconds the plan waits for approval, then it is rejected (default 3600)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
@@ -149,7 +192,8 @@ def run(
     """Plan GOAL (or take --plan), run its tasks on Prefect, print the deliverables.
 
     With no PREFECT_API_URL, the local Prefect server is started (or reused) so that
-    the run, its tasks and artifacts stay visible in the UI afterwards.
+    the run, its tasks and artifacts stay visible in the UI afterwards. With --approve,
+    the run pauses after planning and says how to approve it.
     """
     from goalflow.flows import GoalFailedError, achieve_goal, check_goal, load_plan
     from goalflow.local_server import prefect_api
@@ -178,6 +222,8 @@ def run(
                         max_usd=max_usd,
                         max_seconds=max_seconds,
                         budget_block=budget_block,
+                        approve=approve,
+                        approval_timeout=approval_timeout,
                     )
                 )
     except GoalFailedError as e:
@@ -239,6 +285,46 @@ def plan_command(
     partial.write_text(document + "\n", encoding="utf-8")
     partial.replace(output)
     err.print(f"plan written to {output}: {result.leaf_count()} tasks", highlight=False)
+
+
+@app.command("approve")
+def approve_command(
+    flow_run_id: Annotated[UUID, typer.Argument(help="The id of the run that waits.")],
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="Run this plan instead (a plan JSON file).")
+    ] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the plan.")] = False,
+    note: Annotated[
+        str, typer.Option(help="Why; a rejection's note ends up in the run's final state.")
+    ] = "",
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the waiting plan as JSON; decide nothing.")
+    ] = False,
+) -> None:
+    """Approve, edit (--plan FILE) or reject (--reject) the plan a run waits on.
+
+    Sends the same decision as the Resume form of the Prefect UI. Talks to
+    PREFECT_API_URL, or the local Prefect server when it is unset.
+    """
+    from goalflow.approval import Decision, send_decision, waiting_plan
+    from goalflow.flows import load_plan
+    from goalflow.local_server import prefect_api
+    from goalflow.settings import Settings
+
+    try:
+        if sum((plan is not None, reject, show)) > 1:
+            raise ConfigError("give one of --plan, --reject and --show")
+        edited = load_plan(plan) if plan else None
+        decision: Decision = "reject" if reject else "edit" if edited else "approve"
+        with prefect_api(Settings().server_port):
+            if show:
+                print(asyncio.run(waiting_plan(flow_run_id)))
+                return
+            asyncio.run(send_decision(flow_run_id, decision, plan=edited, note=note))
+    except GoalflowError as e:
+        raise _fail(e) from None
+    done = {"approve": "approved", "edit": "replaced by your plan", "reject": "rejected"}
+    err.print(f"the plan of run {flow_run_id} is {done[decision]}", highlight=False)
 
 
 def main() -> None:

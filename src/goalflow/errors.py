@@ -13,6 +13,7 @@ failed, why, and what to change. No message ever contains an API key.
     │   ├── LLMRequestError          any other refusal (4xx/5xx after retries)
     │   └── StructuredOutputError    answers never matched the schema, after re-asking
     ├── PlanningError                the model's plans stayed invalid after re-asking
+    ├── PlanRejectedError            a person rejected the plan, or nobody approved it in time
     ├── BudgetExceededError          a model call would not fit what is left of the money budget
     ├── LocalModelError              the offline model cannot be prepared or started
     └── TaskError                    one task of a goal could not produce its outputs
@@ -33,6 +34,7 @@ __all__ = [
     "LLMUnreachableError",
     "LocalModelError",
     "PlanFileError",
+    "PlanRejectedError",
     "PlanningError",
     "SandboxError",
     "SandboxUnavailableError",
@@ -95,6 +97,18 @@ class PlanningError(GoalflowError):
         super().__init__(message)
         self.n_attempts = n_attempts
         self.last_errors = last_errors
+
+
+class PlanRejectedError(GoalflowError):
+    """A plan waiting for approval was rejected, or no decision came before the timeout.
+
+    ``note`` is what the person wrote (empty when none); ``timed_out`` tells the two apart.
+    """
+
+    def __init__(self, message: str, *, note: str = "", timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.note = note
+        self.timed_out = timed_out
 
 
 class BudgetExceededError(GoalflowError):

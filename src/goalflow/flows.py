@@ -5,9 +5,12 @@ A composite task that was broken down runs as a subflow (``composite: <title>``)
 holding its sub-plan; each leaf task is a task run (``task: <title>``). The plan,
 its graph, every task's output and the final report are Markdown artifacts.
 
-A run that is stopped (money or time budget spent, cancelled on the server) keeps
-what finished, reports it, and raises :class:`GoalStoppedError`, so the flow run's
-final state says why it stopped.
+With ``approve``, the run pauses after planning until a person approves, edits or
+rejects the plan (``goalflow.approval``); an edited plan runs instead of the first one.
+
+A run that is stopped (money or time budget spent, cancelled on the server, the plan
+rejected) keeps what finished, reports it, and raises :class:`GoalStoppedError`, so the
+flow run's final state says why it stopped.
 """
 
 from __future__ import annotations
@@ -28,11 +31,18 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import ValidationError
 
+from goalflow.approval import review_plan
 from goalflow.backend import SubflowGate, subflow_starts
 from goalflow.blocks import load_budget
 from goalflow.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.code_runs import sandbox_code_runner
-from goalflow.errors import ConfigError, GoalflowError, PlanFileError, TaskError
+from goalflow.errors import (
+    ConfigError,
+    GoalflowError,
+    PlanFileError,
+    PlanRejectedError,
+    TaskError,
+)
 from goalflow.executor import CodeRunner, run_leaf
 from goalflow.guard import RunGuard, RunStopped, emit_budget_event, emit_goal_finished
 from goalflow.llm import LLM
@@ -79,6 +89,7 @@ class _Run:
     slots: asyncio.Semaphore
     concurrency: int
     subflows: SubflowGate
+    guard: RunGuard
     code_runner: CodeRunner | None = None
     plan: Plan | None = None
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
@@ -148,12 +159,15 @@ async def achieve_goal(
     budget_block: str | None = None,
     llm_block: str | None = None,
     sandbox_block: str | None = None,
+    approve: bool | None = None,
+    approval_timeout: float | None = None,
 ) -> GoalResult:
     """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
     tasks, hand back the deliverables.
 
     Unset parameters come from the environment (see ``goalflow.settings``), and the
-    budgets from the BudgetPolicy block named by ``budget_block`` after that.
+    budgets from the BudgetPolicy block named by ``budget_block`` after that. With
+    ``approve``, the plan waits up to ``approval_timeout`` seconds for a person's decision.
     """
     started = time.monotonic()
     settings = _settings(
@@ -165,6 +179,8 @@ async def achieve_goal(
             "budget_block": budget_block,
             "llm_block": llm_block,
             "sandbox_block": sandbox_block,
+            "approve": approve,
+            "approval_timeout": approval_timeout,
         }
     )
     if plan is None and plan_file:
@@ -202,6 +218,7 @@ async def achieve_goal(
             slots=asyncio.Semaphore(concurrency),
             concurrency=concurrency,
             subflows=SubflowGate(subflow_starts(settings.subflow_starts)),
+            guard=guard,
             code_runner=await sandbox_code_runner(settings, llm, goal),
         )
         run.observer.attach(llm.ledger, policy.max_seconds)
@@ -210,7 +227,11 @@ async def achieve_goal(
             plan, values = await guard.run(_plan_and_run(run, plan))
             stopped = None
         except RunStopped as stop:
+            plan = run.plan or plan
             values, stopped = _finished_values(plan, run), stop.reason
+        except PlanRejectedError as rejected:
+            plan = run.plan or plan
+            values, stopped = _finished_values(plan, run), str(rejected)
         finally:
             _RUN.reset(token)
     result = _result(goal, plan, run, values, time.monotonic() - started, stopped)
@@ -230,15 +251,30 @@ async def _plan_and_run(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, s
     if plan is None:
         plan = await plan_goal(run.goal)
     run.plan = plan
-    await acreate_markdown_artifact(plan_markdown(plan), key="goal-plan", description="The plan")
-    await acreate_markdown_artifact(
-        graph_markdown(plan), key="goal-graph", description="The task graph"
-    )
+    await _publish_plan(plan)
+    if run.settings.approve:
+        with run.guard.clock_held():  # a person's time is not the goal's time budget
+            approval = await review_plan(
+                plan,
+                wait_seconds=run.settings.approval_timeout,
+                check=lambda p: p.errors(max_tasks=run.settings.max_tasks),
+                on_wait=run.observer.awaiting_approval,
+            )
+        if approval.edited:
+            plan = run.plan = approval.plan
+            await _publish_plan(plan)
     run.observer.plan_ready(plan)
     get_run_logger().info(
         "running %d tasks with concurrency %d", plan.leaf_count(), run.concurrency
     )
     return plan, await _run_level(plan.tasks, plan.inputs, prefix="")
+
+
+async def _publish_plan(plan: Plan) -> None:
+    await acreate_markdown_artifact(plan_markdown(plan), key="goal-plan", description="The plan")
+    await acreate_markdown_artifact(
+        graph_markdown(plan), key="goal-graph", description="The task graph"
+    )
 
 
 def _finished_values(plan: Plan | None, run: _Run) -> dict[str, str]:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -60,6 +62,8 @@ class RunGuard:
         self.poll_seconds = poll_seconds
         self.reason: str | None = None
         self._work: asyncio.Future[Any] | None = None
+        self._held = 0.0
+        self._held_since: float | None = None
 
     def stop(self, reason: str) -> None:
         """Stop the work for ``reason``; later reasons do not replace the first."""
@@ -68,6 +72,20 @@ class RunGuard:
             logger.warning("stopping the goal: %s", reason)
         if self._work is not None:
             self._work.cancel()
+
+    @contextmanager
+    def clock_held(self) -> Iterator[None]:
+        """Time spent inside this block (waiting for a person) does not count against the
+        time budget; the budget can still run out before or after it."""
+        self._held_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._held += time.monotonic() - self._held_since
+            self._held_since = None
+
+    def _held_for(self, now: float) -> float:
+        return self._held + (now - self._held_since if self._held_since is not None else 0.0)
 
     async def run(self, work: Coroutine[Any, Any, T]) -> T:
         """The result of ``work``, or :class:`RunStopped` when it was stopped."""
@@ -97,7 +115,13 @@ class RunGuard:
         return result
 
     async def _deadline(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            left = started + seconds + self._held_for(now) - now
+            if left <= 0 and self._held_since is None:
+                break
+            await asyncio.sleep(left if left > 0 else self.poll_seconds)
         self.stop(f"the time budget of {seconds:g} s ran out")
 
     async def _watch_state(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -21,6 +21,12 @@ class Observer:
 
     def step(self, message: str) -> None:
         """A planning step began."""
+
+    def awaiting_approval(
+        self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]
+    ) -> None:
+        """The run paused for a person's decision on ``plan``; ``problems`` say why the
+        last decision could not be used (empty on the first wait)."""
 
     def plan_ready(self, plan: Plan) -> None:
         """The plan is final; its tasks are about to run."""

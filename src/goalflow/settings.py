@@ -138,6 +138,17 @@ class Settings(BaseSettings):
         description="Stop a goal in its own run when its time budget ends. Off leaves it to "
         "the server's automation (`goalflow setup`), which is how that backstop is tested.",
     )
+    approve: bool = Field(
+        default=False,
+        description="Pause each goal after planning until a person approves, edits or rejects "
+        "the plan (in the Prefect UI or with `goalflow approve`).",
+    )
+    approval_timeout: float = Field(
+        default=3600,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a plan waits for approval; with no decision by then it is rejected.",
+    )
     server_port: int = Field(
         default=4200,
         ge=1,
