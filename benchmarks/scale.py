@@ -7,7 +7,8 @@ planning call: the saved ``Plan`` goes straight to ``achieve_goal``), and report
   LB            makespan of an exact discrete-event simulation of the same graph, same
                 latency, same sliding-minute limiter (60 s), zero overhead (virtual time)
   bare          the same graph, real calls to the test server, goalflow's asyncio
-                scheduler and pacer with no Prefect: the floor
+                scheduler, pacer and LLM client with no Prefect, in a child process
+                like the real run (``plan_run --bare``): the floor
   one-at-a-time the BabyAGI-style loop (simulated, like LB: N * L at these sizes)
   level-by-level each layer waits for the whole previous one (simulated)
   sqlite / postgres  achieve_goal on a fresh `prefect server start` on that database,
@@ -20,7 +21,8 @@ Scenarios of issue 5 (PostgreSQL needs `make postgres`):
   wide:  .venv/bin/python benchmarks/scale.py --tasks 580 --latency 10 --rpm 3500
   deep:  .venv/bin/python benchmarks/scale.py --tasks 200 --depth 5 --latency 2 --rpm 600
 
-Prints a table, then one JSON line.
+``--profile DIR`` samples the runner and the server with py-spy and prints where each
+spends its CPU. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -32,20 +34,17 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 from goalflow.backend import POSTGRES_SUBFLOW_STARTS
-from goalflow.budget import Price
-from goalflow.executor import run_leaf
-from goalflow.llm import LLM, LLMConfig
 from goalflow.pacing import Pacer
 from goalflow.plan import Plan, TaskSpec
 from goalflow.scheduler import run_graph
 from goalflow.testing import ChatRequest, OpenAITestServer
 from goalflow.testing.plans import layered_plan
 from goalflow.testing.prefect_process import PrefectServerProcess
+from goalflow.testing.profiling import profiled
 from goalflow.testing.virtual_time import run_virtual
 
 POSTGRES_URL = "postgresql+asyncpg://prefect:prefect@127.0.0.1:5432/prefect"
@@ -83,60 +82,49 @@ async def _simulate(plan: Plan, args: argparse.Namespace, mode: str) -> float:
     return loop.time()
 
 
-async def _bare(plan: Plan, base_url: str, args: argparse.Namespace) -> float:
-    """The graph on goalflow's scheduler and pacer, real HTTP, no Prefect."""
-    config = LLMConfig(
-        model=MODEL,
-        base_url=base_url,
-        prices={MODEL: Price(input=0.0, output=0.0)},
-        requests_per_minute=args.rpm,
-        tokens_per_minute=args.tpm,
-        expected_latency=args.latency,
-        timeout=args.latency * 10 + 60,
-    )
-    llm = LLM(config)
+def _child_env(base_url: str, args: argparse.Namespace) -> dict[str, str]:
+    """The runner's environment: the test server as its model, the benchmark's limits.
 
-    def run(task: TaskSpec, inputs: dict[str, str]) -> Awaitable[dict[str, str]]:
-        return run_leaf(llm, plan.goal, task, inputs, attempts=1)
-
-    started = time.monotonic()
-    await run_graph(plan.tasks, plan.inputs, run, concurrency=len(plan.tasks))
-    seconds = time.monotonic() - started
-    await llm.close()
-    return seconds
+    Prefect's console log is kept to warnings, as ``goalflow run`` keeps it: formatting a
+    line per task state for a terminal nobody reads cost the runner ~6 % of its CPU."""
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": "sk-bench",
+        "GOALFLOW_MODEL": MODEL,
+        "GOALFLOW_PRICES": json.dumps({MODEL: {"input": 0, "output": 0}}),
+        "GOALFLOW_MAX_TASKS": "5000",
+        "GOALFLOW_REQUESTS_PER_MINUTE": str(args.rpm),
+        "GOALFLOW_EXPECTED_LATENCY": str(args.latency),
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    }
+    if args.tpm:
+        env["GOALFLOW_TOKENS_PER_MINUTE"] = str(args.tpm)
+    return env
 
 
-def _prefect_run(
-    backend: str, plan_args: list[str], base_url: str, args: argparse.Namespace
-) -> dict[str, Any]:
+def _child(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    child = subprocess.run(command, env=env, capture_output=True, text=True)
+    reports = [line for line in child.stdout.splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not reports:
+        return {"error": child.stderr[-2000:]}
+    return dict(json.loads(reports[-1]))
+
+
+def _plan_command(args: argparse.Namespace, *extra: str) -> list[str]:
+    plan = ["--tasks", str(args.tasks), "--depth", str(args.depth), *extra]
+    return [sys.executable, "-m", "goalflow.testing.plan_run", *plan]
+
+
+def _prefect_run(backend: str, base_url: str, args: argparse.Namespace) -> dict[str, Any]:
     database = POSTGRES_URL if backend == "postgres" else None
     with PrefectServerProcess(_port(), database) as server:
-        env = {
-            **os.environ,
-            "PREFECT_API_URL": server.api_url,
-            "OPENAI_BASE_URL": base_url,
-            "OPENAI_API_KEY": "sk-bench",
-            "GOALFLOW_MODEL": MODEL,
-            "GOALFLOW_PRICES": json.dumps({MODEL: {"input": 0, "output": 0}}),
-            "GOALFLOW_MAX_TASKS": "5000",
-            "GOALFLOW_REQUESTS_PER_MINUTE": str(args.rpm),
-            "GOALFLOW_EXPECTED_LATENCY": str(args.latency),
-        }
-        if args.tpm:
-            env["GOALFLOW_TOKENS_PER_MINUTE"] = str(args.tpm)
+        env = _child_env(base_url, args) | {"PREFECT_API_URL": server.api_url}
         if database:
             env["GOALFLOW_SUBFLOW_STARTS"] = str(POSTGRES_SUBFLOW_STARTS)
-        child = subprocess.run(
-            [sys.executable, "-m", "goalflow.testing.plan_run", *plan_args],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        server_rss = server.peak_rss_mib()
-    if child.returncode != 0:
-        return {"error": child.stderr[-2000:]}
-    report: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    report["server_peak_rss_mib"] = round(server_rss or 0.0, 1)
+        with profiled(args.profile, backend, server.pid) as wrap:
+            report = _child(wrap(_plan_command(args)), env)
+        report["server_peak_rss_mib"] = round(server.peak_rss_mib() or 0.0, 1)
     return report
 
 
@@ -152,6 +140,14 @@ def main() -> None:
     parser.add_argument("--tpm", type=int, default=None, help="T tokens per minute")
     parser.add_argument(
         "--backends", default="sqlite,postgres", help="comma list of sqlite, postgres"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the runner and the Prefect server with py-spy (pip install py-spy); "
+        "writes collapsed stacks to DIR and prints where each spends its CPU",
     )
     parser.add_argument("--tokens-per-call", type=int, default=1200, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,18 +166,23 @@ def main() -> None:
         default=answer,
     )
     with server:
-        figures["bare_s"] = round(asyncio.run(_bare(plan, server.base_url, args)), 3)
+        bare = _child(_plan_command(args, "--bare"), _child_env(server.base_url, args))
+        if "seconds" not in bare:
+            raise SystemExit(f"the bare run failed: {bare['error']}")
+        figures["bare_s"] = bare["seconds"]
         figures["bare_429s"] = server.stats.rate_limited
         for backend in filter(None, args.backends.split(",")):
             server.reset()
-            plan_args = ["--tasks", str(args.tasks), "--depth", str(args.depth)]
-            run = _prefect_run(backend, plan_args, server.base_url, args)
+            run = _prefect_run(backend, server.base_url, args)
             stats = server.stats
             if "seconds" in run:
                 run["efficiency"] = round(figures["lb_s"] / run["seconds"], 3)
                 run["rpm_achieved"] = round(stats.completed / run["seconds"] * 60, 1)
                 run["overhead_per_task_ms"] = round(
                     (run["seconds"] - figures["bare_s"]) / args.tasks * 1000, 2
+                )
+                run["median_task_overhead_ms"] = round(
+                    (run["task_median_s"] - bare["task_median_s"]) * 1000, 1
                 )
                 run["x_faster_than_one_at_a_time"] = round(
                     figures["one_at_a_time_s"] / run["seconds"], 2
@@ -192,7 +193,10 @@ def main() -> None:
                 max_in_flight=stats.max_in_flight,
             )
             figures[backend] = run
-    print(f"{'':16}{'makespan s':>12}{'efficiency':>12}{'429s':>6}{'lost':>6}{'RSS MiB':>10}")
+    print(
+        f"{'':16}{'makespan s':>12}{'efficiency':>12}{'429s':>6}{'lost':>6}{'RSS MiB':>10}"
+        f"{'task ovh ms':>13}"
+    )
     for name in ("lb_s", "bare_s", "one_at_a_time_s", "level_by_level_s"):
         print(f"{name[:-2]:16}{figures[name]:>12.2f}{figures['lb_s'] / figures[name]:>12.3f}")
     for backend in filter(None, args.backends.split(",")):
@@ -201,10 +205,11 @@ def main() -> None:
             print(
                 f"{backend:16}{r['seconds']:>12.2f}{r['efficiency']:>12.3f}"
                 f"{r['http_429s']:>6}{r['failed']:>6}{r['peak_rss_mib']:>10.0f}"
+                f"{r['median_task_overhead_ms']:>13.1f}"
             )
         else:
             print(f"{backend:16} failed: {r['error'][-300:]}")
-    print(json.dumps(figures))
+    print(json.dumps(figures, default=str))
 
 
 if __name__ == "__main__":

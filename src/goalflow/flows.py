@@ -94,6 +94,11 @@ class _Run:
     plan: Plan | None = None
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
 
+    @property
+    def output_artifacts(self) -> bool:
+        """Whether each task's output gets an artifact (plans up to the setting's size)."""
+        return self.plan is None or self.plan.leaf_count() <= self.settings.output_artifacts
+
 
 _RUN: ContextVar[_Run] = ContextVar("goalflow_run")
 
@@ -306,11 +311,22 @@ async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> di
                 attempts=run.settings.task_attempts,
                 code_runner=run.code_runner,
             )
-    await acreate_markdown_artifact(
-        task_output_markdown(path, task.title, outputs), description=f"Output of {path}"
-    )
-    get_run_logger().info("produced %s", ", ".join(outputs))
+    if run.output_artifacts:
+        await acreate_markdown_artifact(
+            task_output_markdown(path, task.title, outputs), description=f"Output of {path}"
+        )
+        get_run_logger().info("produced %s", ", ".join(outputs))
+    else:
+        get_run_logger().info("produced %s", _outputs_line(outputs))
     return outputs
+
+
+def _outputs_line(outputs: dict[str, str], width: int = 300) -> str:
+    """The outputs in one log line, each cut to ``width`` characters."""
+    return "; ".join(
+        f"{name}: {value if len(value) <= width else value[:width] + '…'}"
+        for name, value in outputs.items()
+    )
 
 
 @flow(name="composite-task", flow_run_name="composite: {task.title}", log_prints=False)

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     plan_attempts: int = Field(
         default=3, ge=1, description="Plans asked for before planning gives up."
     )
+    output_artifacts: int = Field(
+        default=100,
+        ge=0,
+        description="Plans with up to this many leaf tasks give each task's output its own "
+        "Markdown artifact; larger plans log each output on its task run instead (one "
+        "artifact per task costs the server a write each: see README, Performance).",
+    )
     task_attempts: int = Field(
         default=2, ge=1, description="Tries a task gets to pass its acceptance check."
     )

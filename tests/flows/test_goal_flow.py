@@ -12,8 +12,11 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterTaskRunId,
 )
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+from prefect.logging.handlers import APILogHandler
 
 from goalflow.errors import ConfigError, PlanFileError, PlanningError
 from goalflow.flows import GoalFailedError, achieve_goal
@@ -355,3 +358,24 @@ async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_step(
     assert result.status == "completed"
     assert result.deliverables == {"essay": "<essay from Draft essay>"}
     assert [(t.path, t.kind) for t in result.tasks] == [("draft", "llm")]
+
+
+async def test_a_plan_over_the_artifact_limit_logs_each_output_on_its_task_run(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_OUTPUT_ARTIFACTS", "3")  # DIAMOND has 4 leaf tasks
+    llm_server.script(_is_plan, json.dumps(DIAMOND))
+
+    result = await achieve_goal(goal="Write a short report on green tea")
+
+    assert result.status == "completed"
+    seen = await _children(UUID(result.flow_run_id))
+    assert not [key for key in seen["artifacts"] if key.startswith("Output of")]
+    assert "<report from Write report>" in seen["artifacts"]["goal-report"]
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        cons = seen["task_runs"]["task: List cons"]
+        logs = await client.read_logs(
+            log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[cons.id])), limit=50, offset=0
+        )
+    assert "produced cons: <cons from List cons>" in [log.message for log in logs]

@@ -34,6 +34,10 @@ class PrefectServerProcess:
         return f"http://127.0.0.1:{self.port}/api"
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def log_file(self) -> Path:
         return Path(self._home.name) / "server.log"
 
