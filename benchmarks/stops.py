@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from goalflow.testing.deployment_stack import DeploymentStack, run_seconds
+from goalflow.testing.deployment_stack import DeploymentStack, model_env, run_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKSTOP = 10
@@ -98,13 +98,7 @@ def main() -> None:
     (chain := folder / "chain.json").write_text(json.dumps(CHAIN))
     (slow := folder / "slow.json").write_text(json.dumps(SLOW))
     with OpenAITestServer(api_key=KEY, default=answer) as llm:
-        worker_env = {
-            "OPENAI_BASE_URL": llm.base_url,
-            "OPENAI_API_KEY": KEY,
-            "GOALFLOW_MODEL": "test-model",
-            "GOALFLOW_SANDBOX": "off",
-            "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
-        }
+        worker_env = model_env(llm.base_url, KEY)
         with DeploymentStack(ROOT, worker_env, time_backstop=BACKSTOP) as stack:
             for _ in range(args.runs):
                 _, run_id = stack.deployment_run(plan_file=slow, max_seconds=3)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from goalflow.testing.deployment_stack import DeploymentStack, run_seconds
+from goalflow.testing.deployment_stack import DeploymentStack, model_env, run_seconds
 from tests.conftest import TEST_KEY, echo_answer
 from tests.flows.test_goal_flow import DIAMOND, _task
 
@@ -54,13 +54,7 @@ def llm() -> Iterator[OpenAITestServer]:
 
 @pytest.fixture(scope="module")
 def stack(llm: OpenAITestServer) -> Iterator[DeploymentStack]:
-    worker_env = {
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_API_KEY": TEST_KEY,
-        "GOALFLOW_MODEL": "test-model",
-        "GOALFLOW_SANDBOX": "off",
-        "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
-    }
+    worker_env = model_env(llm.base_url, TEST_KEY)
     # The scheduler looks for due schedules every 5 s instead of every minute.
     server_env = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
     with DeploymentStack(

@@ -25,7 +25,7 @@ import httpx
 
 from goalflow.errors import ConfigError
 
-__all__ = ["DeploymentStack", "run_seconds"]
+__all__ = ["DeploymentStack", "model_env", "run_seconds"]
 
 BIN = Path(sys.executable).parent
 DEPLOYMENTS = ("goal", "weekly-green-tea-digest", "reflect")
@@ -35,6 +35,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def model_env(base_url: str, api_key: str) -> dict[str, str]:
+    """A worker's environment for goals answered by the test server at ``base_url``:
+    model ``test-model`` at $1 per million tokens either way, no sandbox."""
+    return {
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": api_key,
+        "GOALFLOW_MODEL": "test-model",
+        "GOALFLOW_SANDBOX": "off",
+        "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
+    }
 
 
 def run_seconds(flow_run: dict[str, Any]) -> float:
