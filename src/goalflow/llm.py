@@ -38,7 +38,7 @@ from goalflow.errors import (
     LLMUnreachableError,
     StructuredOutputError,
 )
-from goalflow.pacing import Pacer, estimate_request_tokens, task_concurrency
+from goalflow.pacing import Pacer, estimate_request_tokens, mark_sent, task_concurrency
 from goalflow.plan import describe_validation_error
 
 __all__ = ["LLM", "LLMConfig", "Message", "StructuredMode"]
@@ -91,12 +91,16 @@ class LLM:
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config)
         key = config.api_key.get_secret_value() if config.api_key else "not-needed"
+        # The SDK's own HTTP client (httpx2) unless one is given. Its request hook tells
+        # the pacer when each request is written (see pacing.mark_sent).
+        client: Any = http_client or openai.DefaultAsyncHttpxClient()
+        client.event_hooks["request"].append(_mark_sent)
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=config.base_url,
             timeout=config.timeout,
             max_retries=0,  # retried here, so that each 429 and its Retry-After are seen
-            http_client=cast(Any, http_client),
+            http_client=client,
         )
 
     async def close(self) -> None:
@@ -314,6 +318,10 @@ class LLM:
         if self.config.api_key:
             text = text.replace(self.config.api_key.get_secret_value(), "[redacted]")
         return re.sub(r"sk-[A-Za-z0-9_\-*]{4,}", "[redacted]", text)
+
+
+async def _mark_sent(request: object) -> None:
+    mark_sent()
 
 
 def _pacer(config: LLMConfig) -> Pacer:

@@ -9,8 +9,11 @@ second admits up to 2R in one minute, which the provider would refuse), caps the
 in flight, and lets a call go as soon as the window has room for it. Calls are admitted
 in arrival order, so a large call is not starved by small ones.
 
-The window is ``window`` seconds (60 plus a margin): a request admitted here reaches the
-provider a little later, and the margin absorbs that delay. Time is the running event
+A call's place in the window is the moment its request is written to the provider
+(:func:`mark_sent`, an HTTP client hook), not the moment it was admitted: on a busy
+event loop the two can be seconds apart, and the provider counts from when it receives
+the request. The window is ``window`` seconds (60 plus a margin for the trip from here
+to the provider). Time is the running event
 loop's clock, so a virtual-time loop (:mod:`goalflow.testing.virtual_time`) makes the
 pacer exact and instant in tests and in the benchmark's lower-bound simulation.
 
@@ -22,11 +25,13 @@ before the next is admitted.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +43,7 @@ __all__ = [
     "Admission",
     "Pacer",
     "estimate_request_tokens",
+    "mark_sent",
     "task_concurrency",
 ]
 
@@ -121,6 +127,19 @@ class Admission:
         self.tokens = max(self.tokens, actual_tokens)
 
 
+_SENDING: ContextVar[Admission | None] = ContextVar("goalflow_pacer_sending", default=None)
+
+
+def mark_sent() -> None:
+    """The current call's request is being written now: it counts in the window from now.
+
+    Called by the HTTP client's request hook, in the task that holds the slot. Moving an
+    entry later only keeps it in the window longer, so admission stays safe."""
+    admission = _SENDING.get()
+    if admission is not None:
+        admission.at = max(admission.at, asyncio.get_running_loop().time())
+
+
 class Pacer:
     """Admits calls within requests/min, tokens/min and a cap on calls in flight.
 
@@ -174,7 +193,11 @@ class Pacer:
             admission = await self._admit(estimated_tokens)
             if self._gate is not None:
                 await self._gate()
-            yield admission
+            sending = _SENDING.set(admission)
+            try:
+                yield admission
+            finally:
+                _SENDING.reset(sending)
         finally:
             if self._in_flight is not None:
                 self._in_flight.release()
@@ -214,8 +237,12 @@ class Pacer:
             self._admitted.popleft()
         ready = self._paused_until
         rpm, tpm = self.requests_per_minute, self.tokens_per_minute
+        # Room for one more once k of the entries have left the window; mark_sent() may
+        # have moved entries later than their admission order, so take the k-th earliest.
         if rpm is not None and len(self._admitted) >= rpm:
-            ready = max(ready, self._admitted[len(self._admitted) - rpm].at + self.window)
+            k = len(self._admitted) - rpm + 1
+            kth = heapq.nsmallest(k, (a.at for a in self._admitted))[-1]
+            ready = max(ready, kth + self.window)
         if tpm is not None:
             used = sum(a.tokens for a in self._admitted)
             for admission in self._admitted:

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from goalflow.errors import ConfigError
-from goalflow.pacing import Pacer, estimate_request_tokens, task_concurrency
+from goalflow.pacing import Pacer, estimate_request_tokens, mark_sent, task_concurrency
 from goalflow.testing.protocol import estimate_tokens
 from goalflow.testing.virtual_time import run_virtual
 
@@ -74,6 +74,29 @@ def test_a_burst_goes_at_once_and_the_rest_when_the_window_frees() -> None:
 
     assert admitted[:60] == [0.0] * 60
     assert admitted[60:] == [pacer.window] * 40  # 60 s plus the margin for the trip
+
+
+def test_a_call_counts_from_when_its_request_was_sent_not_admitted() -> None:
+    # On a busy event loop a request can leave seconds after its admission; the
+    # provider counts it from when it arrives, so the window must too.
+    pacer = Pacer(requests_per_minute=2)
+
+    async def run() -> list[float]:
+        async def sender(admitted_at: float, busy_for: float) -> None:
+            await asyncio.sleep(admitted_at)
+            async with pacer.slot(10):
+                await asyncio.sleep(busy_for)  # the SDK and the loop were busy
+                mark_sent()
+                await asyncio.sleep(0.2)
+
+        await asyncio.gather(sender(0.0, 5.0), sender(1.0, 0.0))
+        return await _calls(pacer, [0.0], [0.2], [10])
+
+    third = run_virtual(run())
+
+    # Sent at 5 s and at 1 s: the first of them to leave the window is the one sent at
+    # 1 s, although the other was admitted earlier.
+    assert third == [1.0 + pacer.window]
 
 
 def test_calls_in_flight_never_exceed_the_cap() -> None:
