@@ -76,12 +76,8 @@ def _answer(request: ChatRequest) -> str | Reply:
         return json.dumps(PLAN)
     if request.schema_name == "SubPlanDraft":
         return json.dumps(SUBPLAN)
-    if request.schema_name == "Verdict":
-        return echo_answer(request)
-    # Plain words, no <...>: the UI's Markdown renderer drops what looks like HTML.
-    task = request.last_user.split("Your task: ", 1)[-1].split("\n", 1)[0]
-    properties = (request.schema or {}).get("properties", {})
-    return json.dumps({name: f"The {name}, written by {task}." for name in properties})
+    # "<report from Write final report>": looks like an HTML tag to the UI's renderer.
+    return echo_answer(request)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -279,6 +275,7 @@ def test_artifacts_tab_shows_the_plan_and_the_report_with_their_content(
     ui.tab("Artifacts")
     ui.click("the report's card", _card("goal-report"))
     report = ui.text_shows("the report", "Goal report: completed", "Usage")
-    assert "The report, written by Write final report." in report
+    # The deliverable as the model wrote it, though it looks like an HTML tag.
+    assert "<report from Write final report>" in report
     assert "report/write Write final report llm completed" in report
     _assert_png(ui.screenshot("goal-report"))
