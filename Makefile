@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_GOAL ?= Translate 'good morning, friends' into French and into Spanish.
 
-.PHONY: setup demo test lint docker postgres
+.PHONY: setup demo test lint docker postgres browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ docker: setup
 postgres:
 	bash scripts/postgres-up.sh
 
-test: setup docker postgres
+# Debian's chromium and chromium-driver for the UI test (tests/integration/test_ui.py).
+browser:
+	bash scripts/browser-up.sh
+
+test: setup docker postgres browser
 	$(BIN)/pytest
 
 lint: setup

@@ -107,13 +107,16 @@ def spawn_server(
     """``prefect server start`` on 127.0.0.1:``port``, its output appended to ``log_file``."""
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    # The UI's pages call the API at PREFECT_UI_API_URL, which Prefect derives from its
+    # port *setting*, not from --port: on any port but 4200 the UI would call 4200.
+    ui_api = {"PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     with log_file.open("ab") as log:
         return subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=ui_api | env,
             start_new_session=detach,
         )
 

@@ -69,13 +69,26 @@ def task_reports(
     return reports
 
 
+# Fenced code blocks (closed or running to the end) and inline code spans.
+_CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]*`)", re.DOTALL)
+
+
+def _text(text: str) -> str:
+    """``text`` as Markdown that shows as written. Outside code, a ``<`` starts an HTML
+    tag to the Prefect UI, whose sanitiser then drops it and what follows: a model's
+    ``a<b and c>d`` showed as ``ad``. Code keeps its ``<``, as there an entity would show
+    literally."""
+    parts = _CODE.split(text)
+    return "".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def plan_markdown(plan: Plan) -> str:
     lines = [
-        f"# Plan\n\n**Goal:** {plan.goal}\n",
+        f"# Plan\n\n**Goal:** {_text(plan.goal)}\n",
         f"**Deliverables:** {', '.join(plan.deliverables)}\n",
         "| task | title | kind | inputs | outputs | value | effort | acceptance |",
         "|---|---|---|---|---|---|---|---|",
@@ -134,19 +147,20 @@ def graph_markdown(plan: Plan) -> str:
 
 
 def task_output_markdown(path: str, title: str, outputs: Mapping[str, str]) -> str:
-    parts = [f"# {title}\n\n`{path}`"]
-    parts += [f"## {name}\n\n{value}" for name, value in outputs.items()]
+    parts = [f"# {_text(title)}\n\n`{path}`"]
+    parts += [f"## {name}\n\n{_text(value)}" for name, value in outputs.items()]
     return "\n\n".join(parts)
 
 
 def report_markdown(result: GoalResult) -> str:
     usage = result.usage
     lines = [
-        f"# Goal report: {result.status}\n\n**Goal:** {result.goal}\n\n{result.message}\n",
+        f"# Goal report: {result.status}\n\n**Goal:** {_text(result.goal)}\n\n"
+        f"{_text(result.message)}\n",
         "## Deliverables\n",
     ]
     for name, value in result.deliverables.items():
-        lines.append(f"### {name}\n\n{value}\n")
+        lines.append(f"### {name}\n\n{_text(value)}\n")
     if not result.deliverables:
         lines.append("(none produced)\n")
     lines += [

@@ -76,7 +76,7 @@ def test_watch_exits_0_for_a_goal_that_succeeds(stack: DeploymentStack) -> None:
 
     assert code == 0
     assert stack.flow_run(flow_run_id)["state"]["type"] == "COMPLETED"
-    assert "<report from Write report>" in stack.report(flow_run_id)
+    assert "&lt;report from Write report>" in stack.report(flow_run_id)
 
 
 def test_watch_exits_non_zero_for_a_goal_that_fails(stack: DeploymentStack) -> None:
@@ -187,7 +187,7 @@ def test_recurring_deployment_runs_its_saved_plan_on_schedule(
 
     assert run["auto_scheduled"] and run["state"]["type"] == "COMPLETED"
     assert datetime.fromisoformat(run["expected_start_time"]) >= due - timedelta(seconds=1)
-    assert "<digest from Write digest>" in stack.report(run["id"])
+    assert "&lt;digest from Write digest>" in stack.report(run["id"])
     assert sum(r.schema_name == "PlanDraft" for r in llm.requests) == plannings
 
 

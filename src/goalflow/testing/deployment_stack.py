@@ -144,13 +144,20 @@ class DeploymentStack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._worker is not None:
-            os.killpg(self._worker.pid, signal.SIGTERM)
-            self._worker.wait(timeout=30)
-            self._worker = None
-        self.env.pop("PREFECT_API_URL", None)
-        self.run("goalflow", "server", "stop")
-        self._home.cleanup()
+        try:
+            if self._worker is not None:
+                os.killpg(self._worker.pid, signal.SIGTERM)
+                try:
+                    self._worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    # Seen: an idle worker that shut down only on a second signal.
+                    os.killpg(self._worker.pid, signal.SIGKILL)
+                    self._worker.wait(timeout=30)
+                self._worker = None
+        finally:
+            self.env.pop("PREFECT_API_URL", None)
+            self.run("goalflow", "server", "stop")
+            self._home.cleanup()
 
     def deployment_run(
         self,
