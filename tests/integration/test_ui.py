@@ -27,9 +27,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from goalflow.testing.deployment_stack import DeploymentStack
+from goalflow.testing.deployment_stack import DeploymentStack, model_env
 from tests.conftest import TEST_KEY, echo_answer
-from tests.flows.test_goal_flow import _task
+from tests.flows.test_goal_flow import DIAMOND, _task
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "ui"
@@ -50,16 +50,8 @@ CHROMIUM_FLAGS = (
 WAIT_SECONDS = 60
 
 GOAL = "Write a short report on green tea"
-PLAN = {
-    "inputs": [{"name": "topic", "value": "green tea"}],
-    "deliverables": ["report"],
-    "tasks": [
-        _task("facts", "Gather facts", ["topic"], ["facts"]),
-        _task("pros", "List pros", ["facts"], ["pros"]),
-        _task("cons", "List cons", ["facts"], ["cons"]),
-        {**_task("report", "Write report", ["pros", "cons"], ["report"]), "kind": "composite"},
-    ],
-}
+# The diamond plan, its last task broken down: a subflow with task runs of its own.
+PLAN = {**DIAMOND, "tasks": [*DIAMOND["tasks"][:3], {**DIAMOND["tasks"][3], "kind": "composite"}]}
 SUBPLAN = {
     "tasks": [
         _task("outline", "Outline report", ["pros", "cons"], ["outline"]),
@@ -95,13 +87,7 @@ def _browser_installed() -> None:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DeploymentStack]:
     with OpenAITestServer(api_key=TEST_KEY, default=_answer) as llm:
-        worker_env = {
-            "OPENAI_BASE_URL": llm.base_url,
-            "OPENAI_API_KEY": TEST_KEY,
-            "GOALFLOW_MODEL": "test-model",
-            "GOALFLOW_SANDBOX": "off",
-            "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 0.15, "output": 0.6}}),
-        }
+        worker_env = model_env(llm.base_url, TEST_KEY)
         with DeploymentStack(ROOT, worker_env) as stack:
             yield stack
 
