@@ -9,7 +9,8 @@ by ``prefect flow-run cancel``, the UI or an automation: nothing else stops it.
 
 Budget alerts become ``goalflow.budget.warning`` / ``goalflow.budget.exceeded`` events
 whose resource is ``goalflow.goal.<flow run id>``, with the goal's flow run as a related
-resource, which is what the ``goalflow-budget-exceeded`` automation cancels.
+resource, which is what the ``goalflow-budget-exceeded`` automation cancels. Progress
+and reflection events (:func:`emit_goal_event`) have the same resource.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from prefect.events import emit_event
 
 from goalflow.budget import BudgetAlert
 
-__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "emit_budget_event"]
+__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "emit_budget_event", "emit_goal_event"]
 
 T = TypeVar("T")
 POLL_SECONDS = 1.0
@@ -114,15 +115,16 @@ class RunGuard:
                     return
 
 
-def emit_budget_event(alert: BudgetAlert, flow_run_id: UUID | None) -> None:
-    """Tell the Prefect server that spend crossed a threshold or ran out."""
+def emit_goal_event(event: str, flow_run_id: UUID | None, payload: dict[str, Any]) -> None:
+    """Emit ``event`` about the goal of ``flow_run_id`` (resource ``goalflow.goal.<id>``,
+    the flow run related); nothing for a goal run outside a flow run."""
     if flow_run_id is None:
         return
     emit_event(
-        event=f"goalflow.budget.{alert.kind}",
+        event=event,
         resource={
             "prefect.resource.id": f"goalflow.goal.{flow_run_id}",
-            "prefect.resource.name": "goal budget",
+            "prefect.resource.name": "goal",
         },
         related=[
             {
@@ -130,7 +132,16 @@ def emit_budget_event(alert: BudgetAlert, flow_run_id: UUID | None) -> None:
                 "prefect.resource.role": "flow-run",
             }
         ],
-        payload={
+        payload={"flow_run_id": str(flow_run_id), **payload},
+    )
+
+
+def emit_budget_event(alert: BudgetAlert, flow_run_id: UUID | None) -> None:
+    """Tell the Prefect server that spend crossed a threshold or ran out."""
+    emit_goal_event(
+        f"goalflow.budget.{alert.kind}",
+        flow_run_id,
+        {
             "fraction": alert.fraction,
             "spent_usd": round(alert.spent_usd, 6),
             "limit_usd": alert.limit_usd,
