@@ -46,7 +46,7 @@ from goalflow.plan import Plan, Task, TaskSpec, describe_validation_error
 from goalflow.planner import PlanningOptions, make_plan
 from goalflow.progress import Observer, current_observer
 from goalflow.provider import open_llm
-from goalflow.reflection import report_failed_attempt, reporting_attempts
+from goalflow.reflection import reporting_attempts
 from goalflow.reflector import Reflector
 from goalflow.report import (
     GoalResult,
@@ -302,8 +302,9 @@ async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> di
     reflector = run.reflector
 
     def failed(failure: str) -> None:
-        if reflector is not None:
-            reflector.failed_attempt(path, task, inputs, failure)
+        looping = reflector.failed_attempt(path, task, inputs, failure) if reflector else None
+        if looping is not None:  # more tries would fail the same way: stop paying for them
+            raise TaskError(f"stopped as stuck: {looping.evidence}")
 
     async with run.slots:
         with spending_for(path), reporting_attempts(failed):
@@ -317,7 +318,8 @@ async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> di
                     code_runner=run.code_runner,
                 )
             except GoalflowError as e:
-                report_failed_attempt(str(e))
+                if reflector is not None:
+                    reflector.failed_attempt(path, task, inputs, str(e))
                 raise
     await acreate_markdown_artifact(
         task_output_markdown(path, task.title, outputs), description=f"Output of {path}"

@@ -90,6 +90,7 @@ class Reflector:
         self._looping: set[str] = set()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._closing = False
         self._last = time.monotonic()
         self.llm.ledger.subscribe(self._model_call)
 
@@ -110,8 +111,11 @@ class Reflector:
 
     def failed_attempt(
         self, path: str, task: TaskSpec, inputs: dict[str, str], failure: str
-    ) -> None:
-        self._stuck(self.detector.failed_attempt(path, task, inputs, failure))
+    ) -> StuckSignal | None:
+        """Record a failed attempt; the ``repeated_failure`` signal when it makes one."""
+        signals = self.detector.failed_attempt(path, task, inputs, failure)
+        self._stuck(signals)
+        return next((s for s in signals if s.name == "repeated_failure"), None)
 
     def _model_call(self, call: LLMCall) -> None:
         self._stuck(self.detector.model_call(call.purpose, call.prompt_hash, call.cost_usd))
@@ -137,10 +141,15 @@ class Reflector:
         loop = asyncio.create_task(self._loop())
         try:
             yield
-        finally:
+        except BaseException:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            raise
+        # The graph has finished: a reflection in flight ends (it is paid for), none starts.
+        self._closing = True
+        self._wake.set()
+        await loop
 
     async def on_stall(self) -> None:
         """The graph cannot go on: reflect, unless a revision is no longer possible."""
@@ -157,10 +166,14 @@ class Reflector:
 
     async def _loop(self) -> None:
         next_poll = time.monotonic()
-        while True:
+        while not self._closing:
+            # Not asyncio.wait_for: on 3.11 it can lose a cancellation that races the wake.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=_TICK_SECONDS)
+                async with asyncio.timeout(_TICK_SECONDS):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._closing:
+                return
             self._stuck(self.detector.check_progress())
             every = self.policy.every_seconds
             if every and time.monotonic() - self._last >= every:
@@ -257,6 +270,8 @@ class Reflector:
         """Do what ``verdict`` says; say what was done, and whether the run must stop."""
         graph, plan = self._graph, self._plan
         assert graph is not None and plan is not None
+        if self._closing:
+            return "none: the tasks had all finished meanwhile", False
         if verdict.verdict == "on_track":
             return "went on", False
         if verdict.verdict == "done":

@@ -142,7 +142,7 @@ def check_patch(
             errors.append(
                 f"task '{tid}' already finished, and its results are kept: do not cancel it"
             )
-        elif tid not in by_id:
+        elif tid not in by_id and state.status.get(tid) != "failed":  # failed: already out
             errors.append(f"cannot cancel '{tid}': no unfinished task has that id")
     kept = [task for task in state.tasks if task.id not in patch.cancel]
     kinds = [k for k in allowed_kinds if k != "composite"]

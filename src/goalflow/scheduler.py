@@ -200,7 +200,15 @@ class GraphRun:
         return all(n in self.values or n in producers for n in self._by_id[tid].inputs)
 
     def _unfinished(self) -> bool:
-        return any(o.status not in ("completed", "cancelled") for o in self.outcomes.values())
+        """Whether a task still waits, or failed without a revision making its outputs."""
+        for tid, outcome in self.outcomes.items():
+            if tid in self._removed or outcome.status in ("completed", "cancelled"):
+                continue
+            if outcome.status != "failed":
+                return True
+            if not all(name in self.values for name in self._by_id[tid].outputs):
+                return True
+        return False
 
     def _start_ready(self) -> None:
         ready = sorted(
