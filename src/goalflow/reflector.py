@@ -142,7 +142,12 @@ class Reflector:
         try:
             yield
         except BaseException:
-            loop.cancel()
+            # Stopped: a reflection in flight is cancelled; a poll of the server ends first
+            # (cancelling it mid-request would leave its connection open).
+            self._closing = True
+            if self._lock.locked():
+                loop.cancel()
+            self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
             raise
@@ -198,17 +203,17 @@ class Reflector:
 
     async def _reflect_pending(self) -> None:
         async with self._lock:
-            if not self._why or self._graph is None or self._plan is None:
+            if self._closing or not self._why or self._graph is None or self._plan is None:
                 return
             why, self._why = "; ".join(self._why), []
             signals, self._signals = self._signals, []
             self._last = time.monotonic()
             record = await self._reflect(why, signals)
             self.records.append(record)
-            if record.stop:
-                self.guard.stop(
-                    f"reflection found it {record.verdict.replace('_', ' ')}: {record.reason}"
-                )
+        if record.stop:  # out of the lock: ``watching`` tells a stop from this by the lock
+            self.guard.stop(
+                f"reflection found it {record.verdict.replace('_', ' ')}: {record.reason}"
+            )
 
     async def _reflect(self, why: str, signals: list[StuckSignal]) -> ReflectionRecord:
         state = self.state()

@@ -186,8 +186,11 @@ def _graph_errors(state: RunState, tasks: list[TaskSpec], *, max_tasks: int) -> 
     unfinished = [task for task in tasks if task.id not in finished]
     exist = [*state.inputs, *state.produced]
     wanted = [name for name in state.deliverables if name not in state.produced]
-    if not unfinished and not wanted:
-        return []
+    if not unfinished:  # check_tasks would only say "no tasks"
+        return [
+            f"deliverable '{name}' is not produced by any task: keep or add a task that makes it"
+            for name in wanted
+        ]
     return check_tasks(unfinished, available=exist, deliverables=wanted, max_tasks=max_tasks)
 
 

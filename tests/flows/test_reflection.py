@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from uuid import UUID
 
@@ -12,9 +13,11 @@ from prefect.client.orchestration import get_client
 
 from goalflow.flows import GoalStoppedError, achieve_goal
 from goalflow.plan import Plan, PlanDraft
+from goalflow.reflector import reflect
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from tests.conftest import echo_answer
 from tests.flows.test_goal_flow import _children, _task, _task_requests
+from tests.flows.test_stops import _wait_for, _wait_for_run
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -227,3 +230,30 @@ async def test_reflection_that_does_not_fit_the_money_budget_is_skipped_and_repo
     assert result.flow_run_id is not None
     events = await _events("goalflow.reflection.failed", result.flow_run_id)
     assert events and events[0]["payload"]["verdict"] == "skipped"
+
+
+async def test_the_reflect_flow_asks_a_running_goal_which_reflects_at_once(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(
+        lambda r: "Your task: " in r.last_user,
+        lambda r: Reply(content=str(echo_answer(r)), delay=30),
+    )
+    llm_server.script(
+        lambda r: _is_reflection(r) and "asked by the server: nothing moves" in r.last_user,
+        _verdict("stuck", "every task has hung for minutes"),
+    )
+    goal = f"Hang {time.time()}"
+    running = asyncio.create_task(achieve_goal(plan=_plan(CHAIN, goal)))
+    flow_run_id = await _wait_for_run(f"goal: {goal}")
+    await _wait_for(lambda: any("Your task: " in r.last_user for r in llm_server.requests))
+
+    answer = await reflect(goal_run_id=str(flow_run_id), reason="nothing moves")
+    with pytest.raises(GoalStoppedError) as caught:
+        await running
+
+    assert answer == "asked"  # the reflect flow saw the goal take its request
+    assert (
+        "reflection found it stuck: every task has hung for minutes" in caught.value.result.message
+    )
+    assert await reflect(goal_run_id=str(flow_run_id)) == "not running"

@@ -9,33 +9,19 @@ OpenAI-compatible test server in this process.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.conftest import TEST_KEY, echo_answer
+from goalflow.testing import ChatRequest, Reply
+from tests.conftest import echo_answer
 from tests.flows.test_goal_flow import DIAMOND, _task
+from tests.integration.stack import Stack, running_stack
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 BACKSTOP_SECONDS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answer(request: ChatRequest) -> str | Reply:
@@ -55,102 +41,11 @@ def _answer(request: ChatRequest) -> str | Reply:
     return echo_answer(request)
 
 
-class Stack:
-    def __init__(self, env: dict[str, str], llm: OpenAITestServer) -> None:
-        self.env, self.llm = env, llm
-
-    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            args, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-        )
-
-    def deployment_run(self, **params: object) -> tuple[int, str]:
-        """Exit code of `prefect deployment run --watch` and the flow run id."""
-        command = [str(BIN / "prefect"), "deployment", "run", "achieve-goal/goal", "--watch"]
-        for key, value in params.items():
-            command += ["--param", f"{key}={value}"]
-        done = self.run(*command, "--watch-timeout", "180")
-        found = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
-        assert found, done.stdout + done.stderr
-        return done.returncode, found.group(1)
-
-    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.env['PREFECT_API_URL']}/flow_runs/{flow_run_id}")
-        return dict(response.json())
-
-    def report(self, flow_run_id: str) -> str:
-        response = httpx.post(
-            f"{self.env['PREFECT_API_URL']}/artifacts/filter",
-            json={
-                "artifacts": {
-                    "flow_run_id": {"any_": [flow_run_id]},
-                    "key": {"any_": ["goal-report"]},
-                }
-            },
-        )
-        return str(response.json()[0]["data"])
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("prefect-home")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "GOALFLOW_", "OPENAI_"))
-    }
-    env |= {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GOALFLOW_SERVER_PORT": str(_free_port()),
-    }
-    llm = OpenAITestServer(api_key=TEST_KEY, default=_answer)
-    with llm:
-        stack = Stack(env, llm)
-        started = stack.run(str(BIN / "goalflow"), "server", "start")
-        assert started.returncode == 0, started.stderr
-        url = f"http://127.0.0.1:{env['GOALFLOW_SERVER_PORT']}/api"
-        assert stack.run(str(BIN / "goalflow"), "server", "status").returncode == 0
-        env["PREFECT_API_URL"] = url
-        worker = None
-        try:
-            setup = stack.run(
-                str(BIN / "goalflow"), "setup", "--time-backstop", str(BACKSTOP_SECONDS)
-            )
-            assert setup.returncode == 0, setup.stderr
-            again = stack.run(
-                str(BIN / "goalflow"), "setup", "--time-backstop", str(BACKSTOP_SECONDS)
-            )
-            assert "automation 'goalflow-budget-exceeded': updated" in again.stderr
-            for name in ("goal", "weekly-green-tea-digest", "reflect"):
-                # prefect 3.9.1's `deploy` creates the deployment, then fails (exit 1) on
-                # its own "is a worker online?" query (HTTP 422: limit null), so `--all`
-                # stops after the first one. Deploy by name and check what was created.
-                deployed = stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "-n", name)
-                assert "successfully created" in deployed.stdout, deployed.stdout
-            worker_env = env | {
-                "OPENAI_BASE_URL": llm.base_url,
-                "OPENAI_API_KEY": TEST_KEY,
-                "GOALFLOW_MODEL": "test-model",
-                "GOALFLOW_SANDBOX": "off",
-                "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
-            }
-            worker = subprocess.Popen(
-                [str(BIN / "prefect"), "worker", "start", "--pool", "goalflow-process"],
-                env=worker_env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            yield stack
-        finally:
-            if worker is not None:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(timeout=30)
-            env.pop("PREFECT_API_URL")
-            assert stack.run(str(BIN / "goalflow"), "server", "stop").returncode == 0
-            assert stack.run(str(BIN / "goalflow"), "server", "status").returncode == 1
+    with running_stack(home, _answer, "--time-backstop", str(BACKSTOP_SECONDS)) as stack:
+        yield stack
 
 
 def test_watch_exits_0_for_a_goal_that_succeeds(stack: Stack) -> None:

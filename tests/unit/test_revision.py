@@ -188,3 +188,23 @@ async def test_a_stall_that_is_not_revised_ends_the_run() -> None:
 
     assert calls == [1]
     assert outcomes["b"].status == "skipped"
+
+
+def test_cancelling_the_last_unfinished_task_names_the_deliverable_it_made() -> None:
+    state = _state(
+        status={"facts": "completed", "analysis": "completed", "report": "running"},
+        produced={"facts": "F", "analysis": "A"},
+    )
+
+    _, errors = check_patch(
+        state,
+        PlanPatch(cancel=["report"]),
+        looping={},
+        retired=[],
+        max_tasks=25,
+        allowed_kinds=("llm",),
+    )
+
+    assert errors == [
+        "deliverable 'report' is not produced by any task: keep or add a task that makes it"
+    ]

@@ -1,0 +1,67 @@
+"""The server-side trigger, for real: a goal run that makes no progress fires the
+`goalflow-reflect-on-stall` automation, which runs the `reflect` deployment on the
+worker, which asks the running goal to reflect; the goal reflects and acts on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from goalflow.testing import ChatRequest, Reply
+from tests.conftest import echo_answer
+from tests.flows.test_goal_flow import DIAMOND
+from tests.integration.stack import Stack, running_stack
+
+pytestmark = pytest.mark.slow
+REFLECT_AFTER_SECONDS = 10
+
+
+def _answer(request: ChatRequest) -> str | Reply:
+    if request.schema_name == "PlanDraft":
+        return json.dumps(DIAMOND)
+    if request.schema_name == "Reflection":
+        if "asked by the server" in request.last_user:
+            verdict = {"verdict": "stuck", "reason": "no task has answered for a long time"}
+            return json.dumps(verdict)
+        return echo_answer(request)
+    return Reply(content=str(echo_answer(request)), delay=120)  # every task hangs
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    options = ("--time-backstop", "900", "--reflect-after", str(REFLECT_AFTER_SECONDS))
+    with running_stack(home, _answer, *options) as stack:
+        yield stack
+
+
+def test_a_goal_without_progress_is_asked_by_the_server_to_reflect_and_does(
+    stack: Stack,
+) -> None:
+    code, flow_run_id = stack.deployment_run(goal="Write a short report on green tea")
+
+    assert code != 0
+    state = stack.flow_run(flow_run_id)["state"]
+    assert state["type"] == "FAILED"
+    assert "reflection found it stuck: no task has answered for a long time" in state["message"]
+    reflections = [r for r in stack.llm.requests if r.schema_name == "Reflection"]
+    assert len(reflections) == 1
+    assert "Why you are asked now: asked by the server: no progress event" in (
+        reflections[0].last_user
+    )
+    # The reflect deployment ran on the worker, for this goal run, and saw it take the ask.
+    runs = stack.flow_runs("reflect")
+    assert [run["parameters"]["goal_run_id"] for run in runs] == [flow_run_id]
+    assert runs[0]["state"]["type"] == "COMPLETED"
+    report = stack.report(flow_run_id)
+    assert "| stuck | no task has answered for a long time | run stopped |" in report
+    events = httpx.post(
+        f"{stack.env['PREFECT_API_URL']}/events/filter",
+        json={"filter": {"event": {"prefix": ["goalflow.reflection."]}}, "limit": 10},
+    ).json()["events"]
+    assert [e["event"] for e in events] == ["goalflow.reflection.stuck"]
+    assert events[0]["payload"]["flow_run_id"] == flow_run_id
