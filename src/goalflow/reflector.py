@@ -92,12 +92,13 @@ class Reflector:
         self._lock = asyncio.Lock()
         self._closing = False
         self._last = time.monotonic()
-        self.llm.ledger.subscribe(self._model_call)
 
     # -- what the goal run reports ------------------------------------------------------
 
     def plan_ready(self, plan: Plan) -> None:
+        """The plan runs now; planning's calls (bounded by its own re-asks) are not watched."""
         self._plan = plan
+        self.llm.ledger.subscribe(self._model_call)
         self._stuck(self.detector.plan_ready(plan.tasks))
 
     def task_changed(self, path: str, outcome: TaskOutcome) -> None:
