@@ -99,7 +99,9 @@ def main() -> None:
     (slow := folder / "slow.json").write_text(json.dumps(SLOW))
     with OpenAITestServer(api_key=KEY, default=answer) as llm:
         worker_env = model_env(llm.base_url, KEY)
-        with DeploymentStack(ROOT, worker_env, time_backstop=BACKSTOP) as stack:
+        with DeploymentStack(
+            ROOT, worker_env, setup_options=("--time-backstop", str(BACKSTOP))
+        ) as stack:
             for _ in range(args.runs):
                 _, run_id = stack.deployment_run(plan_file=slow, max_seconds=3)
                 delays["time guard"].append(run_seconds(stack.flow_run(run_id)) - 3)

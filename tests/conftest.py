@@ -37,6 +37,8 @@ def echo_answer(request: ChatRequest) -> str | Reply:
     properties = (request.schema or {}).get("properties", {})
     if request.schema_name == "Verdict":
         return json.dumps({"passed": True, "reason": "fine"})
+    if request.schema_name == "Reflection":
+        return json.dumps({"verdict": "on_track", "reason": "the plan still leads to the goal"})
     task = request.last_user.split("Your task: ", 1)[-1].split("\n", 1)[0]
     return json.dumps({name: f"<{name} from {task}>" for name in properties})
 

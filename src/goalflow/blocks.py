@@ -18,8 +18,10 @@ __all__ = [
     "BudgetPolicy",
     "DockerSandbox",
     "LLMProvider",
+    "ReflectionPolicy",
     "load_block",
     "load_budget",
+    "load_reflection",
 ]
 
 B = TypeVar("B", bound=Block)
@@ -180,7 +182,48 @@ class BudgetPolicy(Block):
     )
 
 
-BLOCK_TYPES: tuple[type[Block], ...] = (LLMProvider, DockerSandbox, BudgetPolicy)
+class ReflectionPolicy(Block):
+    """When a goal run reflects on itself, and how far reflection may change its plan.
+
+    A run reflects every ``every_tasks`` finished tasks, every ``every_seconds``, at
+    once on a stuck signal, when it cannot go on (a task failed), and when the server
+    asks (the ``goalflow-reflect-on-stall`` automation). Each reflection is one model
+    call; with a money budget, one that would not fit is skipped.
+    """
+
+    _block_type_name = "goalflow reflection policy"
+    _block_type_slug = "goalflow-reflection-policy"
+    _description = "When goalflow goal runs reflect, and how often they may re-plan."
+
+    enabled: bool = Field(default=True, description="Reflect at all; off: no reflection calls.")
+    every_tasks: int | None = Field(
+        default=5, ge=1, description="Reflect after this many finished tasks; empty: never."
+    )
+    every_seconds: float | None = Field(
+        default=300.0, gt=0, description="Reflect after this many seconds; empty: never."
+    )
+    repeats: int = Field(
+        default=3,
+        ge=2,
+        description="N: the same failure or the same model call N times is a stuck signal.",
+    )
+    stall_seconds: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="No new output for this long, with calls still paid, is a stuck signal.",
+    )
+    stall_calls: int | None = Field(
+        default=20, ge=1, description="No new output after this many calls is a stuck signal."
+    )
+    max_revisions: int = Field(
+        default=3, ge=0, description="Plan revisions one goal may make; 0: verdicts only."
+    )
+    max_tokens: int = Field(
+        default=800, ge=64, description="Longest answer a reflection may give, in tokens."
+    )
+
+
+BLOCK_TYPES: tuple[type[Block], ...] = (LLMProvider, DockerSandbox, BudgetPolicy, ReflectionPolicy)
 
 
 async def load_block(block_type: type[B], name: str, setting: str) -> B:
@@ -206,3 +249,20 @@ async def load_budget(settings: Settings) -> BudgetPolicy:
         max_seconds=settings.max_seconds or policy.max_seconds,
         warn_at=settings.warn_at or policy.warn_at,
     )
+
+
+async def load_reflection(settings: Settings) -> ReflectionPolicy:
+    """The goal's reflection policy: settings and flow parameters over the named block."""
+    policy = ReflectionPolicy()
+    if settings.reflection_block:
+        policy = await load_block(
+            ReflectionPolicy, settings.reflection_block, "GOALFLOW_REFLECTION_BLOCK"
+        )
+    overrides = {
+        "enabled": settings.reflection,
+        "every_tasks": settings.reflect_every_tasks,
+        "every_seconds": settings.reflect_every_seconds,
+        "repeats": settings.stuck_repeats,
+        "max_revisions": settings.max_revisions,
+    }
+    return policy.model_copy(update={k: v for k, v in overrides.items() if v is not None})

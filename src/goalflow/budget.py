@@ -96,6 +96,7 @@ class LLMCall:
     cost_usd: float
     seconds: float
     task: str = "planning"
+    prompt_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,20 @@ class Ledger:
         self._spent = 0.0
         self._alerted: set[float] = set()
         self._exceeded = False
+        self._listeners: list[Callable[[LLMCall], None]] = []
         self._lock = threading.Lock()
+
+    def subscribe(self, listener: Callable[[LLMCall], None]) -> None:
+        """Tell ``listener`` about every call settled from now on (stuck detection)."""
+        self._listeners.append(listener)
+
+    def fits(self, *, model: str, prompt_tokens: int, max_tokens: int) -> bool:
+        """Whether a call's worst case fits what is left, without reserving or alerting."""
+        if self.budget is None:
+            return True
+        worst = self._cost(model, prompt_tokens, max_tokens)
+        with self._lock:
+            return self._spent + self._reserved + worst <= self.budget.limit_usd
 
     def require_price(self, model: str) -> None:
         """Refuse a money limit that cannot be enforced because ``model`` has no price."""
@@ -214,12 +228,20 @@ class Ledger:
         prompt_tokens: int,
         completion_tokens: int,
         seconds: float,
+        prompt_hash: str = "",
     ) -> LLMCall:
         """Replace a reservation by the call's real cost and record the call."""
         price = price_for(model, self._prices)
         cost = self._cost(model, prompt_tokens, completion_tokens)
         call = LLMCall(
-            purpose, model, prompt_tokens, completion_tokens, cost, seconds, _SPENDER.get()
+            purpose,
+            model,
+            prompt_tokens,
+            completion_tokens,
+            cost,
+            seconds,
+            _SPENDER.get(),
+            prompt_hash,
         )
         crossed: list[float] = []
         with self._lock:
@@ -240,7 +262,14 @@ class Ledger:
             kind: Literal["warning", "exceeded"] = "exceeded" if fraction >= 1 else "warning"
             assert self.budget is not None
             self._alert(BudgetAlert(kind, fraction, spent, self.budget.limit_usd))
+        for listener in self._listeners:
+            listener(call)
         return call
+
+    @property
+    def spent_usd(self) -> float:
+        with self._lock:
+            return self._spent
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = price_for(model, self._prices)

@@ -125,7 +125,8 @@ class _Progress(Observer):
         counts["pending"] += self.total - len(self.states)
         table = Table.grid(padding=(0, 2))
         summary = "  ".join(
-            f"{s}: {counts[s]}" for s in ("pending", "running", "completed", "failed", "skipped")
+            f"{s}: {counts[s]}"
+            for s in ("pending", "running", "completed", "failed", "skipped", "cancelled")
         )
         usage = self.ledger.summary() if self.ledger else None
         spend = ""

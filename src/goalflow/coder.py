@@ -22,6 +22,7 @@ from goalflow.errors import TaskError
 from goalflow.executor import CodeRunner, review, task_brief
 from goalflow.llm import LLM, Message
 from goalflow.plan import TaskSpec
+from goalflow.reflection import report_failed_attempt
 from goalflow.sandbox_run import SandboxConfig, SandboxResult
 
 __all__ = ["CodeAttempt", "Program", "RunAttempt", "attempt_markdown", "code_runner"]
@@ -78,6 +79,7 @@ def code_runner(
             outputs, reason = await _judge(llm, task, result)
             if not reason:
                 return outputs
+            report_failed_attempt(reason)
             messages += [
                 {"role": "assistant", "content": program.model_dump_json()},
                 {"role": "user", "content": _feedback(reason, result)},

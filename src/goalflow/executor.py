@@ -2,9 +2,10 @@
 
 An ``llm`` task's answer is checked against the task's acceptance criterion by the
 model; a rejected answer is retried with the reviewer's reason, a bounded number of
-times. A ``code`` task goes to the code runner (:mod:`goalflow.coder`), which applies
-the same ``review``; with no sandbox it fails with a message that says how to fix that,
-and nothing runs model-written code on the host.
+times (each rejection is reported to stuck detection). A ``code`` task goes to the code
+runner (:mod:`goalflow.coder`), which applies the same ``review``; with no sandbox it
+fails with a message that says how to fix that, and nothing runs model-written code on
+the host.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from goalflow.errors import SandboxUnavailableError, TaskError
 from goalflow.llm import LLM, Message
 from goalflow.plan import TaskSpec
+from goalflow.reflection import report_failed_attempt
 
 __all__ = ["CodeRunner", "Verdict", "review", "run_leaf", "task_brief"]
 
@@ -76,6 +78,7 @@ async def run_leaf(
         if verdict.passed:
             return outputs
         reason = verdict.reason
+        report_failed_attempt(reason)
         messages += [
             {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
             {

@@ -9,8 +9,14 @@ With ``approve``, the run pauses after planning until a person approves, edits o
 rejects the plan (``goalflow.approval``); an edited plan runs instead of the first one.
 
 A run that is stopped (money or time budget spent, cancelled on the server, the plan
-rejected) keeps what finished, reports it, and raises :class:`GoalStoppedError`, so the
-flow run's final state says why it stopped.
+rejected, judged stuck or off topic by reflection) keeps what finished, reports it, and
+raises :class:`GoalStoppedError`, so the flow run's final state says why it stopped.
+
+While the top-level graph runs, a :class:`~goalflow.reflector.Reflector` watches it and
+may revise it (see :mod:`goalflow.reflector`). Each finished task emits a
+``goalflow.progress`` event, and the end of the run ``goalflow.goal.finished``: the
+``goalflow-reflect-on-stall`` automation watches for progress that stops, and the
+``goalflow-budget-exceeded`` automation stands down.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pydantic import ValidationError
 
 from goalflow.approval import review_plan
 from goalflow.backend import SubflowGate, subflow_starts
-from goalflow.blocks import load_budget
+from goalflow.blocks import load_budget, load_reflection
 from goalflow.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.code_runs import sandbox_code_runner
 from goalflow.errors import (
@@ -44,13 +50,15 @@ from goalflow.errors import (
     TaskError,
 )
 from goalflow.executor import CodeRunner, run_leaf
-from goalflow.guard import RunGuard, RunStopped, emit_budget_event, emit_goal_finished
+from goalflow.guard import RunGuard, RunStopped, emit_budget_event, emit_goal_event
 from goalflow.llm import LLM
 from goalflow.pacing import task_concurrency
 from goalflow.plan import Plan, Task, TaskSpec, describe_validation_error
 from goalflow.planner import PlanningOptions, make_plan
 from goalflow.progress import Observer, current_observer
 from goalflow.provider import open_llm
+from goalflow.reflection import reporting_attempts
+from goalflow.reflector import Reflector
 from goalflow.report import (
     GoalResult,
     graph_markdown,
@@ -59,7 +67,7 @@ from goalflow.report import (
     task_output_markdown,
     task_reports,
 )
-from goalflow.scheduler import TaskOutcome, run_graph
+from goalflow.scheduler import GraphRun, TaskOutcome
 from goalflow.settings import Settings
 
 __all__ = ["GoalFailedError", "GoalStoppedError", "achieve_goal", "check_goal", "load_plan"]
@@ -93,6 +101,9 @@ class _Run:
     code_runner: CodeRunner | None = None
     plan: Plan | None = None
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
+    reflector: Reflector | None = None
+    graph: GraphRun | None = None  # the top level, once it runs
+    flow_run_id: UUID | None = None
 
     @property
     def output_artifacts(self) -> bool:
@@ -166,12 +177,19 @@ async def achieve_goal(
     sandbox_block: str | None = None,
     approve: bool | None = None,
     approval_timeout: float | None = None,
+    reflection: bool | None = None,
+    reflection_block: str | None = None,
+    reflect_every_tasks: int | None = None,
+    reflect_every_seconds: float | None = None,
+    stuck_repeats: int | None = None,
+    max_revisions: int | None = None,
 ) -> GoalResult:
     """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
     tasks, hand back the deliverables.
 
-    Unset parameters come from the environment (see ``goalflow.settings``), and the
-    budgets from the BudgetPolicy block named by ``budget_block`` after that. With
+    Unset parameters come from the environment (see ``goalflow.settings``), then the
+    budgets from the BudgetPolicy block named by ``budget_block`` and the reflection
+    settings from the ReflectionPolicy block named by ``reflection_block``. With
     ``approve``, the plan waits up to ``approval_timeout`` seconds for a person's decision.
     """
     started = time.monotonic()
@@ -186,6 +204,12 @@ async def achieve_goal(
             "sandbox_block": sandbox_block,
             "approve": approve,
             "approval_timeout": approval_timeout,
+            "reflection": reflection,
+            "reflection_block": reflection_block,
+            "reflect_every_tasks": reflect_every_tasks,
+            "reflect_every_seconds": reflect_every_seconds,
+            "stuck_repeats": stuck_repeats,
+            "max_revisions": max_revisions,
         }
     )
     if plan is None and plan_file:
@@ -198,6 +222,7 @@ async def achieve_goal(
     goal = check_goal(goal)
     logger = get_run_logger()
     policy = await load_budget(settings)
+    reflecting = await load_reflection(settings)
     run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
     guard = RunGuard(run_id, max_seconds=policy.max_seconds if settings.time_guard else None)
 
@@ -225,7 +250,18 @@ async def achieve_goal(
             subflows=SubflowGate(subflow_starts(settings.subflow_starts)),
             guard=guard,
             code_runner=await sandbox_code_runner(settings, llm, goal),
+            flow_run_id=run_id,
         )
+        if reflecting.enabled:
+            run.reflector = Reflector(
+                llm=llm,
+                policy=reflecting,
+                guard=guard,
+                flow_run_id=run_id,
+                max_tasks=settings.max_tasks,
+                kinds=("llm", "code") if run.code_runner else ("llm",),
+                max_seconds=policy.max_seconds,
+            )
         run.observer.attach(llm.ledger, policy.max_seconds)
         token = _RUN.set(run)
         try:
@@ -239,8 +275,8 @@ async def achieve_goal(
             values, stopped = _finished_values(plan, run), str(rejected)
         finally:
             _RUN.reset(token)
+            emit_goal_event("goalflow.goal.finished", run_id, {})
     result = _result(goal, plan, run, values, time.monotonic() - started, stopped)
-    emit_goal_finished(run_id, result.status)
     await acreate_markdown_artifact(
         report_markdown(result), key="goal-report", description="The goal report"
     )
@@ -269,10 +305,14 @@ async def _plan_and_run(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, s
             plan = run.plan = approval.plan
             await _publish_plan(plan)
     run.observer.plan_ready(plan)
+    emit_goal_event("goalflow.progress", run.flow_run_id, {"stage": "plan ready"})
     get_run_logger().info(
         "running %d tasks with concurrency %d", plan.leaf_count(), run.concurrency
     )
-    return plan, await _run_level(plan.tasks, plan.inputs, prefix="")
+    if run.reflector is None:
+        return plan, await _run_level(plan.tasks, plan.inputs, prefix="")
+    run.reflector.plan_ready(plan)
+    return plan, await _run_level(plan.tasks, plan.inputs, prefix="", reflector=run.reflector)
 
 
 async def _publish_plan(plan: Plan) -> None:
@@ -301,16 +341,28 @@ async def plan_goal(goal: str) -> Plan:
 @task(name="leaf-task", task_run_name="task: {task.title}", cache_policy=NO_CACHE)
 async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
     run = _RUN.get()
+    reflector = run.reflector
+
+    def failed(failure: str) -> None:
+        looping = reflector.failed_attempt(path, task, inputs, failure) if reflector else None
+        if looping is not None:  # more tries would fail the same way: stop paying for them
+            raise TaskError(f"stopped as stuck: {looping.evidence}")
+
     async with run.slots:
-        with spending_for(path):
-            outputs = await run_leaf(
-                run.llm,
-                run.goal,
-                task,
-                inputs,
-                attempts=run.settings.task_attempts,
-                code_runner=run.code_runner,
-            )
+        with spending_for(path), reporting_attempts(failed):
+            try:
+                outputs = await run_leaf(
+                    run.llm,
+                    run.goal,
+                    task,
+                    inputs,
+                    attempts=run.settings.task_attempts,
+                    code_runner=run.code_runner,
+                )
+            except GoalflowError as e:
+                if reflector is not None:
+                    reflector.failed_attempt(path, task, inputs, str(e))
+                raise
     if run.output_artifacts:
         await acreate_markdown_artifact(
             task_output_markdown(path, task.title, outputs), description=f"Output of {path}"
@@ -351,16 +403,23 @@ async def run_composite(task: Task, inputs: dict[str, str], path: str) -> dict[s
 
 
 async def _run_level(
-    tasks: Sequence[Task], available: dict[str, str], *, prefix: str
+    tasks: Sequence[Task],
+    available: dict[str, str],
+    *,
+    prefix: str,
+    reflector: Reflector | None = None,
 ) -> dict[str, str]:
-    """Run one level of the plan; return every value that exists afterwards."""
+    """Run one level of the plan; return every value that exists afterwards.
+
+    With a ``reflector`` (the top level), reflection watches and may revise this level.
+    """
     run = _RUN.get()
     by_id = {t.id: t for t in tasks}
 
     async def run_one(spec: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:
-        full = by_id[spec.id]
-        path = prefix + full.id
-        if full.subtasks:
+        full = by_id.get(spec.id)  # tasks a revision added are plain leaf tasks
+        path = prefix + spec.id
+        if full is not None and full.subtasks:
             async with run.subflows.around_subflow():
                 return await run_composite(full, inputs, path)
         return await run_leaf_task(spec, inputs, path)
@@ -369,10 +428,25 @@ async def _run_level(
         path = prefix + outcome.task_id
         run.outcomes[path] = outcome
         run.observer.task_changed(path, outcome)
+        if outcome.status == "completed":
+            emit_goal_event("goalflow.progress", run.flow_run_id, {"task": path})
+        if run.reflector is not None:
+            run.reflector.task_changed(path, outcome)
 
-    outcomes = await run_graph(
-        tasks, available, run_one, concurrency=run.concurrency, on_change=changed
+    graph = GraphRun(
+        tasks,
+        available,
+        run_one,
+        concurrency=run.concurrency,
+        on_change=changed,
+        on_stall=reflector.on_stall if reflector else None,
     )
+    if reflector is None:
+        outcomes = await graph.run()
+    else:
+        run.graph = graph
+        async with reflector.watching(graph):
+            outcomes = await graph.run()
     values = dict(available)
     for outcome in outcomes.values():
         values.update(outcome.outputs)
@@ -387,11 +461,12 @@ def _result(
     seconds: float,
     stopped: str | None,
 ) -> GoalResult:
-    plan = plan or run.plan
+    planned = plan or run.plan
+    plan = _revised(planned, run.graph)
     wanted = plan.deliverables if plan else []
     deliverables = {name: values[name] for name in wanted if name in values}
     missing = [name for name in wanted if name not in values]
-    reports = task_reports(plan.tasks, run.outcomes) if plan else []
+    reports = task_reports(_every_task(planned, run.graph), run.outcomes) if planned else []
     failed = [r for r in reports if r.status == "failed"]
     if stopped is not None:
         done = sum(r.status == "completed" for r in reports)
@@ -416,4 +491,30 @@ def _result(
         seconds=round(seconds, 3),
         flow_run_id=flow_run.get_id(),
         plan=plan,
+        reflections=run.reflector.records if run.reflector else [],
     )
+
+
+def _as_tasks(plan: Plan, specs: Sequence[TaskSpec]) -> list[Task]:
+    """Plan tasks for ``specs``: the planned ones (with their sub-plans) where they exist."""
+    planned = {task.id: task for task in plan.tasks}
+    return [
+        planned[s.id].model_copy(update={"value": s.value, "effort": s.effort})
+        if s.id in planned
+        else Task(**s.model_dump())
+        for s in specs
+    ]
+
+
+def _revised(plan: Plan | None, graph: GraphRun | None) -> Plan | None:
+    """The plan as reflection left it: removed and failed tasks out, added ones in."""
+    if plan is None or graph is None or graph.version == 0:
+        return plan
+    return plan.model_copy(update={"tasks": _as_tasks(plan, graph.tasks)})
+
+
+def _every_task(plan: Plan, graph: GraphRun | None) -> list[Task]:
+    """For the report: the plan's tasks and every task a revision removed."""
+    if graph is None or graph.version == 0:
+        return plan.tasks
+    return _as_tasks(plan, graph.every_task)

@@ -12,7 +12,8 @@ whose resource is ``goalflow.goal.<flow run id>``, with the goal's flow run as a
 resource. The run stops itself at once and then emits ``goalflow.goal.finished``; the
 ``goalflow-budget-exceeded`` automation cancels the flow run only when that does not
 follow within its grace time, so a run that misbehaves is still stopped by the server,
-and one that behaves keeps its own final state and message.
+and one that behaves keeps its own final state and message. Progress and reflection
+events (:func:`emit_goal_event`) have the same resource.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from prefect.events import emit_event
 
 from goalflow.budget import BudgetAlert
 
-__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "emit_budget_event", "emit_goal_finished"]
+__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "emit_budget_event", "emit_goal_event"]
 
 T = TypeVar("T")
 POLL_SECONDS = 1.0
@@ -141,41 +142,35 @@ class RunGuard:
                     return
 
 
-def _goal_resources(flow_run_id: UUID) -> dict[str, Any]:
-    return {
-        "resource": {
+def emit_goal_event(event: str, flow_run_id: UUID | None, payload: dict[str, Any]) -> None:
+    """Emit ``event`` about the goal of ``flow_run_id`` (resource ``goalflow.goal.<id>``,
+    the flow run related); nothing for a goal run outside a flow run."""
+    if flow_run_id is None:
+        return
+    emit_event(
+        event=event,
+        resource={
             "prefect.resource.id": f"goalflow.goal.{flow_run_id}",
-            "prefect.resource.name": "goal budget",
+            "prefect.resource.name": "goal",
         },
-        "related": [
+        related=[
             {
                 "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
                 "prefect.resource.role": "flow-run",
             }
         ],
-    }
+        payload={"flow_run_id": str(flow_run_id), **payload},
+    )
 
 
 def emit_budget_event(alert: BudgetAlert, flow_run_id: UUID | None) -> None:
     """Tell the Prefect server that spend crossed a threshold or ran out."""
-    if flow_run_id is None:
-        return
-    emit_event(
-        event=f"goalflow.budget.{alert.kind}",
-        **_goal_resources(flow_run_id),
-        payload={
+    emit_goal_event(
+        f"goalflow.budget.{alert.kind}",
+        flow_run_id,
+        {
             "fraction": alert.fraction,
             "spent_usd": round(alert.spent_usd, 6),
             "limit_usd": alert.limit_usd,
         },
     )
-
-
-def emit_goal_finished(flow_run_id: UUID | None, status: str) -> None:
-    """Tell the server the goal's work is over (the budget backstop stands down)."""
-    if flow_run_id is not None:
-        emit_event(
-            event="goalflow.goal.finished",
-            **_goal_resources(flow_run_id),
-            payload={"status": status},
-        )

@@ -19,6 +19,7 @@ No message raised or logged here contains the API key.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -152,6 +153,16 @@ class LLM:
             last_completion=content,
         )
 
+    def affordable(
+        self, schema: type[BaseModel], messages: list[Message], *, max_tokens: int | None = None
+    ) -> bool:
+        """Whether one call of this shape fits the money budget left (no reservation)."""
+        return self.ledger.fits(
+            model=self.config.model,
+            prompt_tokens=_worst_case_tokens(messages, schema.model_json_schema()),
+            max_tokens=max_tokens or self.config.max_tokens,
+        )
+
     async def _complete(
         self,
         messages: list[Message],
@@ -167,8 +178,13 @@ class LLM:
             prompt_tokens=_worst_case_tokens(messages, json_schema),
             max_tokens=max_tokens,
         )
+        prompt_hash = hashlib.sha256(
+            json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
+        ).hexdigest()[:16]
         try:
-            return await self._send(messages, schema, json_schema, purpose, max_tokens, reserved)
+            return await self._send(
+                messages, schema, json_schema, purpose, max_tokens, (reserved, prompt_hash)
+            )
         except BaseException:
             self.ledger.release(reserved)
             raise
@@ -180,7 +196,7 @@ class LLM:
         json_schema: dict[str, Any],
         purpose: str,
         max_tokens: int,
-        reserved: float,
+        reservation: tuple[float, str],
     ) -> tuple[str, str]:
         attempt = 0
         while True:
@@ -214,7 +230,7 @@ class LLM:
                     self._mode = "json_schema"
                 if response.usage:
                     admission.settle(response.usage.total_tokens)
-                return self._settle(response, purpose, reserved, time.monotonic() - started)
+                return self._settle(response, purpose, reservation, time.monotonic() - started)
             if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
                 # Not chained: the SDK's exception text can quote part of the API key.
                 raise await self._translate(error) from None
@@ -253,8 +269,9 @@ class LLM:
         return [{"role": "system", "content": hint}, *messages]
 
     def _settle(
-        self, response: Any, purpose: str, reserved: float, seconds: float
+        self, response: Any, purpose: str, reservation: tuple[float, str], seconds: float
     ) -> tuple[str, str]:
+        reserved, prompt_hash = reservation
         choice = response.choices[0]
         content: str = choice.message.content or ""
         usage = response.usage
@@ -265,6 +282,7 @@ class LLM:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             seconds=seconds,
+            prompt_hash=prompt_hash,
         )
         return content, str(choice.finish_reason or "stop")
 

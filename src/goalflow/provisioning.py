@@ -3,14 +3,18 @@
 Idempotent, so CI can run it on every job: the process work pool is created when
 missing, goalflow's Block types are registered, and each automation defined in
 ``deployments/automations/*.yaml`` is created, or updated in place when one of that
-name exists (duplicates of the name are removed).
+name exists (duplicates of the name are removed). An automation that runs a deployment
+names it (``deployment: flow/name``, goalflow's own field); it is created once that
+deployment exists, so run ``goalflow setup`` again after ``prefect deploy``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import yaml
@@ -23,10 +27,19 @@ from pydantic import ValidationError
 from goalflow.blocks import BLOCK_TYPES
 from goalflow.errors import ConfigError
 
-__all__ = ["AUTOMATIONS_DIR", "TIME_BACKSTOP", "SetupReport", "load_automations", "setup_server"]
+__all__ = [
+    "AUTOMATIONS_DIR",
+    "REFLECT_ON_STALL",
+    "TIME_BACKSTOP",
+    "SetupReport",
+    "load_automations",
+    "named_deployments",
+    "setup_server",
+]
 
 AUTOMATIONS_DIR = Path(__file__).resolve().parents[2] / "deployments" / "automations"
 TIME_BACKSTOP = "goalflow-time-backstop"
+REFLECT_ON_STALL = "goalflow-reflect-on-stall"
 
 
 @dataclass
@@ -36,32 +49,93 @@ class SetupReport:
     lines: list[str] = field(default_factory=list)
 
 
-def load_automations(
-    directory: Path = AUTOMATIONS_DIR, *, time_backstop: float | None = None
-) -> list[AutomationCore]:
-    """The automation definitions; ``time_backstop`` replaces the backstop's ``within``."""
-    automations = []
+def _definitions(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    definitions = []
     for path in sorted(directory.glob("*.yaml")):
         try:
-            data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-            if data["name"] == TIME_BACKSTOP and time_backstop is not None:
-                data["trigger"]["within"] = time_backstop
-            automations.append(AutomationCore.model_validate(data))
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValidationError) as e:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
             raise ConfigError(f"the automation definition {path} cannot be used: {e}") from e
-    if not automations:
+        if not isinstance(data, dict):
+            raise ConfigError(f"the automation definition {path} is not a YAML mapping")
+        definitions.append((path, data))
+    if not definitions:
         raise ConfigError(f"no automation definitions (*.yaml) in {directory}")
+    return definitions
+
+
+def named_deployments(directory: Path = AUTOMATIONS_DIR) -> list[str]:
+    """The deployments (``flow/name``) that the automations run."""
+    return sorted(
+        {
+            action["deployment"]
+            for _, data in _definitions(directory)
+            for action in data.get("actions", [])
+            if isinstance(action, dict) and "deployment" in action
+        }
+    )
+
+
+def load_automations(
+    directory: Path = AUTOMATIONS_DIR,
+    *,
+    time_backstop: float | None = None,
+    reflect_after: float | None = None,
+    deployment_ids: Mapping[str, UUID] | None = None,
+) -> list[AutomationCore]:
+    """The automation definitions; ``time_backstop`` and ``reflect_after`` replace the
+    ``within`` of the time backstop and of reflect-on-stall. An automation that runs a
+    deployment missing from ``deployment_ids`` (``flow/name`` -> id) is left out."""
+    automations = []
+    for path, data in _definitions(directory):
+        try:
+            within = {TIME_BACKSTOP: time_backstop, REFLECT_ON_STALL: reflect_after}
+            if within.get(data["name"]) is not None:
+                data["trigger"]["within"] = within[data["name"]]
+            if not _resolve_deployments(data, deployment_ids or {}):
+                continue
+            automations.append(AutomationCore.model_validate(data))
+        except (KeyError, TypeError, ValidationError) as e:
+            raise ConfigError(f"the automation definition {path} cannot be used: {e}") from e
     return automations
 
 
+def _resolve_deployments(data: dict[str, Any], ids: Mapping[str, UUID]) -> bool:
+    """Replace each action's ``deployment`` name by its id; False when one is unknown."""
+    for action in data.get("actions", []):
+        if isinstance(action, dict) and "deployment" in action:
+            name = action.pop("deployment")
+            if name not in ids:
+                return False
+            action["deployment_id"] = str(ids[name])
+    return True
+
+
 async def setup_server(
-    *, work_pool: str, time_backstop: float | None = None, api_url: str
+    *,
+    work_pool: str,
+    time_backstop: float | None = None,
+    reflect_after: float | None = None,
+    api_url: str,
 ) -> SetupReport:
     """Create or update the work pool, Block types and automations on the server."""
-    automations = load_automations(time_backstop=time_backstop)
+    load_automations(time_backstop=time_backstop, reflect_after=reflect_after)  # check first
     report = SetupReport()
     try:
         async with get_client() as client:
+            ids: dict[str, UUID] = {}
+            for name in named_deployments():
+                try:
+                    ids[name] = (await client.read_deployment_by_name(name)).id
+                except ObjectNotFound:
+                    report.lines.append(
+                        f"deployment {name!r} is missing: the automations that run it are "
+                        "left out; deploy it (prefect --no-prompt deploy -n "
+                        f"{name.split('/')[-1]}), then run goalflow setup again"
+                    )
+            automations = load_automations(
+                time_backstop=time_backstop, reflect_after=reflect_after, deployment_ids=ids
+            )
             try:
                 pool = await client.read_work_pool(work_pool)
                 report.lines.append(f"work pool {pool.name!r} ({pool.type}): exists")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from goalflow.plan import Plan, Task
+from goalflow.revision import ReflectionRecord
 from goalflow.scheduler import TaskOutcome, TaskStatus
 
 __all__ = [
@@ -44,7 +45,13 @@ class GoalResult(BaseModel):
     usage: dict[str, Any]
     seconds: float
     flow_run_id: str | None = None
-    plan: Plan | None = Field(default=None, description="None when stopped while planning.")
+    plan: Plan | None = Field(
+        default=None,
+        description="The plan as it ended (revisions applied); None when stopped while planning.",
+    )
+    reflections: list[ReflectionRecord] = Field(
+        default_factory=list, description="Every reflection of the run, in order."
+    )
 
 
 def task_reports(
@@ -174,6 +181,16 @@ def report_markdown(result: GoalResult) -> str:
             f"| {t.path} | {_cell(t.title)} | {t.kind} | {t.status} | {seconds} | "
             f"{_cell(t.error or '')} |"
         )
+    if result.reflections:
+        lines += [
+            "\n## Reflections\n",
+            "| why | verdict | reason | outcome |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_cell(r.why)} | {r.verdict} | {_cell(r.reason)} | {_cell(r.outcome)} |"
+            for r in result.reflections
+        ]
     lines += [
         "\n## Usage\n",
         f"- model calls: {usage['calls']}",

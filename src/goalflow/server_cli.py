@@ -2,7 +2,7 @@
 
 The server commands manage the local Prefect server that goal runs use when no
 ``PREFECT_API_URL`` is set; ``setup`` prepares whichever server is configured (the
-local one otherwise) for deployments: work pool, Block types, budget automations.
+local one otherwise) for deployments: work pool, Block types, automations.
 """
 
 from __future__ import annotations
@@ -79,6 +79,14 @@ def setup(
             "(default: deployments/automations/time-backstop.yaml, 3600; at least 10).",
         ),
     ] = None,
+    reflect_after: Annotated[
+        float | None,
+        typer.Option(
+            min=10,
+            help="Seconds without a progress event after which the server asks a running "
+            "goal to reflect (default: deployments/automations/reflect-on-stall.yaml, 600).",
+        ),
+    ] = None,
 ) -> None:
     """Prepare the Prefect server for goal deployments; safe to run again."""
     from goalflow.provisioning import setup_server
@@ -89,7 +97,12 @@ def setup(
 
             url = str(PREFECT_API_URL.value())
             report = asyncio.run(
-                setup_server(work_pool=work_pool, time_backstop=time_backstop, api_url=url)
+                setup_server(
+                    work_pool=work_pool,
+                    time_backstop=time_backstop,
+                    reflect_after=reflect_after,
+                    api_url=url,
+                )
             )
     except GoalflowError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)

@@ -156,6 +156,29 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a plan waits for approval; with no decision by then it is rejected.",
     )
+    reflection: bool | None = Field(
+        default=None,
+        description="Reflect on the run (stuck detection, verdicts, plan revisions); unset: "
+        "the ReflectionPolicy block's setting (on by default).",
+    )
+    reflection_block: str | None = Field(
+        default=None,
+        description="Name of a saved ReflectionPolicy block; the reflect_* settings override it.",
+    )
+    reflect_every_tasks: int | None = Field(
+        default=None, ge=1, description="Reflect after this many finished tasks (default 5)."
+    )
+    reflect_every_seconds: float | None = Field(
+        default=None, gt=0, description="Reflect after this many seconds (default 300)."
+    )
+    stuck_repeats: int | None = Field(
+        default=None,
+        ge=2,
+        description="The same failure or model call this many times is a stuck signal (default 3).",
+    )
+    max_revisions: int | None = Field(
+        default=None, ge=0, description="Plan revisions one goal may make (default 3)."
+    )
     server_port: int = Field(
         default=4200,
         ge=1,

@@ -17,6 +17,12 @@ from tests.conftest import TEST_KEY, echo_answer
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
+@pytest.fixture(autouse=True)
+def no_reflection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the calls of the tasks themselves: no reflection calls between."""
+    monkeypatch.setenv("GOALFLOW_REFLECTION", "false")
+
+
 @pytest.fixture
 def limited_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
     """The test server with a tight limit: 60 requests/min, answers in 0.2 s."""

@@ -58,6 +58,8 @@ def run_seconds(flow_run: dict[str, Any]) -> float:
 class DeploymentStack:
     """Server, automations, deployments and a worker for the project in ``project``.
 
+    ``setup_options`` go to both runs of ``goalflow setup`` (before the deployments, and
+    after them for the automations that start one, such as reflect-on-stall);
     ``worker_env`` is added to the worker's environment (OPENAI_*, GOALFLOW_*);
     ``server_env`` to the server's (e.g. a shorter scheduler loop).
     """
@@ -67,7 +69,7 @@ class DeploymentStack:
         project: Path,
         worker_env: dict[str, str],
         *,
-        time_backstop: int = 3600,
+        setup_options: tuple[str, ...] = (),
         server_env: dict[str, str] | None = None,
     ) -> None:
         self.project = project
@@ -84,7 +86,7 @@ class DeploymentStack:
         }
         self._server_env = server_env or {}
         self._worker_env = worker_env
-        self._time_backstop = time_backstop
+        self._setup = ("goalflow", "setup", *setup_options)
         self._worker: subprocess.Popen[bytes] | None = None
 
     @property
@@ -117,7 +119,7 @@ class DeploymentStack:
             raise ConfigError(f"`goalflow server start` failed:\n{started.stderr}")
         self.env["PREFECT_API_URL"] = self.api_url
         try:
-            self._must("goalflow", "setup", "--time-backstop", str(self._time_backstop))
+            self._must(*self._setup)
             for name in DEPLOYMENTS:
                 # prefect 3.9.1's `deploy` creates the deployment, then exits 1 on its own
                 # "is a worker online?" query (HTTP 422: limit null), so `--all` stops
@@ -125,9 +127,12 @@ class DeploymentStack:
                 deployed = self.run("prefect", "--no-prompt", "deploy", "-n", name)
                 if "successfully created" not in deployed.stdout:
                     raise ConfigError(f"deploying {name} failed:\n{deployed.stdout}")
+            self.setup_output = self._must(*self._setup)  # now with the deployments
+            # The worker looks for runs every 2 s (Prefect's default: 10 s).
+            worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "2"} | self._worker_env
             self._worker = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", "goalflow-process"],
-                env=self.env | self._worker_env,
+                env=self.env | worker_env,
                 cwd=self.project,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -199,6 +204,11 @@ class DeploymentStack:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return httpx.post(f"{self.api_url}{path}", json=body).raise_for_status().json()
+
+    def flow_runs(self, flow_name: str) -> list[dict[str, Any]]:
+        """The runs of the flow named ``flow_name``, oldest first."""
+        body = {"flows": {"name": {"any_": [flow_name]}}, "sort": "START_TIME_ASC", "limit": 50}
+        return list(self.post("/flow_runs/filter", body))
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         return dict(self.get(f"/flow_runs/{flow_run_id}"))

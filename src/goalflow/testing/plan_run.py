@@ -40,7 +40,8 @@ async def run_plan(
     plan = layered_plan(tasks, depth, composites=composites, parts=parts)
     started = time.monotonic()
     try:
-        result = await achieve_goal(plan=plan, concurrency=concurrency)
+        # Reflection off: the scale runs measure scheduling, not reflection calls.
+        result = await achieve_goal(plan=plan, concurrency=concurrency, reflection=False)
     except GoalFailedError as e:
         result = e.result
     seconds = time.monotonic() - started
