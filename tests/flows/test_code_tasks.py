@@ -119,7 +119,8 @@ async def test_a_program_that_never_works_fails_the_task_with_the_last_reason(
         await achieve_goal(goal="Add up some numbers")
 
     error = caught.value.result.tasks[1].error or ""
-    assert "none of the 3 programs the model wrote produced its outputs" in error
+    # Three identical failures are a stuck signal: the task stops there, with the reason.
+    assert "failed 3 times with the same inputs and the same failure" in error
     assert error.endswith("it did not write total in its working directory")
     assert len([r for r in numbers.requests if _is_program(r)]) == 3
 
@@ -137,4 +138,5 @@ async def test_with_no_engine_code_tasks_fail_saying_how_to_fix_it(
 
     error = caught.value.result.tasks[0].error or ""
     assert "no sandbox is configured" in error and "goalflow sandbox check" in error
-    assert not llm_server.requests  # no program was asked for, none ran on the host
+    # No program was asked for, none ran on the host (reflection may still look at it).
+    assert not [r for r in llm_server.requests if _is_program(r)]

@@ -373,7 +373,7 @@ async def test_a_plan_over_the_artifact_limit_logs_each_output_on_its_task_run(
     assert result.status == "completed"
     seen = await _children(UUID(result.flow_run_id))
     assert not [key for key in seen["artifacts"] if key.startswith("Output of")]
-    assert "<report from Write report>" in seen["artifacts"]["goal-report"]
+    assert "&lt;report from Write report>" in seen["artifacts"]["goal-report"]
     await APILogHandler.aflush()
     async with get_client() as client:
         cons = seen["task_runs"]["task: List cons"]
