@@ -14,8 +14,7 @@ import typer
 from rich.console import Console
 
 from goalflow.errors import ConfigError, GoalflowError
-from goalflow.runner_image import DEFAULT_RUNNER_IMAGE, PROJECT_ROOT
-from goalflow.sandbox_run import DEFAULT_IMAGE, SandboxConfig
+from goalflow.sandbox_run import DEFAULT_IMAGE, DEFAULT_RUNNER_IMAGE, SandboxConfig
 
 __all__ = ["image_app"]
 
@@ -25,9 +24,7 @@ image_app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)
 
-TagOpt = Annotated[
-    str, typer.Option("--tag", "-t", help="Name of the runner image.")
-]
+TagOpt = Annotated[str, typer.Option("--tag", "-t", help="Name of the runner image.")]
 HostOpt = Annotated[
     str | None,
     typer.Option("--docker-host", help="Docker engine URL (default: DOCKER_HOST or local)."),
@@ -50,13 +47,14 @@ def build(
     tag: TagOpt = DEFAULT_RUNNER_IMAGE,
     docker_host: HostOpt = None,
     project: Annotated[
-        str, typer.Option(help="The goalflow checkout to install.")
-    ] = str(PROJECT_ROOT),
+        str | None,
+        typer.Option(help="The goalflow checkout to install (default: the one running)."),
+    ] = None,
 ) -> None:
     """Build the runner image from this checkout: no registry, only the package index."""
     from pathlib import Path
 
-    from goalflow.runner_image import build_runner_image
+    from goalflow.runner_image import PROJECT_ROOT, build_runner_image
 
     try:
         built = asyncio.run(
@@ -64,7 +62,7 @@ def build(
                 SandboxConfig(docker_host=docker_host),
                 base=base,
                 tag=tag,
-                project=Path(project),
+                project=Path(project) if project else PROJECT_ROOT,
                 say=lambda line: err.print(line, highlight=False, markup=False),
             )
         )

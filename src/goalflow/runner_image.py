@@ -37,7 +37,7 @@ from packaging.utils import canonicalize_name
 
 from goalflow.errors import ConfigError, SandboxUnavailableError
 from goalflow.sandbox import build_from_context, image_id, run_in_image
-from goalflow.sandbox_run import DEFAULT_IMAGE, SandboxConfig
+from goalflow.sandbox_run import DEFAULT_IMAGE, DEFAULT_RUNNER_IMAGE, SandboxConfig
 
 __all__ = [
     "DEFAULT_RUNNER_IMAGE",
@@ -48,7 +48,6 @@ __all__ = [
     "runner_image_status",
 ]
 
-DEFAULT_RUNNER_IMAGE = "goalflow-runner:latest"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKDIR = "/opt/goalflow/project"
 PROJECT_FILES = ("flows", "deployments", "prefect.yaml")
