@@ -70,10 +70,11 @@ def stack(llm: OpenAITestServer) -> Iterator[DeploymentStack]:
         yield stack
 
 
-def test_setup_creates_the_docker_pool_and_finds_the_runner_image(
+def test_setup_creates_the_pools_and_finds_the_runner_image(
     stack: DeploymentStack,
 ) -> None:
     assert "work pool 'goalflow-docker' (docker): created" in stack.setup_output
+    assert "work pool 'goalflow-k8s' (kubernetes): created" in stack.setup_output
     assert f"goal runner image {DEFAULT_RUNNER_IMAGE!r}: present" in stack.setup_output
 
 
