@@ -28,6 +28,7 @@ import pytest
 from goalflow.sandbox_run import DEFAULT_RUNNER_IMAGE
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack
+from goalflow.work_pools import K8S_POOL, load_template
 from tests.conftest import TEST_KEY, echo_answer
 from tests.flows.test_code_tasks import NUMBERS, PLAN, SUMS
 from tests.flows.test_goal_flow import DIAMOND
@@ -141,6 +142,14 @@ def test_setup_creates_the_pools_and_finds_the_runner_image(
     assert "work pool 'goalflow-docker' (docker): created" in stack.setup_output
     assert "work pool 'goalflow-k8s' (kubernetes): created" in stack.setup_output
     assert f"goal runner image {DEFAULT_RUNNER_IMAGE!r}: present" in stack.setup_output
+    pool = stack.get(f"/work_pools/{K8S_POOL}")
+    assert pool["type"] == "kubernetes" and pool["base_job_template"] == load_template()
+
+    again = stack.run("goalflow", "setup")
+
+    assert again.returncode == 0, again.stderr
+    assert f"work pool '{K8S_POOL}' (kubernetes): exists" in again.stderr
+    assert "work pool 'goalflow-docker' (docker): exists" in again.stderr
 
 
 def test_a_goal_runs_to_completion_inside_a_runner_container(stack: DeploymentStack) -> None:
