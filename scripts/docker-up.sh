@@ -2,9 +2,9 @@
 # Makes goalflow's Docker sandbox usable on this machine, and does nothing that is done
 # already: installs the engine (Debian's docker.io) and debootstrap where missing,
 # starts dockerd when no engine answers, and builds the sandbox image only when the
-# engine does not have it; then (re)builds the goal runner image from this checkout
-# (`goalflow image build`: cached layers, about 30 s when only goalflow changed, 2 min
-# from scratch), which the goal-docker deployment runs in. Run as root (or with sudo
+# engine does not have it; then builds the goal runner image of this checkout when the
+# engine lacks it or has it from other sources (`goalflow image build`: about 30 s when
+# only goalflow changed, 2 min from scratch), which the goal-docker deployment runs in. Run as root (or with sudo
 # available), e.g. `make docker`.
 #   GOALFLOW      the goalflow command (default: .venv/bin/goalflow)
 #   IMAGE         the image to make sure of (default: goalflow-sandbox:bookworm)
@@ -47,7 +47,12 @@ else
 fi
 
 if [ -n "$RUNNER_IMAGE" ]; then
-    # Always built: a runner image left from an older checkout would run old code.
-    echo "docker-up: building the goal runner image $RUNNER_IMAGE on $IMAGE"
-    "$GOALFLOW" image build --base "$IMAGE" --tag "$RUNNER_IMAGE" --project "$(pwd)"
+    # `image check` also fails for an image built from other sources than this checkout:
+    # a runner image from an older checkout would run old code.
+    if "$GOALFLOW" image check --tag "$RUNNER_IMAGE"; then
+        echo "docker-up: runner image $RUNNER_IMAGE is current"
+    else
+        echo "docker-up: building the goal runner image $RUNNER_IMAGE on $IMAGE"
+        "$GOALFLOW" image build --base "$IMAGE" --tag "$RUNNER_IMAGE" --project "$(pwd)"
+    fi
 fi

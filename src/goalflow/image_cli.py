@@ -77,10 +77,15 @@ def build(
 
 @image_app.command()
 def check(tag: TagOpt = DEFAULT_RUNNER_IMAGE, docker_host: HostOpt = None) -> None:
-    """Say whether the Docker engine has the runner image; the fix if not."""
-    from goalflow.runner_image import runner_image_status
+    """Say whether the engine has the runner image, built from this checkout; the fix if not.
 
-    ready, message = asyncio.run(runner_image_status(SandboxConfig(docker_host=docker_host), tag))
+    The sources are compared when goalflow runs from a checkout (an editable install).
+    """
+    from goalflow.runner_image import PROJECT_ROOT, runner_image_status
+
+    checkout = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else None
+    config = SandboxConfig(docker_host=docker_host)
+    ready, message = asyncio.run(runner_image_status(config, tag, checkout))
     print(message)
     if not ready:
         raise typer.Exit(1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
+import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -36,7 +37,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from goalflow.errors import ConfigError, SandboxUnavailableError
-from goalflow.sandbox import build_from_context, image_id, run_in_image
+from goalflow.sandbox import build_from_context, image_facts, run_in_image
 from goalflow.sandbox_run import DEFAULT_IMAGE, DEFAULT_RUNNER_IMAGE, SandboxConfig
 
 __all__ = [
@@ -46,11 +47,13 @@ __all__ = [
     "build_runner_image",
     "missing_runner_image",
     "runner_image_status",
+    "source_digest",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKDIR = "/opt/goalflow/project"
 PROJECT_FILES = ("flows", "deployments", "prefect.yaml")
+SOURCE_LABEL = "goalflow.source"  # source_digest of the checkout an image was built from
 # Prints the base's marker environment (PEP 508), as packaging computes it: pip on this
 # machine evaluates markers for its own Python, so the base's are applied afterwards.
 _PYTHON_PROBE = """import json, os, platform, sys, venv
@@ -91,6 +94,8 @@ LABEL goalflow.runner="1"
 WORKDIR {WORKDIR}
 USER 65534:65534
 CMD ["prefect", "version"]
+ARG SOURCE
+LABEL {SOURCE_LABEL}="${{SOURCE}}"
 """
 
 
@@ -114,15 +119,37 @@ def missing_runner_image(image: str, where: str) -> str:
     )
 
 
-async def runner_image_status(config: SandboxConfig, image: str) -> tuple[bool, str]:
-    """Whether ``image`` is on ``config``'s engine, and a line saying so or how to fix it."""
+async def runner_image_status(
+    config: SandboxConfig, image: str, project: Path | None = None
+) -> tuple[bool, str]:
+    """Whether ``image`` is on ``config``'s engine (and, given a ``project`` checkout,
+    built from its current sources), and a line saying so or how to fix it."""
     try:
-        found = await asyncio.to_thread(image_id, config, image)
+        found = await asyncio.to_thread(image_facts, config, image)
     except SandboxUnavailableError as e:
         return False, f"cannot check the goal runner image {image!r}: {e}"
     if found is None:
         return False, missing_runner_image(image, config.where)
-    return True, f"goal runner image {image!r}: present ({found[:19]})"
+    built, labels = found
+    if project is not None and labels.get(SOURCE_LABEL) != source_digest(project):
+        return False, (
+            f"the goal runner image {image!r} was built from other sources than the "
+            f"checkout at {project}: rebuild it with `goalflow image build --tag {image}`"
+        )
+    return True, f"goal runner image {image!r}: present ({built[:19]})"
+
+
+def source_digest(project: Path) -> str:
+    """A digest of what the image takes from ``project`` (code, flows, deployments)."""
+    digest = hashlib.sha256()
+    paths = [project / "pyproject.toml", project / "src", *(project / n for n in PROJECT_FILES)]
+    for path in paths:
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(project)).encode() + b"\0")
+                digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 async def build_runner_image(
@@ -141,7 +168,7 @@ async def build_runner_image(
             "`goalflow image build` from a source checkout, or pass --project DIR"
         )
     engine = replace(config, image=base)
-    if await asyncio.to_thread(image_id, engine, base) is None:
+    if await asyncio.to_thread(image_facts, engine, base) is None:
         fix = (
             "build it with `sudo goalflow sandbox build`"
             if base == DEFAULT_IMAGE
@@ -168,8 +195,9 @@ async def build_runner_image(
         say(f"wheels for Python {python} from the package index (pip)")
         await asyncio.to_thread(_prepare_context, context, project, markers, say)
         say(f"building {tag} on {base} at {config.where}")
+        buildargs = {"BASE": base, "SOURCE": await asyncio.to_thread(source_digest, project)}
         built = await asyncio.to_thread(
-            build_from_context, config, str(context), tag, buildargs={"BASE": base}, say=say
+            build_from_context, config, str(context), tag, buildargs=buildargs, say=say
         )
     finally:
         await asyncio.to_thread(shutil.rmtree, context, ignore_errors=True)

@@ -63,7 +63,7 @@ __all__ = [
     "build_from_context",
     "check",
     "clean",
-    "image_id",
+    "image_facts",
     "import_rootfs",
     "run_in_image",
 ]
@@ -232,14 +232,15 @@ def import_rootfs(config: SandboxConfig, rootfs: str, image: str) -> str:
         api.close()
 
 
-def image_id(config: SandboxConfig, image: str) -> str | None:
-    """The id of ``image`` on ``config``'s engine, or None when the engine lacks it.
+def image_facts(config: SandboxConfig, image: str) -> tuple[str, dict[str, str]] | None:
+    """The id and labels of ``image`` on ``config``'s engine; None when it lacks it.
 
     Blocking; raises ``SandboxUnavailableError`` when the engine cannot be reached.
     """
     api = _connect(config, timeout=10)
     try:
-        return str(api.inspect_image(image)["Id"])
+        found = api.inspect_image(image)
+        return str(found["Id"]), dict(found.get("Config", {}).get("Labels") or {})
     except NotFound:
         return None
     except (DockerException, OSError) as e:

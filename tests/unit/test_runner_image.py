@@ -11,7 +11,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from goalflow.runner_image import _constraints, _missing_for
+from goalflow.runner_image import _constraints, _missing_for, source_digest
 
 BOOKWORM = {
     "implementation_name": "cpython",
@@ -61,3 +61,15 @@ def test_pins_follow_this_environment_for_what_goalflow_needs() -> None:
     assert f"prefect=={prefect.__version__}" in same and len(same) > 20
     assert any(line.startswith("pydantic==") for line in same)  # prefect's own needs
     assert other == [f"prefect=={prefect.__version__}"]
+
+
+def test_the_source_digest_follows_what_goes_into_the_image(tmp_path: Path) -> None:
+    for name in ("src/goalflow/plan.py", "flows/goal.py", "tests/test_x.py", "pyproject.toml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    first = source_digest(tmp_path)
+
+    (tmp_path / "tests/test_x.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) == first  # tests are not in the image
+    (tmp_path / "src/goalflow/plan.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) != first
