@@ -131,7 +131,8 @@ async def runner_image_status(
     if found is None:
         return False, missing_runner_image(image, config.where)
     built, labels = found
-    if project is not None and labels.get(SOURCE_LABEL) != source_digest(project):
+    current = None if project is None else await asyncio.to_thread(source_digest, project)
+    if current is not None and labels.get(SOURCE_LABEL) != current:
         return False, (
             f"the goal runner image {image!r} was built from other sources than the "
             f"checkout at {project}: rebuild it with `goalflow image build --tag {image}`"
@@ -146,7 +147,8 @@ def source_digest(project: Path) -> str:
     for path in paths:
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for file in files:
-            if file.is_file() and "__pycache__" not in file.parts:
+            generated = any(p == "__pycache__" or p.endswith(".egg-info") for p in file.parts)
+            if file.is_file() and not generated:
                 digest.update(str(file.relative_to(project)).encode() + b"\0")
                 digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -209,7 +211,15 @@ def _prepare_context(
 ) -> None:
     python = markers["python_version"]
     dist, wheels = context / "dist", context / "wheels"
-    _pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(project))
+    # Built from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    source = context / "source"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(project / "src", source / "src", ignore=skip)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (project / name).is_file():
+            shutil.copy2(project / name, source / name)
+    _pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(source))
+    shutil.rmtree(source)
     wheel = next(dist.glob("goalflow-*.whl"))
     requirements = _requirements(wheel)
     (context / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
