@@ -2,10 +2,10 @@
 # Makes goalflow's Docker sandbox usable on this machine, and does nothing that is done
 # already: installs the engine (Debian's docker.io) and debootstrap where missing,
 # starts dockerd when no engine answers, and builds the sandbox image only when the
-# engine does not have it; then builds the goal runner image of this checkout when the
-# engine lacks it or has it from other sources (`goalflow image build`: about 30 s when
-# only goalflow changed, 2 min from scratch), which the goal-docker deployment runs in. Run as root (or with sudo
-# available), e.g. `make docker`.
+# engine does not have it; then builds the goal runner image of this checkout, which
+# the goal-docker deployment runs in, when the engine lacks it or has it from other
+# sources (`goalflow image build`: 15-25 s when only goalflow changed, 75-105 s from
+# scratch). Run as root (or with sudo available), e.g. `make docker`.
 #   GOALFLOW      the goalflow command (default: .venv/bin/goalflow)
 #   IMAGE         the image to make sure of (default: goalflow-sandbox:bookworm)
 #   RUNNER_IMAGE  the runner image to build (default: goalflow-runner:latest; empty: none)

@@ -50,6 +50,9 @@ def build(
         str | None,
         typer.Option(help="The goalflow checkout to install (default: the one running)."),
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Build every layer again (e.g. after a pip fix).")
+    ] = False,
 ) -> None:
     """Build the runner image from this checkout: no registry, only the package index."""
     from pathlib import Path
@@ -63,6 +66,7 @@ def build(
                 base=base,
                 tag=tag,
                 project=Path(project) if project else PROJECT_ROOT,
+                no_cache=no_cache,
                 say=lambda line: err.print(line, highlight=False, markup=False),
             )
         )

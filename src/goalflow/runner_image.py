@@ -160,6 +160,7 @@ async def build_runner_image(
     base: str = DEFAULT_IMAGE,
     tag: str = DEFAULT_RUNNER_IMAGE,
     project: Path = PROJECT_ROOT,
+    no_cache: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> RunnerImage:
     """Build the runner image ``tag`` from ``project`` on top of ``base``."""
@@ -199,7 +200,13 @@ async def build_runner_image(
         say(f"building {tag} on {base} at {config.where}")
         buildargs = {"BASE": base, "SOURCE": await asyncio.to_thread(source_digest, project)}
         built = await asyncio.to_thread(
-            build_from_context, config, str(context), tag, buildargs=buildargs, say=say
+            build_from_context,
+            config,
+            str(context),
+            tag,
+            buildargs=buildargs,
+            no_cache=no_cache,
+            say=say,
         )
     finally:
         await asyncio.to_thread(shutil.rmtree, context, ignore_errors=True)

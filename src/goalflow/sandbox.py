@@ -292,21 +292,28 @@ def build_from_context(
     tag: str,
     *,
     buildargs: Mapping[str, str] | None = None,
+    no_cache: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> str:
     """Build the Dockerfile in folder ``context`` as ``tag`` on ``config``'s engine.
 
     Blocking. The context is streamed, so a remote engine works; the build has no
-    network (everything it installs is in the context). Returns the image id.
+    network (everything it installs is in the context). The image ``tag`` named before
+    is removed when nothing uses it. Returns the image id.
     """
     api = _connect(config, timeout=1800)
     recent: list[str] = []
+    try:
+        previous = str(api.inspect_image(tag)["Id"])
+    except (DockerException, OSError):
+        previous = None
     try:
         for chunk in api.build(
             path=context,
             tag=tag,
             buildargs=dict(buildargs or {}),
             network_mode="none",
+            nocache=no_cache,
             rm=True,
             forcerm=True,
             decode=True,
@@ -320,7 +327,11 @@ def build_from_context(
             recent.append(line)
             if line.startswith(("Step ", "---> Using cache")) or "Successfully" in line:
                 say(line)
-        return str(api.inspect_image(tag)["Id"])
+        built = str(api.inspect_image(tag)["Id"])
+        if previous not in (None, built):
+            with contextlib.suppress(DockerException, OSError):  # in use: it stays
+                api.remove_image(previous)
+        return built
     except (DockerException, OSError) as e:
         raise SandboxUnavailableError(
             f"the Docker engine at {config.where} did not build {tag}: {_explain(e)}"
