@@ -42,6 +42,7 @@ from goalflow.sandbox_run import DEFAULT_IMAGE, DEFAULT_RUNNER_IMAGE, SandboxCon
 
 __all__ = [
     "DEFAULT_RUNNER_IMAGE",
+    "IMAGE_PROJECT_DIR",
     "PROJECT_ROOT",
     "RunnerImage",
     "build_runner_image",
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-WORKDIR = "/opt/goalflow/project"
+IMAGE_PROJECT_DIR = "/opt/goalflow/project"
 PROJECT_FILES = ("flows", "deployments", "prefect.yaml")
 SOURCE_LABEL = "goalflow.source"  # source_digest of the checkout an image was built from
 # Prints the base's marker environment (PEP 508), as packaging computes it: pip on this
@@ -87,11 +88,11 @@ COPY dist /build/dist
 RUN /opt/goalflow/bin/python /build/pip.whl/pip install --quiet --no-index --no-cache-dir \\
     --disable-pip-version-check --no-deps /build/dist/*.whl \\
  && rm -rf /build
-COPY project {WORKDIR}
+COPY project {IMAGE_PROJECT_DIR}
 ENV PATH=/opt/goalflow/bin:/usr/local/bin:/usr/bin:/bin \\
     HOME=/tmp PREFECT_HOME=/tmp/.prefect LANG=C.UTF-8 PYTHONUNBUFFERED=1
 LABEL goalflow.runner="1"
-WORKDIR {WORKDIR}
+WORKDIR {IMAGE_PROJECT_DIR}
 USER 65534:65534
 CMD ["prefect", "version"]
 ARG SOURCE
