@@ -18,7 +18,8 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/goalflow run "$(DEMO_GOAL)"
 
-# The Docker engine and the sandbox image that code tasks (and their tests) run in.
+# The Docker engine, the sandbox image that code tasks (and their tests) run in, and the
+# goal runner image of this checkout that the goal-docker deployment (and its test) runs.
 docker: setup
 	GOALFLOW=$(BIN)/goalflow bash scripts/docker-up.sh
 

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from goalflow.budget import Ledger
 from goalflow.errors import ConfigError, GoalflowError
+from goalflow.image_cli import image_app
 from goalflow.plan import Plan
 from goalflow.progress import Observer, observe
 from goalflow.sandbox_cli import sandbox_app
@@ -38,6 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(image_app, name="image")
 app.add_typer(server_app, name="server")
 app.command()(setup)
 err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs

@@ -1,7 +1,8 @@
 """``goalflow setup``: what a Prefect server needs before goals run as deployments.
 
-Idempotent, so CI can run it on every job: the process work pool is created when
-missing, goalflow's Block types are registered, and each automation defined in
+Idempotent, so CI can run it on every job: the work pools (process, Docker,
+Kubernetes; see ``goalflow.work_pools``) are created when missing, goalflow's Block
+types are registered, and each automation defined in
 ``deployments/automations/*.yaml`` is created, or updated in place when one of that
 name exists (duplicates of the name are removed). An automation that runs a deployment
 names it (``deployment: flow/name``, goalflow's own field); it is created once that
@@ -18,14 +19,18 @@ from uuid import UUID
 
 import httpx
 import yaml
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import ObjectNotFound
+from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
 from pydantic import ValidationError
 
 from goalflow.blocks import BLOCK_TYPES
 from goalflow.errors import ConfigError
+from goalflow.runner_image import DEFAULT_RUNNER_IMAGE, runner_image_status
+from goalflow.sandbox_run import SandboxConfig
+from goalflow.work_pools import DOCKER_POOL, K8S_POOL, load_template
 
 __all__ = [
     "AUTOMATIONS_DIR",
@@ -117,9 +122,15 @@ async def setup_server(
     time_backstop: float | None = None,
     reflect_after: float | None = None,
     api_url: str,
+    docker_image: str = DEFAULT_RUNNER_IMAGE,
 ) -> SetupReport:
-    """Create or update the work pool, Block types and automations on the server."""
+    """Create or update the work pools, Block types and automations on the server.
+
+    ``docker_image`` is looked for on the local Docker engine (DOCKER_HOST): a Docker
+    worker there needs it, and its absence is reported with the command that builds it.
+    """
     load_automations(time_backstop=time_backstop, reflect_after=reflect_after)  # check first
+    k8s_template = load_template()
     report = SetupReport()
     try:
         async with get_client() as client:
@@ -136,12 +147,9 @@ async def setup_server(
             automations = load_automations(
                 time_backstop=time_backstop, reflect_after=reflect_after, deployment_ids=ids
             )
-            try:
-                pool = await client.read_work_pool(work_pool)
-                report.lines.append(f"work pool {pool.name!r} ({pool.type}): exists")
-            except ObjectNotFound:
-                await client.create_work_pool(WorkPoolCreate(name=work_pool, type="process"))
-                report.lines.append(f"work pool {work_pool!r} (process): created")
+            await _ensure_pool(client, report, work_pool, "process")
+            await _ensure_pool(client, report, DOCKER_POOL, "docker")
+            await _ensure_pool(client, report, K8S_POOL, "kubernetes", k8s_template)
             for block_type in BLOCK_TYPES:
                 await block_type.aregister_type_and_schema(client=client)
             names = ", ".join(b.get_block_type_slug() for b in BLOCK_TYPES)
@@ -161,4 +169,36 @@ async def setup_server(
             f"cannot set up the Prefect server at {api_url}: {type(e).__name__}: {e}. Start "
             "it (`goalflow server start`, or `prefect server start`) or fix PREFECT_API_URL"
         ) from e
+    ready, line = await runner_image_status(SandboxConfig(), docker_image)
+    report.lines.append(line if ready else f"warning: {line}")
     return report
+
+
+async def _ensure_pool(
+    client: PrefectClient,
+    report: SetupReport,
+    name: str,
+    kind: str,
+    template: dict[str, Any] | None = None,
+) -> None:
+    """Create pool ``name`` when missing; a given ``template`` is kept up to date."""
+    try:
+        pool = await client.read_work_pool(name)
+    except ObjectNotFound:
+        if template is None and kind != "process":
+            template = await get_default_base_job_template_for_infrastructure_type(kind)
+            if template is None:
+                report.lines.append(
+                    f"work pool {name!r} ({kind}): skipped, no template for {kind} workers "
+                    f"here (pip install prefect-{kind})"
+                )
+                return
+        create = WorkPoolCreate(name=name, type=kind, base_job_template=template or {})
+        await client.create_work_pool(create)
+        report.lines.append(f"work pool {name!r} ({kind}): created")
+        return
+    if template is not None and pool.base_job_template != template:
+        await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+        report.lines.append(f"work pool {pool.name!r} ({pool.type}): template updated")
+    else:
+        report.lines.append(f"work pool {pool.name!r} ({pool.type}): exists")

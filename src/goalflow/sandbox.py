@@ -60,9 +60,12 @@ __all__ = [
     "WORKDIR",
     "Sandbox",
     "SandboxConfig",
+    "build_from_context",
     "check",
     "clean",
+    "image_facts",
     "import_rootfs",
+    "run_in_image",
 ]
 
 LABEL = "goalflow.sandbox"
@@ -226,6 +229,114 @@ def import_rootfs(config: SandboxConfig, rootfs: str, image: str) -> str:
     finally:
         pipe.close()
         tar.wait()
+        api.close()
+
+
+def image_facts(config: SandboxConfig, image: str) -> tuple[str, dict[str, str]] | None:
+    """The id and labels of ``image`` on ``config``'s engine; None when it lacks it.
+
+    Blocking; raises ``SandboxUnavailableError`` when the engine cannot be reached.
+    """
+    api = _connect(config, timeout=10)
+    try:
+        found = api.inspect_image(image)
+        return str(found["Id"]), dict(found.get("Config", {}).get("Labels") or {})
+    except NotFound:
+        return None
+    except (DockerException, OSError) as e:
+        raise SandboxUnavailableError(
+            f"the Docker engine at {config.where} failed: {_explain(e)}"
+        ) from e
+    finally:
+        api.close()
+
+
+def run_in_image(config: SandboxConfig, image: str, command: Sequence[str]) -> str:
+    """Run ``command`` in a throw-away container of ``image`` (no network); its stdout.
+
+    Blocking; for probing a base image (e.g. its Python version) before a build.
+    """
+    api = _connect(config, timeout=120)
+    container = None
+    try:
+        container = api.create_container(
+            image, list(command), host_config=api.create_host_config(network_mode="none")
+        )["Id"]
+        api.start(container)
+        status = api.wait(container, timeout=110)
+        output = api.logs(container, stdout=True, stderr=True).decode(errors="replace")
+        if status.get("StatusCode") != 0:
+            raise SandboxUnavailableError(
+                f"`{' '.join(command)}` failed in {image} (exit {status.get('StatusCode')}): "
+                f"{output.strip()[-500:]}"
+            )
+        return str(api.logs(container, stdout=True, stderr=False).decode(errors="replace"))
+    except NotFound as e:
+        raise SandboxUnavailableError(
+            f"the image {image!r} is not on the Docker engine at {config.where}"
+        ) from e
+    except (DockerException, OSError) as e:
+        raise SandboxUnavailableError(
+            f"the Docker engine at {config.where} failed: {_explain(e)}"
+        ) from e
+    finally:
+        if container is not None:
+            with contextlib.suppress(DockerException, OSError):
+                api.remove_container(container, force=True)
+        api.close()
+
+
+def build_from_context(
+    config: SandboxConfig,
+    context: str,
+    tag: str,
+    *,
+    buildargs: Mapping[str, str] | None = None,
+    no_cache: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> str:
+    """Build the Dockerfile in folder ``context`` as ``tag`` on ``config``'s engine.
+
+    Blocking. The context is streamed, so a remote engine works; the build has no
+    network (everything it installs is in the context). The image ``tag`` named before
+    is removed when nothing uses it. Returns the image id.
+    """
+    api = _connect(config, timeout=1800)
+    recent: list[str] = []
+    try:
+        previous = str(api.inspect_image(tag)["Id"])
+    except (DockerException, OSError):
+        previous = None
+    try:
+        for chunk in api.build(
+            path=context,
+            tag=tag,
+            buildargs=dict(buildargs or {}),
+            network_mode="none",
+            nocache=no_cache,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        ):
+            if "error" in chunk:
+                output = "\n".join(recent[-12:])
+                raise SandboxUnavailableError(
+                    f"the image build failed: {chunk['error'].strip()}\n{output}"
+                )
+            line = str(chunk.get("stream", "")).strip()
+            recent.append(line)
+            if line.startswith(("Step ", "---> Using cache")) or "Successfully" in line:
+                say(line)
+        built = str(api.inspect_image(tag)["Id"])
+        if previous not in (None, built):
+            with contextlib.suppress(DockerException, OSError):  # in use: it stays
+                api.remove_image(previous)
+        return built
+    except (DockerException, OSError) as e:
+        raise SandboxUnavailableError(
+            f"the Docker engine at {config.where} did not build {tag}: {_explain(e)}"
+        ) from e
+    finally:
         api.close()
 
 

@@ -17,6 +17,7 @@ from goalflow.errors import ConfigError
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "DEFAULT_RUNNER_IMAGE",
     "CleanReport",
     "OutputCapture",
     "SandboxConfig",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE = "goalflow-sandbox:bookworm"
+DEFAULT_RUNNER_IMAGE = "goalflow-runner:latest"  # goal runs in containers (runner_image.py)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from goalflow.errors import GoalflowError
 from goalflow.local_server import LocalServer, prefect_api
+from goalflow.sandbox_run import DEFAULT_RUNNER_IMAGE
 from goalflow.settings import Settings
 
 __all__ = ["server_app", "setup"]
@@ -87,6 +88,10 @@ def setup(
             "goal to reflect (default: deployments/automations/reflect-on-stall.yaml, 600).",
         ),
     ] = None,
+    docker_image: Annotated[
+        str,
+        typer.Option(help="Runner image the goalflow-docker pool's runs need on this engine."),
+    ] = DEFAULT_RUNNER_IMAGE,
 ) -> None:
     """Prepare the Prefect server for goal deployments; safe to run again."""
     from goalflow.provisioning import setup_server
@@ -102,11 +107,15 @@ def setup(
                     time_backstop=time_backstop,
                     reflect_after=reflect_after,
                     api_url=url,
+                    docker_image=docker_image,
                 )
             )
     except GoalflowError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
     for line in report.lines:
-        err.print(line, highlight=False)
+        if line.startswith("warning: "):
+            err.print(f"[bold yellow]warning:[/] {line[9:]}", highlight=False)
+        else:
+            err.print(line, highlight=False)
     err.print(f"ready: {url}", highlight=False)

@@ -1,5 +1,6 @@
 """The CI path as one object: a real Prefect server, ``goalflow setup``, the deployments
-of ``prefect.yaml`` and a process worker, for the deployment tests and benchmarks.
+of ``prefect.yaml`` and workers (a process worker by default; a Docker worker for the
+``goal-docker`` deployment), for the deployment tests and benchmarks.
 
 The server is ``goalflow server start`` on a free loopback port with its own
 ``PREFECT_HOME``; commands run as subprocesses, as a CI job would run them.
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -60,8 +62,10 @@ class DeploymentStack:
 
     ``setup_options`` go to both runs of ``goalflow setup`` (before the deployments, and
     after them for the automations that start one, such as reflect-on-stall);
-    ``worker_env`` is added to the worker's environment (OPENAI_*, GOALFLOW_*);
-    ``server_env`` to the server's (e.g. a shorter scheduler loop).
+    ``setup_output`` holds what both printed. ``deployments`` are deployed by name; one
+    worker starts per ``workers`` entry (pool, worker type). ``worker_env`` is added to
+    the workers' environment (OPENAI_*, GOALFLOW_*); ``server_env`` to the server's
+    (e.g. a shorter scheduler loop).
     """
 
     def __init__(
@@ -71,8 +75,12 @@ class DeploymentStack:
         *,
         setup_options: tuple[str, ...] = (),
         server_env: dict[str, str] | None = None,
+        deployments: Sequence[str] = DEPLOYMENTS,
+        workers: Sequence[tuple[str, str]] = (("goalflow-process", "process"),),
     ) -> None:
         self.project = project
+        self._deployments = tuple(deployments)
+        self._workers_wanted = tuple(workers)
         self._home = tempfile.TemporaryDirectory(prefix="goalflow-stack-")
         base = {
             k: v
@@ -87,7 +95,8 @@ class DeploymentStack:
         self._server_env = server_env or {}
         self._worker_env = worker_env
         self._setup = ("goalflow", "setup", *setup_options)
-        self._worker: subprocess.Popen[bytes] | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []
+        self.setup_output = ""
 
     @property
     def api_url(self) -> str:
@@ -119,25 +128,29 @@ class DeploymentStack:
             raise ConfigError(f"`goalflow server start` failed:\n{started.stderr}")
         self.env["PREFECT_API_URL"] = self.api_url
         try:
-            self._must(*self._setup)
-            for name in DEPLOYMENTS:
+            self.setup_output = self._must(*self._setup)
+            for name in self._deployments:
                 # prefect 3.9.1's `deploy` creates the deployment, then exits 1 on its own
                 # "is a worker online?" query (HTTP 422: limit null), so `--all` stops
                 # after the first one. Deploy by name and check what was created.
                 deployed = self.run("prefect", "--no-prompt", "deploy", "-n", name)
                 if "successfully created" not in deployed.stdout:
                     raise ConfigError(f"deploying {name} failed:\n{deployed.stdout}")
-            self.setup_output = self._must(*self._setup)  # now with the deployments
-            # The worker looks for runs every 2 s (Prefect's default: 10 s).
+            self.setup_output += self._must(*self._setup)  # now with the deployments
+            # Workers look for runs every 2 s (Prefect's default: 10 s).
             worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "2"} | self._worker_env
-            self._worker = subprocess.Popen(
-                [str(BIN / "prefect"), "worker", "start", "--pool", "goalflow-process"],
-                env=self.env | worker_env,
-                cwd=self.project,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            for pool, kind in self._workers_wanted:
+                command = ["worker", "start", "--pool", pool, "--type", kind]
+                self._workers.append(
+                    subprocess.Popen(
+                        [str(BIN / "prefect"), *command],
+                        env=self.env | worker_env,
+                        cwd=self.project,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -150,15 +163,15 @@ class DeploymentStack:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._worker is not None:
-                os.killpg(self._worker.pid, signal.SIGTERM)
+            while self._workers:
+                worker = self._workers.pop()
+                os.killpg(worker.pid, signal.SIGTERM)
                 try:
-                    self._worker.wait(timeout=30)
+                    worker.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     # Seen: an idle worker that shut down only on a second signal.
-                    os.killpg(self._worker.pid, signal.SIGKILL)
-                    self._worker.wait(timeout=30)
-                self._worker = None
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait(timeout=30)
         finally:
             self.env.pop("PREFECT_API_URL", None)
             self.run("goalflow", "server", "stop")
@@ -169,12 +182,16 @@ class DeploymentStack:
         deployment: str = "achieve-goal/goal",
         job_env: dict[str, str] | None = None,
         watch: bool = True,
+        job_variables: dict[str, Any] | None = None,
         **params: object,
     ) -> tuple[int, str]:
         """Exit code of ``prefect deployment run [--watch]`` and the flow run's id.
 
-        ``job_env`` is added to that run's environment (a process job variable)."""
+        ``job_env`` is added to that run's environment (a process job variable);
+        ``job_variables`` are further job variables of the run."""
         command = ["prefect", "deployment", "run", deployment]
+        for key, value in (job_variables or {}).items():
+            command += ["--job-variable", f"{key}={json.dumps(value)}"]
         if watch:
             command += ["--watch", "--watch-timeout", "180"]
         for key, value in params.items():
