@@ -178,7 +178,7 @@ def test_a_goal_runs_to_completion_inside_a_runner_container(stack: DeploymentSt
     assert not [m for m in container["Mounts"] if "docker.sock" in m.get("Source", "")]
     # The flow engine itself ran in there: its own log lines are the container's output.
     assert "Finished in state Completed()" in logs
-    assert "<report from Write report>" in stack.report(flow_run_id)
+    assert "&lt;report from Write report>" in stack.report(flow_run_id)
 
 
 def test_a_missing_runner_image_is_named_with_the_command_that_builds_it(
