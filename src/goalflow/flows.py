@@ -19,7 +19,6 @@ import asyncio
 import textwrap
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from goalflow.backend import SubflowGate, subflow_starts
 from goalflow.blocks import load_budget
 from goalflow.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.code_runs import sandbox_code_runner
+from goalflow.context_slot import ContextSlot
 from goalflow.errors import (
     ConfigError,
     GoalflowError,
@@ -59,8 +59,10 @@ from goalflow.report import (
     task_output_markdown,
     task_reports,
 )
+from goalflow.runners import RemoteLeaves, open_remote_leaves
 from goalflow.scheduler import TaskOutcome, run_graph
 from goalflow.settings import Settings
+from goalflow.task_cache import cache_scope, cached
 
 __all__ = ["GoalFailedError", "GoalStoppedError", "achieve_goal", "check_goal", "load_plan"]
 
@@ -93,6 +95,12 @@ class _Run:
     code_runner: CodeRunner | None = None
     plan: Plan | None = None
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
+    leaves: RemoteLeaves | None = None  # Dask or Ray (goalflow.runners); None: in-process
+
+    @property
+    def cache_scope(self) -> str | None:
+        """The leaf-task cache key's scope (goalflow.task_cache); None: no caching."""
+        return cache_scope(self.llm.config.model, self.goal) if self.settings.task_cache else None
 
     @property
     def output_artifacts(self) -> bool:
@@ -100,7 +108,7 @@ class _Run:
         return self.plan is None or self.plan.leaf_count() <= self.settings.output_artifacts
 
 
-_RUN: ContextVar[_Run] = ContextVar("goalflow_run")
+_RUN: ContextSlot[_Run] = ContextSlot("goalflow_run")  # picklable: see context_slot
 
 
 def check_goal(goal: str) -> str:
@@ -166,6 +174,9 @@ async def achieve_goal(
     sandbox_block: str | None = None,
     approve: bool | None = None,
     approval_timeout: float | None = None,
+    task_runner: str | None = None,
+    runner_address: str | None = None,
+    task_cache: bool | None = None,
 ) -> GoalResult:
     """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
     tasks, hand back the deliverables.
@@ -173,6 +184,9 @@ async def achieve_goal(
     Unset parameters come from the environment (see ``goalflow.settings``), and the
     budgets from the BudgetPolicy block named by ``budget_block`` after that. With
     ``approve``, the plan waits up to ``approval_timeout`` seconds for a person's decision.
+    ``task_runner`` ("threads", "dask" or "ray", with ``runner_address``) says where leaf
+    tasks run (goalflow.runners); ``task_cache`` reuses finished tasks' results
+    (goalflow.task_cache).
     """
     started = time.monotonic()
     settings = _settings(
@@ -186,6 +200,9 @@ async def achieve_goal(
             "sandbox_block": sandbox_block,
             "approve": approve,
             "approval_timeout": approval_timeout,
+            "task_runner": task_runner,
+            "runner_address": runner_address,
+            "task_cache": task_cache,
         }
     )
     if plan is None and plan_file:
@@ -229,7 +246,7 @@ async def achieve_goal(
         run.observer.attach(llm.ledger, policy.max_seconds)
         token = _RUN.set(run)
         try:
-            plan, values = await guard.run(_plan_and_run(run, plan))
+            plan, values = await guard.run(_on_task_runner(run, plan))
             stopped = None
         except RunStopped as stop:
             plan = run.plan or plan
@@ -250,6 +267,14 @@ async def achieve_goal(
     if result.status == "failed":
         raise GoalFailedError(result.message, result)
     return result
+
+
+async def _on_task_runner(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, str]]:
+    """Plan and run with the goal's task runner started first: an unreachable cluster
+    fails before planning spends anything."""
+    async with open_remote_leaves(run.settings, run.llm, run.concurrency) as leaves:
+        run.leaves = leaves
+        return await _plan_and_run(run, plan)
 
 
 async def _plan_and_run(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, str]]:
@@ -299,7 +324,9 @@ async def plan_goal(goal: str) -> Plan:
 
 
 @task(name="leaf-task", task_run_name="task: {task.title}", cache_policy=NO_CACHE)
-async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
+async def run_leaf_task(
+    task: TaskSpec, inputs: dict[str, str], path: str, cache_scope: str | None = None
+) -> dict[str, str]:
     run = _RUN.get()
     async with run.slots:
         with spending_for(path):
@@ -363,7 +390,19 @@ async def _run_level(
         if full.subtasks:
             async with run.subflows.around_subflow():
                 return await run_composite(full, inputs, path)
-        return await run_leaf_task(spec, inputs, path)
+        scope = run.cache_scope
+        if run.leaves is not None and spec.kind == "llm":
+            async with run.slots:
+                return await run.leaves.run(
+                    spec,
+                    inputs,
+                    path,
+                    goal=run.goal,
+                    cache_scope=scope,
+                    artifact=run.output_artifacts,
+                )
+        leaf = cached(run_leaf_task, run.settings.task_cache_expiry) if scope else run_leaf_task
+        return await leaf(spec, inputs, path, scope)
 
     def changed(outcome: TaskOutcome) -> None:
         path = prefix + outcome.task_id
