@@ -66,7 +66,7 @@ class LedgerBroker:
         self._host = host
         self._token = secrets.token_urlsafe(24)
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._stopped = False
         self.workers: set[str] = set()
 
@@ -91,8 +91,9 @@ class LedgerBroker:
         self.stop()
         if self._server is not None:
             self._server.close()
-            for writer in list(self._writers):
-                writer.close()
+            for handler in list(self._handlers):
+                handler.cancel()  # one may be waiting for the pacer on a worker's behalf
+            await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
 
     def stop(self) -> None:
@@ -100,7 +101,9 @@ class LedgerBroker:
         self._stopped = True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         slots: dict[int, tuple[AsyncExitStack, Admission]] = {}
         try:
             hello = await _receive(reader)
@@ -118,7 +121,7 @@ class LedgerBroker:
         finally:
             for stack, _ in slots.values():
                 await stack.aclose()
-            self._writers.discard(writer)
+            self._handlers.discard(handler)
             writer.close()
 
     async def _handle(
@@ -216,6 +219,7 @@ class _Connection:
         self._reader, self._writer = reader, writer
         self._lock = asyncio.Lock()
         self._queued: list[dict[str, Any]] = []
+        self._broken = False
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
         async with self._lock:
@@ -229,15 +233,21 @@ class _Connection:
         self._queued.append({"op": op, **fields})
 
     async def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
-        await _send(self._writer, message)
-        reply = await _receive(self._reader)
+        if self._broken:
+            raise TaskError("the connection to the goal's ledger broker was interrupted")
+        try:
+            await _send(self._writer, message)
+            reply = await _receive(self._reader)
+        except BaseException:
+            self._broken = True  # a reply may still be on its way: the stream is out of step
+            raise
         if reply is None:
             raise TaskError("the goal's ledger broker closed the connection: the goal ended")
         return reply
 
     async def close(self) -> None:
         with suppress(ConnectionError, GoalflowError):
-            if self._queued:
+            if self._queued and not self._broken:
                 await self.call("flush")  # delivers what is queued
         self._writer.close()
         with suppress(ConnectionError):

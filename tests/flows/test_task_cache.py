@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from uuid import UUID
@@ -105,27 +104,26 @@ async def test_a_failed_task_is_not_cached_and_runs_again_with_its_dependants(
 async def test_a_run_killed_mid_way_is_resumed_without_paying_for_finished_tasks(
     llm_server: OpenAITestServer, prefect_server: str
 ) -> None:
-    llm_server.script(
-        lambda r: True, lambda r: Reply(content=str(echo_answer(r)), delay=0.4)
-    )
+    llm_server.script(lambda r: True, lambda r: Reply(content=str(echo_answer(r)), delay=0.4))
     command = [sys.executable, "-m", "goalflow.testing.plan_run", "--tasks", "12"]
     command += ["--depth", "3", "--concurrency", "2"]
-    child = subprocess.Popen(
-        command,
+    child = await asyncio.create_subprocess_exec(
+        *command,
         env={**os.environ, "PREFECT_API_URL": prefect_server},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 90
         while llm_server.stats.completed < 5:  # the first layer and a bit of the second
-            assert child.poll() is None, "the run ended before it could be killed"
+            assert child.returncode is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.05)
+            await asyncio.sleep(0.05)
         child.send_signal(signal.SIGKILL)
     finally:
-        child.kill()
-        child.wait()
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
     killed = await _latest_running("goal: benchmark: 12 tasks in 3 layers, 0 composites")
     finished = {
         name.removeprefix("task: ")

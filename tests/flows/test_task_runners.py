@@ -114,12 +114,14 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     assert len(leaves) == 12 and all(t.state and t.state.is_completed() for t in leaves)
 
     server.reset()
-    budget = 8.0  # a call reserves ~$1.8 (prompt bytes + 1024 answer tokens), spends ~$0.2
+    # A call reserves ~$1.8 (every request byte as a token, plus 1024 answer tokens) and
+    # spends ~$0.1, one at a time: the budget stops the goal after a few calls.
+    budget = 2.5
     with pytest.raises(GoalStoppedError, match="money budget") as stopped:
         await achieve_goal(
             plan=layered_plan(12, 3),
             task_runner=kind,
-            concurrency=4,
+            concurrency=1,
             max_usd=budget,
             task_cache=False,
         )
