@@ -4,7 +4,8 @@ Starts the OpenAI-compatible test server (latency L, optional R requests/min) an
 fresh `prefect server start` on SQLite, then runs one generated plan of N leaf tasks in
 D layers through ``achieve_goal`` in a child process per runner (``plan_run
 --task-runner``), each with the same concurrency C and its own empty result storage
-(so the task cache answers nothing). Dask and Ray are local clusters started by the
+(so the task cache answers nothing; ``threads-nocache`` runs with it off, to show what
+caching costs the default path). Dask and Ray are local clusters started by the
 goal (``GOALFLOW_RUNNER_WORKERS`` worker processes / CPUs), and their start is part of
 the makespan, as it is for a user. Prints a table (makespan, ratio to threads, tasks
 completed, 429s, peak RSS of the flow process) and one JSON line.
@@ -27,7 +28,7 @@ from goalflow.testing import ChatRequest, OpenAITestServer
 from goalflow.testing.prefect_process import PrefectServerProcess
 
 MODEL = "bench-model"
-RUNNERS = ("threads", "dask", "ray")
+RUNNERS = ("threads", "threads-nocache", "dask", "ray")
 
 
 def answer(request: ChatRequest) -> str:
@@ -57,9 +58,11 @@ def _run(runner: str, api_url: str, base_url: str, args: argparse.Namespace) -> 
         }
         if args.rpm:
             env["GOALFLOW_REQUESTS_PER_MINUTE"] = str(args.rpm)
+        if runner.endswith("-nocache"):
+            env["GOALFLOW_TASK_CACHE"] = "false"
         command = [sys.executable, "-m", "goalflow.testing.plan_run", "--tasks", str(args.tasks)]
         command += ["--depth", str(args.depth), "--concurrency", str(args.concurrency)]
-        command += ["--task-runner", runner]
+        command += ["--task-runner", runner.removesuffix("-nocache")]
         child = subprocess.run(command, env=env, capture_output=True, text=True)
     reports = [line for line in child.stdout.splitlines() if line.startswith("{")]
     if child.returncode != 0 or not reports:
@@ -92,17 +95,17 @@ def main() -> None:
             run.update(http_429s=stats.rate_limited, model_calls=stats.completed)
             figures[runner] = run
     base = figures.get("threads", {}).get("seconds")
-    print(f"{'runner':10}{'makespan s':>12}{'x threads':>11}{'done':>7}{'429s':>6}{'RSS MiB':>9}")
-    print(f"{'floor':10}{figures['floor_s']:>12.2f}")
+    print(f"{'runner':16}{'makespan s':>12}{'x threads':>11}{'done':>7}{'429s':>6}{'RSS MiB':>9}")
+    print(f"{'floor':16}{figures['floor_s']:>12.2f}")
     for runner in runners:
         r = figures[runner]
         if "seconds" not in r:
-            print(f"{runner:10} failed: {r['error'][-300:]}")
+            print(f"{runner:16} failed: {r['error'][-300:]}")
             continue
         if base:
             r["ratio_to_threads"] = round(r["seconds"] / base, 2)
         print(
-            f"{runner:10}{r['seconds']:>12.2f}{r.get('ratio_to_threads', 0):>11.2f}"
+            f"{runner:16}{r['seconds']:>12.2f}{r.get('ratio_to_threads', 0):>11.2f}"
             f"{r['completed']:>7}{r['http_429s']:>6}{r['peak_rss_mib']:>9.0f}"
         )
     print(json.dumps(figures, default=str))
