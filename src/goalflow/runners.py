@@ -264,7 +264,7 @@ async def open_remote_leaves(
     if kind == "threads":
         yield None
         return
-    if settings.runner_address:
+    if settings.runner_address and settings.runner_address != "auto":  # Ray's "this node"
         await asyncio.to_thread(check_address, kind, settings.runner_address)
     runner = _task_runner(kind, settings, concurrency)
     async with LedgerBroker(llm, settings.broker_host) as broker:
