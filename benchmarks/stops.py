@@ -104,6 +104,8 @@ def main() -> None:
             "GOALFLOW_MODEL": "test-model",
             "GOALFLOW_SANDBOX": "off",
             "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
+            # Each run of a scenario repeats the same plan: none may reuse another's results.
+            "GOALFLOW_TASK_CACHE": "false",
         }
         with DeploymentStack(ROOT, worker_env, time_backstop=BACKSTOP) as stack:
             for _ in range(args.runs):
