@@ -34,6 +34,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,15 @@ def _plan_command(args: argparse.Namespace, *extra: str) -> list[str]:
 
 def _prefect_run(backend: str, base_url: str, args: argparse.Namespace) -> dict[str, Any]:
     database = POSTGRES_URL if backend == "postgres" else None
-    with PrefectServerProcess(_port(), database) as server:
-        env = _child_env(base_url, args) | {"PREFECT_API_URL": server.api_url}
+    # Fresh result storage: the task cache must not answer from an earlier run.
+    with (
+        PrefectServerProcess(_port(), database) as server,
+        tempfile.TemporaryDirectory(prefix="goalflow-results-") as results,
+    ):
+        env = _child_env(base_url, args) | {
+            "PREFECT_API_URL": server.api_url,
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": results,
+        }
         if database:
             env["GOALFLOW_SUBFLOW_STARTS"] = str(POSTGRES_SUBFLOW_STARTS)
         with profiled(args.profile, backend, server.pid) as wrap:

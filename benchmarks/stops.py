@@ -98,7 +98,8 @@ def main() -> None:
     (chain := folder / "chain.json").write_text(json.dumps(CHAIN))
     (slow := folder / "slow.json").write_text(json.dumps(SLOW))
     with OpenAITestServer(api_key=KEY, default=answer) as llm:
-        worker_env = model_env(llm.base_url, KEY)
+        # Each run repeats the same plan: none may reuse another's results.
+        worker_env = model_env(llm.base_url, KEY) | {"GOALFLOW_TASK_CACHE": "false"}
         with DeploymentStack(
             ROOT, worker_env, setup_options=("--time-backstop", str(BACKSTOP))
         ) as stack:

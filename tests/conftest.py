@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("GOALFLOW_", "OPENAI_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def result_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test's cached task results in its own folder (also for its child processes):
+    a plan one test ran must not be answered from the cache in another."""
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+    folder = tmp_path / "prefect-results"
+    monkeypatch.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(folder))
+    with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: folder}):
+        yield folder
 
 
 @pytest.fixture(scope="session")

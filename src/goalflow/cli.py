@@ -188,6 +188,25 @@ def run(
             min=1, help="Seconds the plan waits for approval, then it is rejected (default 3600)."
         ),
     ] = None,
+    task_runner: Annotated[
+        str | None,
+        typer.Option(
+            help="Where leaf tasks run: threads, dask or ray (default: GOALFLOW_TASK_RUNNER)."
+        ),
+    ] = None,
+    runner_address: Annotated[
+        str | None,
+        typer.Option(help="A Dask scheduler or Ray cluster to use; unset: a local one."),
+    ] = None,
+    task_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--task-cache/--no-task-cache",
+            help="Reuse finished tasks' results of an earlier run of the same plan "
+            "(default: GOALFLOW_TASK_CACHE, on).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
@@ -227,6 +246,9 @@ def run(
                         budget_block=budget_block,
                         approve=approve,
                         approval_timeout=approval_timeout,
+                        task_runner=task_runner,
+                        runner_address=runner_address,
+                        task_cache=task_cache,
                     )
                 )
     except GoalFailedError as e:

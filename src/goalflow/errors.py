@@ -5,7 +5,8 @@ failed, why, and what to change. No message ever contains an API key.
 
     GoalflowError
     ├── ConfigError                  settings, blocks, files or arguments that cannot work
-    │   └── PlanFileError            a saved plan file that cannot be read or is invalid
+    │   ├── PlanFileError            a saved plan file that cannot be read or is invalid
+    │   └── RunnerUnreachableError   the Dask scheduler or Ray cluster named cannot be reached
     ├── LLMError                     talking to the model failed
     │   ├── LLMUnreachableError      no answer from the endpoint (connection, timeouts)
     │   ├── LLMAuthError             the endpoint refused the API key (401/403)
@@ -36,6 +37,7 @@ __all__ = [
     "PlanFileError",
     "PlanRejectedError",
     "PlanningError",
+    "RunnerUnreachableError",
     "SandboxError",
     "SandboxUnavailableError",
     "StructuredOutputError",
@@ -53,6 +55,10 @@ class ConfigError(GoalflowError):
 
 class PlanFileError(ConfigError):
     """A saved plan file that cannot be read or does not hold a valid plan."""
+
+
+class RunnerUnreachableError(ConfigError):
+    """The Dask scheduler or Ray cluster a goal should run its tasks on cannot be reached."""
 
 
 class LLMError(GoalflowError):

@@ -25,7 +25,6 @@ import asyncio
 import textwrap
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from goalflow.backend import SubflowGate, subflow_starts
 from goalflow.blocks import load_budget, load_reflection
 from goalflow.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.code_runs import sandbox_code_runner
+from goalflow.context_slot import ContextSlot
 from goalflow.errors import (
     ConfigError,
     GoalflowError,
@@ -67,8 +67,10 @@ from goalflow.report import (
     task_output_markdown,
     task_reports,
 )
+from goalflow.runners import RemoteLeaves, open_remote_leaves
 from goalflow.scheduler import GraphRun, TaskOutcome
 from goalflow.settings import Settings
+from goalflow.task_cache import cache_scope, cached
 
 __all__ = ["GoalFailedError", "GoalStoppedError", "achieve_goal", "check_goal", "load_plan"]
 
@@ -104,6 +106,12 @@ class _Run:
     reflector: Reflector | None = None
     graph: GraphRun | None = None  # the top level, once it runs
     flow_run_id: UUID | None = None
+    leaves: RemoteLeaves | None = None  # Dask or Ray (goalflow.runners); None: in-process
+
+    @property
+    def cache_scope(self) -> str | None:
+        """The leaf-task cache key's scope (goalflow.task_cache); None: no caching."""
+        return cache_scope(self.llm.config.model, self.goal) if self.settings.task_cache else None
 
     @property
     def output_artifacts(self) -> bool:
@@ -111,7 +119,7 @@ class _Run:
         return self.plan is None or self.plan.leaf_count() <= self.settings.output_artifacts
 
 
-_RUN: ContextVar[_Run] = ContextVar("goalflow_run")
+_RUN: ContextSlot[_Run] = ContextSlot("goalflow_run")  # picklable: see context_slot
 
 
 def check_goal(goal: str) -> str:
@@ -183,6 +191,9 @@ async def achieve_goal(
     reflect_every_seconds: float | None = None,
     stuck_repeats: int | None = None,
     max_revisions: int | None = None,
+    task_runner: str | None = None,
+    runner_address: str | None = None,
+    task_cache: bool | None = None,
 ) -> GoalResult:
     """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
     tasks, hand back the deliverables.
@@ -191,6 +202,9 @@ async def achieve_goal(
     budgets from the BudgetPolicy block named by ``budget_block`` and the reflection
     settings from the ReflectionPolicy block named by ``reflection_block``. With
     ``approve``, the plan waits up to ``approval_timeout`` seconds for a person's decision.
+    ``task_runner`` ("threads", "dask" or "ray", with ``runner_address``) says where leaf
+    tasks run (goalflow.runners); ``task_cache`` reuses finished tasks' results
+    (goalflow.task_cache).
     """
     started = time.monotonic()
     settings = _settings(
@@ -210,6 +224,9 @@ async def achieve_goal(
             "reflect_every_seconds": reflect_every_seconds,
             "stuck_repeats": stuck_repeats,
             "max_revisions": max_revisions,
+            "task_runner": task_runner,
+            "runner_address": runner_address,
+            "task_cache": task_cache,
         }
     )
     if plan is None and plan_file:
@@ -265,7 +282,7 @@ async def achieve_goal(
         run.observer.attach(llm.ledger, policy.max_seconds)
         token = _RUN.set(run)
         try:
-            plan, values = await guard.run(_plan_and_run(run, plan))
+            plan, values = await guard.run(_on_task_runner(run, plan))
             stopped = None
         except RunStopped as stop:
             plan = run.plan or plan
@@ -286,6 +303,14 @@ async def achieve_goal(
     if result.status == "failed":
         raise GoalFailedError(result.message, result)
     return result
+
+
+async def _on_task_runner(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, str]]:
+    """Plan and run with the goal's task runner started first: an unreachable cluster
+    fails before planning spends anything."""
+    async with open_remote_leaves(run.settings, run.llm, run.concurrency) as leaves:
+        run.leaves = leaves
+        return await _plan_and_run(run, plan)
 
 
 async def _plan_and_run(run: _Run, plan: Plan | None) -> tuple[Plan, dict[str, str]]:
@@ -339,7 +364,9 @@ async def plan_goal(goal: str) -> Plan:
 
 
 @task(name="leaf-task", task_run_name="task: {task.title}", cache_policy=NO_CACHE)
-async def run_leaf_task(task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
+async def run_leaf_task(
+    task: TaskSpec, inputs: dict[str, str], path: str, cache_scope: str | None = None
+) -> dict[str, str]:
     run = _RUN.get()
     reflector = run.reflector
 
@@ -422,7 +449,19 @@ async def _run_level(
         if full is not None and full.subtasks:
             async with run.subflows.around_subflow():
                 return await run_composite(full, inputs, path)
-        return await run_leaf_task(spec, inputs, path)
+        scope = run.cache_scope
+        if run.leaves is not None and spec.kind == "llm":
+            async with run.slots:
+                return await run.leaves.run(
+                    spec,
+                    inputs,
+                    path,
+                    goal=run.goal,
+                    cache_scope=scope,
+                    artifact=run.output_artifacts,
+                )
+        leaf = cached(run_leaf_task, run.settings.task_cache_expiry) if scope else run_leaf_task
+        return await leaf(spec, inputs, path, scope)
 
     def changed(outcome: TaskOutcome) -> None:
         path = prefix + outcome.task_id

@@ -107,6 +107,11 @@ class LLM:
     async def close(self) -> None:
         await self._client.close()
 
+    @property
+    def structured_mode(self) -> StructuredMode:
+        """How JSON is asked for now: ``auto`` until the server has shown what it takes."""
+        return self._mode
+
     async def structured(
         self,
         schema: type[M],
@@ -173,11 +178,7 @@ class LLM:
     ) -> tuple[str, str]:
         json_schema = schema.model_json_schema()
         max_tokens = max_tokens or self.config.max_tokens
-        reserved = self.ledger.reserve(
-            model=self.config.model,
-            prompt_tokens=_worst_case_tokens(messages, json_schema),
-            max_tokens=max_tokens,
-        )
+        reserved = await self._reserve(_worst_case_tokens(messages, json_schema), max_tokens)
         prompt_hash = hashlib.sha256(
             json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
         ).hexdigest()[:16]
@@ -186,8 +187,39 @@ class LLM:
                 messages, schema, json_schema, purpose, max_tokens, (reserved, prompt_hash)
             )
         except BaseException:
-            self.ledger.release(reserved)
+            self._release(reserved)
             raise
+
+    # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
+    # overrides them to use the goal's ledger in the flow process (goalflow.broker).
+
+    async def _reserve(self, prompt_tokens: int, max_tokens: int) -> float:
+        return self.ledger.reserve(
+            model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+        )
+
+    def _release(self, reserved: float) -> None:
+        self.ledger.release(reserved)
+
+    async def _record(
+        self,
+        reserved: float,
+        purpose: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seconds: float,
+        *,
+        prompt_hash: str = "",
+    ) -> None:
+        self.ledger.settle(
+            reserved,
+            purpose=purpose,
+            model=self.config.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seconds=seconds,
+            prompt_hash=prompt_hash,
+        )
 
     async def _send(
         self,
@@ -230,7 +262,9 @@ class LLM:
                     self._mode = "json_schema"
                 if response.usage:
                     admission.settle(response.usage.total_tokens)
-                return self._settle(response, purpose, reservation, time.monotonic() - started)
+                return await self._settle(
+                    response, purpose, reservation, time.monotonic() - started
+                )
             if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
                 # Not chained: the SDK's exception text can quote part of the API key.
                 raise await self._translate(error) from None
@@ -268,20 +302,19 @@ class LLM:
         )
         return [{"role": "system", "content": hint}, *messages]
 
-    def _settle(
+    async def _settle(
         self, response: Any, purpose: str, reservation: tuple[float, str], seconds: float
     ) -> tuple[str, str]:
         reserved, prompt_hash = reservation
         choice = response.choices[0]
         content: str = choice.message.content or ""
         usage = response.usage
-        self.ledger.settle(
+        await self._record(
             reserved,
-            purpose=purpose,
-            model=self.config.model,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            seconds=seconds,
+            purpose,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            seconds,
             prompt_hash=prompt_hash,
         )
         return content, str(choice.finish_reason or "stop")

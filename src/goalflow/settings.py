@@ -179,6 +179,42 @@ class Settings(BaseSettings):
     max_revisions: int | None = Field(
         default=None, ge=0, description="Plan revisions one goal may make (default 3)."
     )
+    task_runner: Literal["threads", "dask", "ray"] = Field(
+        default="threads",
+        description="Where leaf tasks run: 'threads' in the flow's own process (the default), "
+        "'dask' on a Dask cluster or 'ray' on a Ray cluster (pip install 'goalflow[dask]' / "
+        "'goalflow[ray]'). See goalflow.runners.",
+    )
+    runner_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://host:8786) or Ray cluster "
+        "(ray://host:10001, or host:6379); unset: a local cluster started for the goal.",
+    )
+    runner_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Worker processes of a local Dask cluster, or CPUs of a local Ray "
+        "instance, started for one goal when runner_address is unset.",
+    )
+    broker_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the goal's ledger broker listens on, for leaf tasks on Dask or "
+        "Ray workers: loopback for a local cluster, an address the workers can reach for a "
+        "remote one (it hands them the API key: trusted networks only).",
+    )
+    task_cache: bool = Field(
+        default=True,
+        description="Cache each finished leaf task's outputs (keyed on the model, the goal, the "
+        "task's instructions and outputs and its inputs' values) in Prefect's result storage, "
+        "so that re-running the same plan reuses them instead of paying again.",
+    )
+    task_cache_expiry: float = Field(
+        default=43200,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a cached leaf-task result stays reusable (12 hours): long enough "
+        "to resume a crashed run, short enough that a goal scheduled again gets fresh answers.",
+    )
     server_port: int = Field(
         default=4200,
         ge=1,

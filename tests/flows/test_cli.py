@@ -206,3 +206,19 @@ def test_json_schema_refusal_falls_back_to_json_object(monkeypatch: pytest.Monke
     assert formats[:2] == ["json_schema", "json_object"]
     assert set(formats[2:]) == {"json_object"}
     assert result.exit_code == 0, result.stderr
+
+
+def test_run_on_an_unreachable_dask_scheduler_exits_2_before_planning(
+    llm_server: OpenAITestServer,
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once closed
+
+    result = invoke("run", GOAL, "--task-runner", "dask", "--runner-address", address)
+
+    assert result.exit_code == 2
+    assert f"cannot reach the Dask scheduler at {address}" in result.stderr
+    assert llm_server.requests == []

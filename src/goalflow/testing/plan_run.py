@@ -34,14 +34,21 @@ __all__ = ["main", "run_bare", "run_plan"]
 
 
 async def run_plan(
-    tasks: int, depth: int, composites: int, parts: int, concurrency: int | None
+    tasks: int,
+    depth: int,
+    composites: int,
+    parts: int,
+    concurrency: int | None,
+    task_runner: str | None = None,
 ) -> dict[str, Any]:
     """Run the plan; count what finished, what failed, and the makespan."""
     plan = layered_plan(tasks, depth, composites=composites, parts=parts)
     started = time.monotonic()
     try:
         # Reflection off: the scale runs measure scheduling, not reflection calls.
-        result = await achieve_goal(plan=plan, concurrency=concurrency, reflection=False)
+        result = await achieve_goal(
+            plan=plan, concurrency=concurrency, reflection=False, task_runner=task_runner
+        )
     except GoalFailedError as e:
         result = e.result
     seconds = time.monotonic() - started
@@ -94,12 +101,22 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--bare", action="store_true", help="no Prefect: the floor")
+    parser.add_argument(
+        "--task-runner", choices=["threads", "dask", "ray"], default=None, help="leaf tasks' runner"
+    )
     args = parser.parse_args()
     if args.bare:
         report = asyncio.run(run_bare(args.tasks, args.depth, args.concurrency))
     else:
         report = asyncio.run(
-            run_plan(args.tasks, args.depth, args.composites, args.parts, args.concurrency)
+            run_plan(
+                args.tasks,
+                args.depth,
+                args.composites,
+                args.parts,
+                args.concurrency,
+                args.task_runner,
+            )
         )
     print(json.dumps(report), flush=True)
 

@@ -1,0 +1,160 @@
+"""Leaf-task caching: a re-run of the same plan pays only for what did not finish."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+from goalflow.flows import GoalFailedError, achieve_goal
+from goalflow.testing import OpenAITestServer, Reply
+from goalflow.testing.plans import layered_plan
+from tests.conftest import echo_answer
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _asked(server: OpenAITestServer) -> list[str]:
+    """The titles of the tasks the model was asked to do, in order."""
+    return [
+        r.last_user.split("Your task: ", 1)[1].split("\n", 1)[0]
+        for r in server.requests
+        if "Your task: " in r.last_user
+    ]
+
+
+async def _task_run_states(flow_run_id: UUID, *, settled: bool = True) -> dict[str, str]:
+    """The leaf task runs' state names; ``settled``: once none is Pending or Running
+    (task states reach the server as events, a moment after the run ends)."""
+    deadline = time.monotonic() + 15
+    while True:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                limit=100,
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            )
+        states = {r.name: r.state.name for r in runs if r.state and r.name.startswith("task: ")}
+        busy = {"Pending", "Running"} & set(states.values())
+        if not settled or not busy or time.monotonic() > deadline:
+            return states
+        await asyncio.sleep(0.5)
+
+
+async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan = layered_plan(6, 2)
+    first = await achieve_goal(plan=plan)
+    assert len(_asked(llm_server)) == 6
+
+    llm_server.reset()
+    again = await achieve_goal(plan=plan)
+
+    assert _asked(llm_server) == []  # nothing paid twice
+    assert again.deliverables == first.deliverables
+    assert set((await _task_run_states(UUID(again.flow_run_id))).values()) == {"Cached"}
+
+    llm_server.reset()
+    reseeded = plan.model_copy(update={"inputs": {"seed": "another seed"}})
+    await achieve_goal(plan=reseeded)
+    # The first layer reads the seed and runs again; it answers as before (the test
+    # server echoes names, not values), so the second layer's inputs are unchanged.
+    assert sorted(_asked(llm_server)) == ["step t0_0", "step t0_1", "step t0_2"]
+
+    llm_server.reset()
+    await achieve_goal(plan=plan, task_cache=False)
+    assert len(_asked(llm_server)) == 6
+
+
+async def test_a_failed_task_is_not_cached_and_runs_again_with_its_dependants(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(
+        lambda r: "Your task: step t0_1\n" in r.last_user,
+        Reply(status=400, error_message="refused once"),
+        times=1,
+    )
+    plan = layered_plan(6, 2)  # t1_0 and t1_1 read t0_1's output; t1_2 does not
+    with pytest.raises(GoalFailedError):
+        await achieve_goal(plan=plan)
+
+    llm_server.reset()
+    result = await achieve_goal(plan=plan)
+
+    assert result.status == "completed"
+    assert sorted(_asked(llm_server)) == ["step t0_1", "step t1_0", "step t1_1"]
+
+
+async def test_a_run_killed_mid_way_is_resumed_without_paying_for_finished_tasks(
+    llm_server: OpenAITestServer, prefect_server: str
+) -> None:
+    llm_server.script(lambda r: True, lambda r: Reply(content=str(echo_answer(r)), delay=0.4))
+    command = [sys.executable, "-m", "goalflow.testing.plan_run", "--tasks", "12"]
+    command += ["--depth", "3", "--concurrency", "2"]
+    child = await asyncio.create_subprocess_exec(
+        *command,
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while llm_server.stats.completed < 5:  # the first layer and a bit of the second
+            assert child.returncode is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run never got going"
+            await asyncio.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+    killed = await _latest_running("goal: benchmark: 12 tasks in 3 layers, 0 composites")
+    finished = {
+        name.removeprefix("task: ")
+        for name, state in (await _task_run_states(killed, settled=False)).items()
+        if state == "Completed"
+    }
+    assert 4 <= len(finished) < 12
+
+    llm_server.reset()
+    result = await achieve_goal(plan=layered_plan(12, 3), concurrency=2)
+
+    assert result.status == "completed"
+    asked = set(_asked(llm_server))
+    assert not asked & finished  # no model call for a task that had finished
+    assert len(asked) <= 12 - len(finished)
+    states = await _task_run_states(UUID(result.flow_run_id))
+    assert {f"task: {title}" for title in finished} <= {
+        name for name, state in states.items() if state == "Cached"
+    }
+
+
+async def _latest_running(name: str) -> UUID:
+    """The killed run: nothing told the server it ended, so it is still Running."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[name]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+            ),
+            limit=10,
+            sort=FlowRunSort.START_TIME_DESC,
+        )
+    assert len(runs) == 1
+    return runs[0].id

@@ -1,0 +1,149 @@
+"""Leaf tasks on a real local Dask cluster and a real local Ray instance, through
+``achieve_goal`` on a real Prefect server, with the test server as the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.sorting import TaskRunSort
+from prefect.logging.handlers import APILogHandler
+
+from goalflow.errors import RunnerUnreachableError
+from goalflow.flows import GoalStoppedError, achieve_goal
+from goalflow.testing import OpenAITestServer
+from goalflow.testing.plans import layered_plan
+from tests.conftest import TEST_KEY, echo_answer
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+RPM = 10
+PRICE_PER_TOKEN = 1e-3  # $1000 per million tokens: a few calls spend a dollar budget
+
+
+@pytest.fixture
+def limited_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
+    """The test server refusing more than RPM requests a minute (HTTP 429), priced."""
+    server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer, latency=0.3, rpm=RPM)
+    with server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        monkeypatch.setenv("GOALFLOW_MODEL", "test-model")
+        price = {"input": PRICE_PER_TOKEN * 1e6, "output": PRICE_PER_TOKEN * 1e6}
+        monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": price}))
+        yield server
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again on exit: nothing listens there
+
+
+async def _worker_pids(flow_run_id: str, kind: str) -> set[int]:
+    """The worker processes the goal's log line names (see goalflow.runners)."""
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])),
+            limit=200,
+            offset=0,
+        )
+    lines = [log.message for log in logs if f"{kind} worker process(es)" in log.message]
+    assert lines, f"no log line names the {kind} workers"
+    return {int(pid) for pid in re.findall(r":(\d+)", lines[0])}
+
+
+@pytest.mark.parametrize(
+    ("kind", "address"), [("dask", "tcp://127.0.0.1:{port}"), ("ray", "ray://127.0.0.1:{port}")]
+)
+async def test_an_unreachable_cluster_fails_before_planning_spends_anything(
+    llm_server: OpenAITestServer, kind: str, address: str
+) -> None:
+    address = address.format(port=_closed_port())
+    started = time.monotonic()
+
+    with pytest.raises(RunnerUnreachableError, match=re.escape(address)) as caught:
+        await achieve_goal(goal="Write a haiku", task_runner=kind, runner_address=address)
+
+    assert "nothing was planned or spent" in str(caught.value)
+    assert llm_server.requests == []  # not even the planning call
+    assert time.monotonic() - started < 30
+
+
+async def _run_on(kind: str, server: OpenAITestServer) -> None:
+    """A plan of 12 calls, 4 parallel branches, at 10 requests/min: results, workers, pacing;
+    then a small money budget that stops the same plan: spend stays within it."""
+    plan = layered_plan(12, 3)  # width 4: each task reads two outputs of the layer before
+    started = time.monotonic()
+
+    result = await achieve_goal(plan=plan, task_runner=kind, concurrency=4)
+
+    assert result.status == "completed"
+    assert result.deliverables == {
+        f"v2_{i}": f"<v2_{i} from step t2_{i}>" for i in range(4)
+    }  # values travelled by name across workers
+    assert "<v0_1 from step t0_1>" in next(
+        r.last_user for r in server.requests if "Your task: step t1_0\n" in r.last_user
+    )
+    assert server.stats.completed == 12 and server.stats.rate_limited == 0
+    assert time.monotonic() - started >= 60  # the 11th and 12th calls waited for the window
+    assert result.usage["calls"] == 12  # every worker's call is in the flow's ledger
+    pids = await _worker_pids(result.flow_run_id, kind)
+    assert pids and os.getpid() not in pids
+    async with get_client() as client:
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(result.flow_run_id)])),
+            limit=50,
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+        )
+    leaves = [t for t in task_runs if t.name.startswith("task: ")]
+    assert len(leaves) == 12 and all(t.state and t.state.is_completed() for t in leaves)
+
+    server.reset()
+    # A call reserves ~$1.8 (every request byte as a token, plus 1024 answer tokens) and
+    # spends ~$0.1, one at a time: the budget stops the goal after a few calls.
+    budget = 2.5
+    with pytest.raises(GoalStoppedError, match="money budget") as stopped:
+        await achieve_goal(
+            plan=layered_plan(12, 3),
+            task_runner=kind,
+            concurrency=1,
+            max_usd=budget,
+            task_cache=False,
+        )
+
+    usage = stopped.value.result.usage
+    billed = (server.stats.prompt_tokens + server.stats.completion_tokens) * PRICE_PER_TOKEN
+    assert 2 <= usage["calls"] == server.stats.completed < 12
+    assert usage["cost_usd"] == pytest.approx(billed)
+    assert billed <= budget
+
+
+@pytest.mark.slow  # a minute of pacing, plus starting a 2-worker LocalCluster
+async def test_dask_runs_parallel_branches_on_workers_within_rate_and_budget(
+    limited_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", str(RPM))
+    await _run_on("dask", limited_server)
+
+
+@pytest.mark.slow  # a minute of pacing, plus starting a local Ray instance
+async def test_ray_runs_parallel_branches_on_workers_within_rate_and_budget(
+    limited_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", str(RPM))
+    await _run_on("ray", limited_server)

@@ -1,0 +1,98 @@
+"""The ledger broker: a worker's model calls are reserved, paced and settled in the
+flow process's ledger and pacer (here both ends in one process, over real TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from goalflow.broker import BrokerTicket, LedgerBroker, brokered_llm
+from goalflow.budget import MoneyBudget, Price
+from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError
+from goalflow.llm import LLM, LLMConfig
+from goalflow.runners import check_address
+from goalflow.testing import OpenAITestServer
+from tests.conftest import TEST_KEY
+
+ASK = [{"role": "user", "content": "Name a colour."}]
+
+
+class Colour(BaseModel):
+    colour: str
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAITestServer]:
+    with OpenAITestServer(api_key=TEST_KEY, default=json.dumps({"colour": "teal"})) as s:
+        yield s
+
+
+def _flow_llm(server: OpenAITestServer, *, max_usd: float | None = None) -> LLM:
+    config = LLMConfig(
+        model="test-model",
+        base_url=server.base_url,
+        api_key=SecretStr(TEST_KEY),
+        prices={"test-model": Price(input=1000, output=1000)},  # $0.001 a token
+        requests_per_minute=1,
+    )
+    return LLM(config, budget=MoneyBudget(max_usd) if max_usd else None)
+
+
+@pytest.fixture
+async def flow_llm(server: OpenAITestServer) -> AsyncIterator[LLM]:
+    llm = _flow_llm(server)
+    yield llm
+    await llm.close()
+
+
+async def test_a_worker_call_is_paced_and_booked_in_the_flow_processs_ledger(
+    server: OpenAITestServer, flow_llm: LLM
+) -> None:
+    async with (
+        LedgerBroker(flow_llm) as broker,
+        brokered_llm(broker.ticket, "draft/outline") as worker,
+    ):
+        answer = await worker.structured(Colour, ASK, purpose="task outline")
+        assert answer.colour == "teal"
+        # The flow's pacer admits 1 request a minute: a second call has to wait.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(worker.structured(Colour, ASK, purpose="again"), 1.0)
+
+    usage = flow_llm.ledger.summary()
+    assert usage.calls == 1 and server.stats.completed == 1
+    assert usage.cost_by_task == {"draft/outline": pytest.approx(usage.cost_usd)}
+    assert broker.workers == {f"{os.uname().nodename}:{os.getpid()}"}
+
+
+async def test_a_call_over_the_money_budget_is_refused_before_it_is_sent(
+    server: OpenAITestServer,
+) -> None:
+    flow_llm = _flow_llm(server, max_usd=0.5)  # one call's worst case is over $1
+    try:
+        async with LedgerBroker(flow_llm) as broker, brokered_llm(broker.ticket, "t") as worker:
+            with pytest.raises(BudgetExceededError, match=re.escape("money budget of $0.5")):
+                await worker.structured(Colour, ASK, purpose="task t")
+    finally:
+        await flow_llm.close()
+    assert server.requests == []
+
+
+async def test_a_wrong_token_gets_no_model_configuration(flow_llm: LLM) -> None:
+    async with LedgerBroker(flow_llm) as broker:
+        forged = BrokerTicket(broker.ticket.host, broker.ticket.port, "guessed")
+        with pytest.raises(ConfigError, match="wrong broker token"):
+            async with brokered_llm(forged, "t"):
+                pass
+
+
+def test_addresses_are_checked_for_form_and_for_an_answer() -> None:
+    with pytest.raises(ConfigError, match="not a Dask scheduler address"):
+        check_address("dask", "tcp://:8786")
+    with pytest.raises(RunnerUnreachableError, match=re.escape("Ray cluster at 127.0.0.1:9 (")):
+        check_address("ray", "127.0.0.1:9", timeout=2)
