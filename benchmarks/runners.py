@@ -18,28 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from typing import Any
 
-from goalflow.testing import ChatRequest, OpenAITestServer
+from goalflow.testing import OpenAITestServer
+from goalflow.testing.plans import answer_any_task
 from goalflow.testing.prefect_process import PrefectServerProcess
 
 MODEL = "bench-model"
 RUNNERS = ("threads", "threads-nocache", "dask", "ray")
-
-
-def answer(request: ChatRequest) -> str:
-    properties = (request.schema or {}).get("properties", {})
-    return json.dumps({name: f"value of {name}" for name in properties})
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(runner: str, api_url: str, base_url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -85,9 +74,11 @@ def main() -> None:
     figures: dict[str, Any] = {"scenario": vars(args)}
     # The floor with perfect parallelism at C: ceil(N / C) rounds of L seconds.
     figures["floor_s"] = round(-(-args.tasks // args.concurrency) * args.latency, 2)
-    server = OpenAITestServer(latency=args.latency, rpm=args.rpm, models=[MODEL], default=answer)
+    server = OpenAITestServer(
+        latency=args.latency, rpm=args.rpm, models=[MODEL], default=answer_any_task
+    )
     runners = [r for r in args.runners.split(",") if r]
-    with server, PrefectServerProcess(_port()) as prefect:
+    with server, PrefectServerProcess() as prefect:
         for runner in runners:
             server.reset()
             run = _run(runner, prefect.api_url, server.base_url, args)

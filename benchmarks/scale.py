@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,25 +41,14 @@ from goalflow.backend import POSTGRES_SUBFLOW_STARTS
 from goalflow.pacing import Pacer
 from goalflow.plan import Plan, TaskSpec
 from goalflow.scheduler import run_graph
-from goalflow.testing import ChatRequest, OpenAITestServer
-from goalflow.testing.plans import layered_plan
+from goalflow.testing import OpenAITestServer
+from goalflow.testing.plans import answer_any_task, layered_plan
 from goalflow.testing.prefect_process import PrefectServerProcess
 from goalflow.testing.profiling import profiled
 from goalflow.testing.virtual_time import run_virtual
 
 POSTGRES_URL = "postgresql+asyncpg://prefect:prefect@127.0.0.1:5432/prefect"
 MODEL = "bench-model"
-
-
-def answer(request: ChatRequest) -> str:
-    properties = (request.schema or {}).get("properties", {})
-    return json.dumps({name: f"value of {name}" for name in properties})
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _simulate(plan: Plan, args: argparse.Namespace, mode: str) -> float:
@@ -121,7 +109,7 @@ def _prefect_run(backend: str, base_url: str, args: argparse.Namespace) -> dict[
     database = POSTGRES_URL if backend == "postgres" else None
     # Fresh result storage: the task cache must not answer from an earlier run.
     with (
-        PrefectServerProcess(_port(), database) as server,
+        PrefectServerProcess(database_url=database) as server,
         tempfile.TemporaryDirectory(prefix="goalflow-results-") as results,
     ):
         env = _child_env(base_url, args) | {
@@ -171,7 +159,7 @@ def main() -> None:
         rpm=args.rpm,
         tpm=args.tpm,
         models=[MODEL],
-        default=answer,
+        default=answer_any_task,
     )
     with server:
         bare = _child(_plan_command(args, "--bare"), _child_env(server.base_url, args))

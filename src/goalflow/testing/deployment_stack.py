@@ -27,13 +27,14 @@ import httpx
 
 from goalflow.errors import ConfigError
 
-__all__ = ["DeploymentStack", "model_env", "run_seconds"]
+__all__ = ["DeploymentStack", "free_port", "model_env", "run_seconds"]
 
 BIN = Path(sys.executable).parent
 DEPLOYMENTS = ("goal", "weekly-green-tea-digest", "reflect")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -90,7 +91,7 @@ class DeploymentStack:
         self.env = base | {
             "PREFECT_HOME": self._home.name,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "GOALFLOW_SERVER_PORT": str(_free_port()),
+            "GOALFLOW_SERVER_PORT": str(free_port()),
         }
         self._server_env = server_env or {}
         self._worker_env = worker_env

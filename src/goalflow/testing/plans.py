@@ -8,10 +8,19 @@ run as subflows.
 
 from __future__ import annotations
 
+import json
+
 from goalflow.errors import ConfigError
 from goalflow.plan import Plan, Task
+from goalflow.testing.protocol import ChatRequest
 
-__all__ = ["layered_plan"]
+__all__ = ["answer_any_task", "layered_plan"]
+
+
+def answer_any_task(request: ChatRequest) -> str:
+    """The test server's answer to a task of a generated plan: a value for each output."""
+    properties = (request.schema or {}).get("properties", {})
+    return json.dumps({name: f"value of {name}" for name in properties})
 
 
 def _leaf(task_id: str, inputs: list[str], output: str) -> Task:

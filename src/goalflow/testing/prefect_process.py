@@ -15,16 +15,17 @@ from types import TracebackType
 
 from goalflow.errors import ConfigError
 from goalflow.local_server import spawn_server, wait_until_healthy
+from goalflow.testing.deployment_stack import free_port
 
 __all__ = ["PrefectServerProcess"]
 
 
 class PrefectServerProcess:
-    """``prefect server start`` on 127.0.0.1:``port`` with ``database_url`` (None: SQLite
-    in a fresh temporary home)."""
+    """``prefect server start`` on 127.0.0.1:``port`` (None: a free one) with
+    ``database_url`` (None: SQLite in a fresh temporary home)."""
 
-    def __init__(self, port: int, database_url: str | None = None) -> None:
-        self.port = port
+    def __init__(self, port: int | None = None, database_url: str | None = None) -> None:
+        self.port = port or free_port()
         self.database_url = database_url
         self._home = tempfile.TemporaryDirectory(prefix="goalflow-prefect-")
         self._process: subprocess.Popen[bytes] | None = None
