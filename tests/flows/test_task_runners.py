@@ -90,7 +90,8 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     plan = layered_plan(12, 3)  # width 4: each task reads two outputs of the layer before
     started = time.monotonic()
 
-    result = await achieve_goal(plan=plan, task_runner=kind, concurrency=4)
+    # Reflection off: every call counted here is a leaf task's, made on a worker.
+    result = await achieve_goal(plan=plan, task_runner=kind, concurrency=4, reflection=False)
 
     assert result.status == "completed"
     assert result.deliverables == {
@@ -122,6 +123,7 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
             plan=layered_plan(12, 3),
             task_runner=kind,
             concurrency=1,
+            reflection=False,
             max_usd=budget,
             task_cache=False,
         )
