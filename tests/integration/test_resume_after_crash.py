@@ -98,4 +98,4 @@ def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
     asked = _asked(llm)
     assert not asked & finished  # nothing paid twice
     assert len(asked) <= 12 - len(finished)
-    assert "<v2_3 from step t2_3>" in report
+    assert "&lt;v2_3 from step t2_3>" in report

@@ -94,7 +94,8 @@ def stack() -> Iterator[DeploymentStack]:
 
 @pytest.fixture(scope="module")
 def flow_run_id(stack: DeploymentStack) -> str:
-    code, flow_run_id = stack.deployment_run(goal=GOAL)
+    # Reflection off: the run's task runs are exactly the plan's (no `reflect:` run).
+    code, flow_run_id = stack.deployment_run(goal=GOAL, reflection="false")
     assert code == 0, stack.flow_run(flow_run_id)["state"]
     return flow_run_id
 
