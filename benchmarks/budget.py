@@ -13,10 +13,10 @@ import argparse
 import asyncio
 import json
 
-from goalflow.budget import MoneyBudget, Price
+from goalflow.agent.executor import Verdict
+from goalflow.core.budget import MoneyBudget, Price
 from goalflow.errors import BudgetExceededError
-from goalflow.executor import Verdict
-from goalflow.llm import LLM, LLMConfig
+from goalflow.llm.client import LLM, LLMConfig
 from goalflow.testing import OpenAITestServer
 
 

@@ -16,10 +16,10 @@ import json
 import statistics
 import time
 
+from goalflow.agent.planner import PlanningOptions, make_plan
 from goalflow.errors import GoalflowError
-from goalflow.llm import LLM, LLMConfig
-from goalflow.local_model import LOCAL_MODELS, local_model_server
-from goalflow.planner import PlanningOptions, make_plan
+from goalflow.llm.client import LLM, LLMConfig
+from goalflow.llm.local_model import LOCAL_MODELS, local_model_server
 
 GOALS = [
     "Write a haiku about autumn and a haiku about spring, then combine them into one short "

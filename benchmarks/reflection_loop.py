@@ -18,8 +18,9 @@ import json
 import os
 from typing import Any
 
-from goalflow.flows import GoalFailedError, achieve_goal
-from goalflow.plan import Plan, Task
+from goalflow.core.plan import Plan, Task
+from goalflow.errors import GoalFailedError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer
 
 KEY = "sk-benchmark-0123456789abcdef"

@@ -21,8 +21,8 @@ import subprocess
 import time
 from typing import Any
 
-from goalflow.sandbox import Sandbox, check
-from goalflow.sandbox_run import SandboxConfig
+from goalflow.sandbox.config import SandboxConfig
+from goalflow.sandbox.engine import Sandbox, check
 
 PROGRAM = "open('total', 'w').write(str(sum(int(x) for x in open('numbers').read().split())))"
 FILES = {"numbers": " ".join(str(n) for n in range(1000)).encode()}

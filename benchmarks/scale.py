@@ -37,10 +37,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from goalflow.backend import POSTGRES_SUBFLOW_STARTS
-from goalflow.pacing import Pacer
-from goalflow.plan import Plan, TaskSpec
-from goalflow.scheduler import run_graph
+from goalflow.core.pacing import Pacer
+from goalflow.core.plan import Plan, TaskSpec
+from goalflow.core.scheduler import run_graph
+from goalflow.orchestration.subflow_gate import POSTGRES_SUBFLOW_STARTS
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.plans import answer_any_task, layered_plan
 from goalflow.testing.prefect_process import PrefectServerProcess

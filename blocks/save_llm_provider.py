@@ -15,7 +15,7 @@ import os
 
 from pydantic import SecretStr
 
-from goalflow.blocks import LLMProvider
+from goalflow.orchestration.blocks import LLMProvider
 
 
 def main() -> None:

@@ -3,6 +3,69 @@
 An LLM plans a goal into tasks that declare what they consume and produce; goalflow
 turns them into a graph, runs what is ready in parallel as Prefect runs, and hands
 back the deliverables.
+
+The public API is what ``__all__`` lists. Its names are imported when first used, so
+that ``import goalflow.core`` (which needs neither Prefect nor openai) stays light.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from goalflow.core.plan import Plan, Task, TaskSpec
+    from goalflow.core.report import GoalResult, TaskReport
+    from goalflow.errors import (
+        BudgetExceededError,
+        ConfigError,
+        GoalFailedError,
+        GoalflowError,
+        GoalStoppedError,
+        LLMError,
+        PlanFileError,
+        PlanningError,
+        PlanRejectedError,
+        TaskError,
+    )
+    from goalflow.orchestration.goal_flow import achieve_goal
+    from goalflow.settings import GoalOptions
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "BudgetExceededError",
+    "ConfigError",
+    "GoalFailedError",
+    "GoalOptions",
+    "GoalResult",
+    "GoalStoppedError",
+    "GoalflowError",
+    "LLMError",
+    "Plan",
+    "PlanFileError",
+    "PlanRejectedError",
+    "PlanningError",
+    "Task",
+    "TaskError",
+    "TaskReport",
+    "TaskSpec",
+    "achieve_goal",
+]
+
+_HOME = {
+    "achieve_goal": "goalflow.orchestration.goal_flow",
+    "GoalOptions": "goalflow.settings",
+    "GoalResult": "goalflow.core.report",
+    "TaskReport": "goalflow.core.report",
+    "Plan": "goalflow.core.plan",
+    "Task": "goalflow.core.plan",
+    "TaskSpec": "goalflow.core.plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'goalflow' has no attribute {name!r}")
+    module = importlib.import_module(_HOME.get(name, "goalflow.errors"))
+    return getattr(module, name)

@@ -17,6 +17,8 @@ failed, why, and what to change. No message ever contains an API key.
     ├── PlanRejectedError            a person rejected the plan, or nobody approved it in time
     ├── BudgetExceededError          a model call would not fit what is left of the money budget
     ├── LocalModelError              the offline model cannot be prepared or started
+    ├── GoalFailedError              a goal ran but did not produce every deliverable
+    │   └── GoalStoppedError         stopped early: a budget, a cancel, a rejected plan, reflection
     └── TaskError                    one task of a goal could not produce its outputs
         ├── SandboxUnavailableError  no Docker engine or image to run programs, and the fix
         └── SandboxError             the engine failed around a program (not the program)
@@ -24,9 +26,16 @@ failed, why, and what to change. No message ever contains an API key.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from goalflow.core.report import GoalResult
+
 __all__ = [
     "BudgetExceededError",
     "ConfigError",
+    "GoalFailedError",
+    "GoalStoppedError",
     "GoalflowError",
     "LLMAuthError",
     "LLMError",
@@ -148,3 +157,16 @@ class SandboxError(TaskError):
     A program's own failures (exit code, timeout, out of memory, missing outputs) are not
     errors of the sandbox: they are reported in its result and shown to the model.
     """
+
+
+class GoalFailedError(GoalflowError):
+    """The goal ran but did not produce every deliverable; ``result`` says what did."""
+
+    def __init__(self, message: str, result: GoalResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class GoalStoppedError(GoalFailedError):
+    """The goal was stopped before it finished (a budget, a cancellation, a rejected
+    plan, reflection); the message names the reason and ``result`` holds what finished."""

@@ -1,39 +1,37 @@
-"""goalflow's settings, from the environment (``GOALFLOW_*``, ``OPENAI_*``).
+"""goalflow's options and settings.
 
-Read when a command or flow starts, never at import time. Command-line options and
-flow parameters override them.
+:class:`GoalOptions` is the one description of a goal run's options: the CLI builds
+it from its flags, ``achieve_goal`` from its parameters (each field is a parameter of
+the same name), and :class:`Settings` (the environment, ``GOALFLOW_*`` and
+``OPENAI_*``) gives each field its default. An option set explicitly wins over the
+environment; the environment wins over a saved block
+(:func:`goalflow.orchestration.options.resolve_options` is where they meet).
+
+Read when a command or flow starts, never at import time.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from goalflow.budget import DEFAULT_WARN_AT, Price
-from goalflow.llm import StructuredMode
-from goalflow.plan import DEFAULT_MAX_TASKS
+from goalflow.core.budget import DEFAULT_WARN_AT, Price
+from goalflow.core.plan import DEFAULT_MAX_TASKS, describe_validation_error
+from goalflow.errors import ConfigError
+from goalflow.llm.config import StructuredMode
 
-__all__ = ["Settings"]
+__all__ = ["GoalOptions", "Settings"]
+
+TaskRunnerKind = Literal["threads", "dask", "ray"]
 
 
-class Settings(BaseSettings):
-    """Defaults for every goal; each has an environment variable."""
+class GoalOptions(BaseModel):
+    """The options of one goal run; ``achieve_goal`` has a parameter for each field."""
 
-    model_config = SettingsConfigDict(env_prefix="GOALFLOW_", extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    openai_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("OPENAI_API_KEY"),
-        description="API key of the endpoint. With neither a key nor a base URL, goalflow "
-        "runs the offline model.",
-    )
-    openai_base_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("OPENAI_BASE_URL"),
-        description="Base URL of any OpenAI-compatible endpoint (default: OpenAI's).",
-    )
     model: str | None = Field(
         default=None,
         description="Model name; default gpt-4o-mini on an endpoint, the offline model otherwise.",
@@ -42,88 +40,20 @@ class Settings(BaseSettings):
         default=None,
         description="Name of a saved LLMProvider block to use instead of the environment.",
     )
-    local_model: Literal["1.5b", "0.5b"] = Field(
-        default="1.5b", description="Which offline model to run when no endpoint is set."
-    )
-    structured_mode: StructuredMode = Field(
-        default="auto",
-        description="How to ask for JSON: json_schema, json_object with a schema, or auto "
-        "(json_schema, falling back when the server rejects it).",
-    )
-    max_retries: int = Field(
-        default=4, ge=0, description="Retries of a model call on rate limits, 5xx and timeouts."
-    )
     concurrency: int | None = Field(
         default=None,
         ge=1,
         description="Tasks running at once; unset: what requests_per_minute can keep busy, "
         "ceil(R * max(L, 60 s) / 60 s) for R requests/min and expected_latency L (4 with no "
-        "limit). See goalflow.pacing.task_concurrency.",
-    )
-    requests_per_minute: int | None = Field(
-        default=None,
-        ge=1,
-        description="The endpoint's request limit per minute; calls are paced under it so "
-        "that no 429 is earned. Unset: no limit (an LLMProvider block brings its own).",
-    )
-    tokens_per_minute: int | None = Field(
-        default=None,
-        ge=1,
-        description="The endpoint's token limit per minute (prompt + max_tokens, as metered); "
-        "unset: no limit.",
-    )
-    expected_latency: float = Field(
-        default=10.0,
-        gt=0,
-        le=3600,
-        allow_inf_nan=False,
-        description="Typical seconds one model answer takes; sizes the concurrency.",
-    )
-    subflow_starts: int | None = Field(
-        default=None,
-        ge=1,
-        description="Subflows (composite tasks) being created at once; unset: 3 on SQLite, "
-        "64 on PostgreSQL (read from PREFECT_API_DATABASE_CONNECTION_URL). More than the "
-        "database takes fails with HTTP 503 'database is locked'.",
+        "limit). See goalflow.core.pacing.task_concurrency.",
     )
     max_depth: int = Field(
         default=2, ge=0, description="How many times a composite task may be broken down."
-    )
-    max_tasks: int = Field(
-        default=DEFAULT_MAX_TASKS, ge=1, description="Most tasks in one level of a plan."
-    )
-    plan_attempts: int = Field(
-        default=3, ge=1, description="Plans asked for before planning gives up."
-    )
-    output_artifacts: int = Field(
-        default=100,
-        ge=0,
-        description="Plans with up to this many leaf tasks give each task's output its own "
-        "Markdown artifact; larger plans log each output on its task run instead (one "
-        "artifact per task costs the server a write each: see README, Performance).",
-    )
-    task_attempts: int = Field(
-        default=2, ge=1, description="Tries a task gets to pass its acceptance check."
-    )
-    sandbox: Literal["auto", "off"] = Field(
-        default="auto",
-        description="Code tasks: 'auto' runs them when the Docker sandbox passes its check "
-        "(engine reachable, image present), 'off' never plans or runs them.",
     )
     sandbox_block: str | None = Field(
         default=None,
         description="Name of a saved DockerSandbox block; unset: the engine at DOCKER_HOST "
         "(or the local socket) with the default image and limits.",
-    )
-    code_attempts: int = Field(
-        default=3,
-        ge=1,
-        description="Programs a code task may write; each failure is shown to the model.",
-    )
-    prices: dict[str, Price] = Field(
-        default_factory=dict,
-        description='USD per million tokens by model, as JSON: {"my-model": {"input": 0.15, '
-        '"output": 0.6}}; overrides the built-in table (a block brings its own prices).',
     )
     budget_block: str | None = Field(
         default=None,
@@ -134,16 +64,6 @@ class Settings(BaseSettings):
     )
     max_seconds: float | None = Field(
         default=None, gt=0, description="Wall-clock budget of one goal in seconds; unset: none."
-    )
-    warn_at: list[float] | None = Field(
-        default=None,
-        description="Fractions of the money budget at which a goalflow.budget.warning event "
-        f"is emitted; default {list(DEFAULT_WARN_AT)} (goalflow.budget.exceeded follows).",
-    )
-    time_guard: bool = Field(
-        default=True,
-        description="Stop a goal in its own run when its time budget ends. Off leaves it to "
-        "the server's automation (`goalflow setup`), which is how that backstop is tested.",
     )
     approve: bool = Field(
         default=False,
@@ -179,16 +99,134 @@ class Settings(BaseSettings):
     max_revisions: int | None = Field(
         default=None, ge=0, description="Plan revisions one goal may make (default 3)."
     )
-    task_runner: Literal["threads", "dask", "ray"] = Field(
+    task_runner: TaskRunnerKind = Field(
         default="threads",
         description="Where leaf tasks run: 'threads' in the flow's own process (the default), "
         "'dask' on a Dask cluster or 'ray' on a Ray cluster (pip install 'goalflow[dask]' / "
-        "'goalflow[ray]'). See goalflow.runners.",
+        "'goalflow[ray]'). See goalflow.orchestration.task_runners.",
     )
     runner_address: str | None = Field(
         default=None,
         description="Address of a running Dask scheduler (tcp://host:8786) or Ray cluster "
         "(ray://host:10001, or host:6379); unset: a local cluster started for the goal.",
+    )
+    task_cache: bool = Field(
+        default=True,
+        description="Cache each finished leaf task's outputs (keyed on the model, the goal, the "
+        "task's instructions and outputs and its inputs' values) in Prefect's result storage, "
+        "so that re-running the same plan reuses them instead of paying again.",
+    )
+
+    @classmethod
+    def given(cls, values: dict[str, Any]) -> GoalOptions:
+        """The options set in ``values`` (None: unset), checked; a ConfigError that says
+        what to change when one cannot work."""
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})
+        except ValidationError as e:
+            raise ConfigError(
+                "the goal's settings cannot work:\n- " + "\n- ".join(describe_validation_error(e))
+            ) from e
+
+    def as_parameters(self) -> dict[str, Any]:
+        """The options that were set, as ``achieve_goal``'s parameters."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Settings(BaseSettings, GoalOptions):
+    """Defaults for every goal, and what lies outside one; each has an environment
+    variable (``GOALFLOW_`` + the name in capitals, or ``OPENAI_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GOALFLOW_", extra="ignore")
+
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_API_KEY"),
+        description="API key of the endpoint. With neither a key nor a base URL, goalflow "
+        "runs the offline model.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL"),
+        description="Base URL of any OpenAI-compatible endpoint (default: OpenAI's).",
+    )
+    local_model: Literal["1.5b", "0.5b"] = Field(
+        default="1.5b", description="Which offline model to run when no endpoint is set."
+    )
+    structured_mode: StructuredMode = Field(
+        default="auto",
+        description="How to ask for JSON: json_schema, json_object with a schema, or auto "
+        "(json_schema, falling back when the server rejects it).",
+    )
+    max_retries: int = Field(
+        default=4, ge=0, description="Retries of a model call on rate limits, 5xx and timeouts."
+    )
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="The endpoint's request limit per minute; calls are paced under it so "
+        "that no 429 is earned. Unset: no limit (an LLMProvider block brings its own).",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="The endpoint's token limit per minute (prompt + max_tokens, as metered); "
+        "unset: no limit.",
+    )
+    expected_latency: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Typical seconds one model answer takes; sizes the concurrency.",
+    )
+    subflow_starts: int | None = Field(
+        default=None,
+        ge=1,
+        description="Subflows (composite tasks) being created at once; unset: 3 on SQLite, "
+        "64 on PostgreSQL (read from PREFECT_API_DATABASE_CONNECTION_URL). More than the "
+        "database takes fails with HTTP 503 'database is locked'.",
+    )
+    max_tasks: int = Field(
+        default=DEFAULT_MAX_TASKS, ge=1, description="Most tasks in one level of a plan."
+    )
+    plan_attempts: int = Field(
+        default=3, ge=1, description="Plans asked for before planning gives up."
+    )
+    output_artifacts: int = Field(
+        default=100,
+        ge=0,
+        description="Plans with up to this many leaf tasks give each task's output its own "
+        "Markdown artifact; larger plans log each output on its task run instead (one "
+        "artifact per task costs the server a write each: see README, Performance).",
+    )
+    task_attempts: int = Field(
+        default=2, ge=1, description="Tries a task gets to pass its acceptance check."
+    )
+    sandbox: Literal["auto", "off"] = Field(
+        default="auto",
+        description="Code tasks: 'auto' runs them when the Docker sandbox passes its check "
+        "(engine reachable, image present), 'off' never plans or runs them.",
+    )
+    code_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Programs a code task may write; each failure is shown to the model.",
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description='USD per million tokens by model, as JSON: {"my-model": {"input": 0.15, '
+        '"output": 0.6}}; overrides the built-in table (a block brings its own prices).',
+    )
+    warn_at: list[float] | None = Field(
+        default=None,
+        description="Fractions of the money budget at which a goalflow.budget.warning event "
+        f"is emitted; default {list(DEFAULT_WARN_AT)} (goalflow.budget.exceeded follows).",
+    )
+    time_guard: bool = Field(
+        default=True,
+        description="Stop a goal in its own run when its time budget ends. Off leaves it to "
+        "the server's automation (`goalflow setup`), which is how that backstop is tested.",
     )
     runner_workers: int = Field(
         default=2,
@@ -201,12 +239,6 @@ class Settings(BaseSettings):
         description="Interface the goal's ledger broker listens on, for leaf tasks on Dask or "
         "Ray workers: loopback for a local cluster, an address the workers can reach for a "
         "remote one (it hands them the API key: trusted networks only).",
-    )
-    task_cache: bool = Field(
-        default=True,
-        description="Cache each finished leaf task's outputs (keyed on the model, the goal, the "
-        "task's instructions and outputs and its inputs' values) in Prefect's result storage, "
-        "so that re-running the same plan reuses them instead of paying again.",
     )
     task_cache_expiry: float = Field(
         default=43200,
@@ -222,3 +254,7 @@ class Settings(BaseSettings):
         description="Port of the local Prefect server the CLI starts when PREFECT_API_URL "
         "is unset.",
     )
+
+    def with_options(self, options: GoalOptions) -> Settings:
+        """These settings with the options that ``options`` sets explicitly."""
+        return self.model_copy(update=options.as_parameters())

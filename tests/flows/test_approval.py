@@ -26,11 +26,12 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from typer.testing import CliRunner
 
-from goalflow.cli import app
-from goalflow.flows import GoalStoppedError, achieve_goal
-from goalflow.plan import Plan
-from goalflow.progress import Observer, observe
-from goalflow.report import GoalResult
+from goalflow.cli.app import app
+from goalflow.core.plan import Plan
+from goalflow.core.progress import Observer, observe
+from goalflow.core.report import GoalResult
+from goalflow.errors import GoalStoppedError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer
 from tests.flows.test_goal_flow import DIAMOND, _is_plan, _task, _task_requests
 
@@ -263,7 +264,7 @@ async def _goalflow(prefect_server: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "goalflow.cli",
+        "goalflow.cli.app",
         *args,
         env={**os.environ, "PREFECT_API_URL": prefect_server},
         stdout=asyncio.subprocess.PIPE,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from goalflow.cli import app
+from goalflow.cli.app import app
 from goalflow.testing import OpenAITestServer, Reply
 from tests.conftest import TEST_KEY
 from tests.flows.test_goal_flow import DIAMOND, _is_plan, _task

@@ -8,8 +8,9 @@ from uuid import UUID
 
 import pytest
 
-from goalflow.flows import GoalFailedError, achieve_goal
-from goalflow.plan import Plan, PlanDraft
+from goalflow.core.plan import Plan, PlanDraft
+from goalflow.errors import GoalFailedError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer
 from tests.flows.test_goal_flow import _children, _is_plan, _task
 

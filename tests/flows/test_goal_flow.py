@@ -18,9 +18,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 from prefect.logging.handlers import APILogHandler
 
-from goalflow.errors import ConfigError, PlanFileError, PlanningError
-from goalflow.flows import GoalFailedError, achieve_goal
-from goalflow.plan import Plan
+from goalflow.core.plan import Plan
+from goalflow.errors import ConfigError, GoalFailedError, PlanFileError, PlanningError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from tests.conftest import TEST_KEY, echo_answer
 
@@ -179,7 +179,7 @@ async def test_saved_plan_runs_without_a_planning_call(llm_server: OpenAITestSer
 
 
 def _draft(data: dict[str, Any]) -> Any:
-    from goalflow.plan import PlanDraft
+    from goalflow.core.plan import PlanDraft
 
     return PlanDraft.model_validate(data)
 
@@ -314,8 +314,8 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
 ) -> None:
     from pydantic import SecretStr
 
-    from goalflow.blocks import LLMProvider
-    from goalflow.budget import Price
+    from goalflow.core.budget import Price
+    from goalflow.orchestration.blocks import LLMProvider
 
     server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer)
     server.script(_is_plan, json.dumps(DIAMOND))

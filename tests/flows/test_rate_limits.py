@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from goalflow.errors import ConfigError
-from goalflow.flows import GoalFailedError, achieve_goal
-from goalflow.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
+from goalflow.errors import ConfigError, GoalFailedError
+from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.orchestration.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
 from tests.conftest import TEST_KEY, echo_answer

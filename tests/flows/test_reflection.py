@@ -11,9 +11,10 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 
-from goalflow.flows import GoalStoppedError, achieve_goal
-from goalflow.plan import Plan, PlanDraft
-from goalflow.reflector import reflect
+from goalflow.core.plan import Plan, PlanDraft
+from goalflow.errors import GoalStoppedError
+from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.orchestration.reflector import reflect
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from tests.conftest import echo_answer
 from tests.flows.test_goal_flow import _children, _task, _task_requests

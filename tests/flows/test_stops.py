@@ -18,8 +18,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
-from goalflow.flows import GoalStoppedError, achieve_goal
-from goalflow.plan import Plan, PlanDraft
+from goalflow.core.plan import Plan, PlanDraft
+from goalflow.errors import GoalStoppedError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from tests.conftest import echo_answer
 from tests.flows.test_goal_flow import _task

@@ -21,7 +21,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
-from goalflow.flows import GoalFailedError, achieve_goal
+from goalflow.errors import GoalFailedError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
 from tests.conftest import echo_answer

@@ -22,8 +22,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import TaskRunSort
 from prefect.logging.handlers import APILogHandler
 
-from goalflow.errors import RunnerUnreachableError
-from goalflow.flows import GoalStoppedError, achieve_goal
+from goalflow.errors import GoalStoppedError, RunnerUnreachableError
+from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.plans import layered_plan
 from tests.conftest import TEST_KEY, echo_answer
@@ -54,7 +54,7 @@ def _closed_port() -> int:
 
 
 async def _worker_pids(flow_run_id: str, kind: str) -> set[int]:
-    """The worker processes the goal's log line names (see goalflow.runners)."""
+    """The worker processes the goal's log line names (see goalflow.orchestration.task_runners)."""
     await APILogHandler.aflush()
     async with get_client() as client:
         logs = await client.read_logs(

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from goalflow.sandbox_run import DEFAULT_RUNNER_IMAGE
+from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
+from goalflow.deploy.work_pools import K8S_POOL, load_template
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack
-from goalflow.work_pools import K8S_POOL, load_template
 from tests.conftest import TEST_KEY, echo_answer
 from tests.flows.test_code_tasks import NUMBERS, PLAN, SUMS
 from tests.flows.test_goal_flow import DIAMOND
@@ -129,7 +129,7 @@ def stack(llm: OpenAITestServer) -> Iterator[DeploymentStack]:
 
 def _save_sandbox_block(stack: DeploymentStack, name: str, docker_host: str) -> None:
     code = (
-        "from goalflow.blocks import DockerSandbox; "
+        "from goalflow.orchestration.blocks import DockerSandbox; "
         f"DockerSandbox(docker_host={docker_host!r}).save({name!r}, overwrite=True)"
     )
     saved = stack.run("python", "-c", code)
@@ -223,5 +223,5 @@ def test_code_tasks_of_a_containerised_goal_run_through_the_configured_docker_ho
     # The sandbox's engine calls (check, then create, files, exec, remove on pooled
     # connections) came this way: the goal's container has no socket of its own.
     assert engine_over_tcp.connections - before >= 2
-    leftovers = _docker("ps", "-aq", "--filter", "label=goalflow.sandbox")
+    leftovers = _docker("ps", "-aq", "--filter", "label=goalflow.sandbox.engine")
     assert not leftovers.split()

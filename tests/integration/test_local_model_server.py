@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from goalflow.local_model import LOCAL_MODELS, local_model_server
+from goalflow.llm.local_model import LOCAL_MODELS, local_model_server
 from goalflow.settings import Settings
 
 pytestmark = pytest.mark.offline_model

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from goalflow.errors import SandboxUnavailableError
-from goalflow.sandbox import LABEL, Sandbox, check
-from goalflow.sandbox_run import SandboxConfig
+from goalflow.sandbox.config import SandboxConfig
+from goalflow.sandbox.engine import LABEL, Sandbox, check
 
 LIMITS = SandboxConfig(timeout=20, memory="128m", pids_limit=32, output_cap=4096)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from goalflow.cli import app
+from goalflow.cli.app import app
 
 
 def test_check_says_ready_when_engine_and_image_are_there() -> None:

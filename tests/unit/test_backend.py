@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from goalflow.backend import (
+from goalflow.orchestration.subflow_gate import (
     POSTGRES_SUBFLOW_STARTS,
     SQLITE_SUBFLOW_STARTS,
     SubflowGate,

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from goalflow.broker import BrokerTicket, LedgerBroker, brokered_llm
-from goalflow.budget import MoneyBudget, Price
+from goalflow.core.budget import MoneyBudget, Price
 from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError
-from goalflow.llm import LLM, LLMConfig
-from goalflow.runners import check_address
+from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_llm
+from goalflow.llm.client import LLM, LLMConfig
+from goalflow.orchestration.task_runners import check_address
 from goalflow.testing import OpenAITestServer
 from tests.conftest import TEST_KEY
 

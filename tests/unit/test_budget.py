@@ -8,9 +8,9 @@ import threading
 import httpx
 import pytest
 
-from goalflow.budget import BudgetAlert, Ledger, MoneyBudget, Price
+from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, Price
 from goalflow.errors import BudgetExceededError, ConfigError
-from goalflow.llm import LLM, LLMConfig
+from goalflow.llm.client import LLM, LLMConfig
 from goalflow.testing import OpenAITestServer, Reply
 
 PRICE = {"m": Price(input=1.0, output=2.0)}  # $ per million tokens
@@ -92,7 +92,7 @@ def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None:
 
 
 def test_spend_is_kept_per_task_and_per_model() -> None:
-    from goalflow.budget import spending_for
+    from goalflow.core.budget import spending_for
 
     ledger = Ledger(PRICE)
     ledger.settle(0, purpose="plan", model="m", prompt_tokens=10, completion_tokens=0, seconds=0)
@@ -122,7 +122,7 @@ def test_a_money_budget_needs_the_models_price() -> None:
 
 async def test_a_call_that_cannot_fit_is_never_sent() -> None:
     server = OpenAITestServer(models=("m",), default=json.dumps({"passed": True, "reason": "ok"}))
-    from goalflow.executor import Verdict
+    from goalflow.agent.executor import Verdict
 
     async with server:
         config = LLMConfig(model="m", base_url=server.base_url, prices=PRICE, max_tokens=1000)
@@ -140,8 +140,8 @@ async def test_a_call_that_cannot_fit_is_never_sent() -> None:
 
 async def test_a_failed_call_gives_its_reservation_back() -> None:
     server = OpenAITestServer(models=("m",), default=Reply(status=400, error_message="bad request"))
+    from goalflow.agent.executor import Verdict
     from goalflow.errors import LLMRequestError
-    from goalflow.executor import Verdict
 
     async with server:
         config = LLMConfig(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from goalflow.coder import CodeAttempt, Program, attempt_markdown
-from goalflow.sandbox_run import SandboxResult
+from goalflow.agent.coder import CodeAttempt, Program, attempt_markdown
+from goalflow.core.program import SandboxResult
 from tests.builders import spec
 
 

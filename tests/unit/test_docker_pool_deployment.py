@@ -9,9 +9,8 @@ from typing import Any
 import yaml
 from prefect_docker.worker import DockerWorker
 
-from goalflow.runner_image import IMAGE_PROJECT_DIR
-from goalflow.sandbox_run import DEFAULT_RUNNER_IMAGE
-from goalflow.work_pools import DOCKER_POOL, template_variables
+from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE, IMAGE_PROJECT_DIR
+from goalflow.deploy.work_pools import DOCKER_POOL, template_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,13 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient, V1Job, V1Namespace, V1ServiceAccount
 
+from goalflow.deploy.work_pools import (
+    K8S_POOL,
+    load_template,
+    render_kubernetes_job,
+    template_variables,
+)
 from goalflow.errors import ConfigError
-from goalflow.work_pools import K8S_POOL, load_template, render_kubernetes_job, template_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ENV = {

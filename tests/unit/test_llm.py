@@ -13,7 +13,7 @@ import pytest
 import respx
 from pydantic import BaseModel, SecretStr
 
-from goalflow.budget import Price
+from goalflow.core.budget import Price
 from goalflow.errors import (
     LLMAuthError,
     LLMModelNotFoundError,
@@ -21,7 +21,7 @@ from goalflow.errors import (
     LLMUnreachableError,
     StructuredOutputError,
 )
-from goalflow.llm import LLM, LLMConfig
+from goalflow.llm.client import LLM, LLMConfig
 
 BASE = "https://llm.example.test/v1"
 KEY = "sk-live-abcdefghijklmnopqrstuvwxyz012345"

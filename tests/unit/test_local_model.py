@@ -23,9 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from goalflow import local_model
 from goalflow.errors import LocalModelError
-from goalflow.local_model import LOCAL_MODELS, LocalModelSpec, ensure_weights, local_model_server
+from goalflow.llm import local_model
+from goalflow.llm.local_model import (
+    LOCAL_MODELS,
+    LocalModelSpec,
+    ensure_weights,
+    local_model_server,
+)
 
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 
@@ -388,7 +393,7 @@ async def test_a_server_ignoring_sigterm_is_killed(
 ORPHANING_PARENT = """\
 import asyncio, sys
 from pathlib import Path
-from goalflow.local_model import LocalModelSpec, local_model_server
+from goalflow.llm.local_model import LocalModelSpec, local_model_server
 
 async def main():
     spec = LocalModelSpec(**__import__("json").loads(sys.argv[1]))

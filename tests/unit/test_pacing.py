@@ -8,8 +8,8 @@ import random
 
 import pytest
 
+from goalflow.core.pacing import Pacer, estimate_request_tokens, mark_sent, task_concurrency
 from goalflow.errors import ConfigError
-from goalflow.pacing import Pacer, estimate_request_tokens, mark_sent, task_concurrency
 from goalflow.testing.protocol import estimate_tokens
 from goalflow.testing.virtual_time import run_virtual
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pytest
 from pydantic import ValidationError
 
-from goalflow.plan import (
+from goalflow.core.plan import (
     DEFAULT_MAX_TASKS,
     GoalInput,
     Plan,

@@ -1,4 +1,5 @@
-"""Every goalflow module says what it exports, and exports what it says."""
+"""The public API: ``goalflow.__all__`` is complete and sorted, and every goalflow
+module says what it exports, and exports what it says."""
 
 from __future__ import annotations
 
@@ -8,10 +9,33 @@ import pkgutil
 import pytest
 
 import goalflow
+from goalflow import errors
 
 MODULES = sorted(
-    name for _, name, _ in pkgutil.walk_packages(goalflow.__path__, prefix="goalflow.")
+    name
+    for _, name, is_package in pkgutil.walk_packages(goalflow.__path__, prefix="goalflow.")
+    if not is_package
 )
+
+
+def test_the_public_api_is_sorted_and_names_what_it_has() -> None:
+    assert goalflow.__all__ == sorted(goalflow.__all__)
+    missing = [name for name in goalflow.__all__ if not hasattr(goalflow, name)]
+    assert not missing, f"goalflow.__all__ names what goalflow lacks: {missing}"
+
+
+def test_the_public_api_has_the_goal_flow_its_result_and_every_error_a_caller_handles() -> None:
+    wanted = {"achieve_goal", "GoalOptions", "GoalResult", "Plan"}
+    wanted |= {"GoalflowError", "ConfigError", "GoalFailedError", "GoalStoppedError"}
+
+    assert wanted <= set(goalflow.__all__)
+    assert goalflow.achieve_goal.name == "achieve-goal"
+    assert issubclass(goalflow.GoalStoppedError, errors.GoalflowError)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = goalflow.nothing  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from goalflow.report import task_output_markdown
+from goalflow.core.report import task_output_markdown
 
 
 def test_a_less_than_sign_in_prose_is_escaped_so_the_ui_does_not_drop_it_as_a_tag() -> None:

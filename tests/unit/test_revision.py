@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from goalflow.plan import TaskSpec
-from goalflow.reflection import StuckSignal
-from goalflow.revision import PlanPatch, RunState, check_patch, reflection_messages
-from goalflow.scheduler import GraphRun
+from goalflow.core.plan import TaskSpec
+from goalflow.core.revision import PlanPatch, RunState, check_patch, reflection_messages
+from goalflow.core.scheduler import GraphRun
+from goalflow.core.stuck import StuckSignal
 from tests.builders import spec
 
 # facts -> analysis -> report, with facts finished and analysis running.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from goalflow.runner_image import _constraints, _missing_for, source_digest
+from goalflow.deploy.runner_image import _constraints, _missing_for, source_digest
 
 BOOKWORM = {
     "implementation_name": "cpython",

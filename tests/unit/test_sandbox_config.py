@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from goalflow.blocks import DockerSandbox
+from goalflow.core.program import OutputCapture
 from goalflow.errors import ConfigError, SandboxUnavailableError
-from goalflow.sandbox import Sandbox, check
-from goalflow.sandbox_image import build_image
-from goalflow.sandbox_run import OutputCapture, SandboxConfig
+from goalflow.orchestration.blocks import DockerSandbox
+from goalflow.sandbox.config import SandboxConfig
+from goalflow.sandbox.debian_image import build_image
+from goalflow.sandbox.engine import Sandbox, check
 
 
 def _closed_port() -> int:
@@ -53,13 +54,13 @@ def test_programs_never_run_as_root() -> None:
         with pytest.raises(ConfigError, match="is root"):
             SandboxConfig(user=user)
     with pytest.raises(ConfigError, match="is root"):
-        DockerSandbox(user="0:0").to_config()
+        DockerSandbox(user="0:0").config()
 
 
 def test_the_block_maps_onto_the_config() -> None:
     block = DockerSandbox(image="python:3.12-slim", memory="512m", timeout=5, network=True)
 
-    config = block.to_config()
+    config = block.config()
 
     assert config == SandboxConfig(image="python:3.12-slim", memory="512m", timeout=5, network=True)
     assert all(field.description for field in DockerSandbox.model_fields.values())

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from goalflow.plan import TaskSpec, priority_order
-from goalflow.scheduler import TaskOutcome, TaskStatus, run_graph
+from goalflow.core.plan import TaskSpec, priority_order
+from goalflow.core.scheduler import TaskOutcome, TaskStatus, run_graph
 from tests.builders import spec
 
 SHORT = 0.02

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from goalflow.plan import Task
-from goalflow.reflection import StuckDetector, report_failed_attempt, reporting_attempts
+from goalflow.core.plan import Task
+from goalflow.core.stuck import StuckDetector, report_failed_attempt, reporting_attempts
 from tests.builders import spec
 
 

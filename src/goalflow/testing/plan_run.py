@@ -21,13 +21,14 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from goalflow.executor import run_leaf
-from goalflow.flows import GoalFailedError, achieve_goal
-from goalflow.pacing import task_concurrency
-from goalflow.plan import TaskSpec
-from goalflow.provider import open_llm
-from goalflow.scheduler import run_graph
-from goalflow.settings import Settings
+from goalflow.agent.executor import run_leaf
+from goalflow.core.pacing import task_concurrency
+from goalflow.core.plan import TaskSpec
+from goalflow.core.scheduler import run_graph
+from goalflow.errors import GoalFailedError
+from goalflow.llm.provider import open_llm
+from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.orchestration.options import resolve_options
 from goalflow.testing.plans import layered_plan
 
 __all__ = ["main", "run_bare", "run_plan"]
@@ -61,8 +62,9 @@ async def run_plan(
 async def run_bare(tasks: int, depth: int, concurrency: int | None) -> dict[str, Any]:
     """The same plan with no Prefect: goalflow's scheduler, pacer and LLM client only."""
     plan = layered_plan(tasks, depth)
-    settings = Settings()
-    async with open_llm(settings) as llm:
+    resolved = await resolve_options()  # the environment's endpoint; no block is loaded
+    settings = resolved.settings
+    async with open_llm(resolved.endpoint, local_model=settings.local_model) as llm:
         width = task_concurrency(
             concurrency, llm.config.requests_per_minute, llm.config.expected_latency
         )

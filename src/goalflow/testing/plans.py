@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
+from goalflow.core.plan import Plan, Task
 from goalflow.errors import ConfigError
-from goalflow.plan import Plan, Task
 from goalflow.testing.protocol import ChatRequest
 
 __all__ = ["answer_any_task", "layered_plan"]

@@ -1,6 +1,6 @@
 """A throwaway ``prefect server start`` on a chosen database, for scale tests and benchmarks.
 
-Unlike :class:`goalflow.local_server.LocalServer` (the user's long-lived server), this
+Unlike :class:`goalflow.deploy.local_server.LocalServer` (the user's long-lived server), this
 one belongs to the test or benchmark that starts it: it keeps the process handle, uses
 its own ``PREFECT_HOME``, reports its peak memory, and is stopped on exit.
 """
@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from goalflow.deploy.local_server import spawn_server, wait_until_healthy
 from goalflow.errors import ConfigError
-from goalflow.local_server import spawn_server, wait_until_healthy
 from goalflow.testing.deployment_stack import free_port
 
 __all__ = ["PrefectServerProcess"]

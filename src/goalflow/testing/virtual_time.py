@@ -2,7 +2,7 @@
 
 When nothing is ready to run, the loop jumps its clock to the next timer instead of
 waiting for it. Code that times itself with ``loop.time()`` and ``asyncio.sleep``
-(the scheduler, :class:`goalflow.pacing.Pacer`) then runs a minute of pacing in
+(the scheduler, :class:`goalflow.core.pacing.Pacer`) then runs a minute of pacing in
 milliseconds, with every timestamp exact: the pacer's unit tests, and the benchmark's
 lower bound (a discrete-event simulation of a graph with zero overhead), run on it.
 Real I/O still works but its waits take real time, so keep it to in-memory work.

@@ -1,0 +1,325 @@
+"""Goal -> plan with the model, then recursive refinement of composite tasks.
+
+Each answer is first settled where its meaning is unambiguous (a task id written where
+its output belongs; results left unwired before the one task that makes the
+deliverables: :func:`goalflow.core.plan.resolve_task_ids`,
+:func:`~goalflow.core.plan.wire_dangling_outputs`),
+then checked against
+the plan rules (:func:`goalflow.core.plan.check_tasks`);
+the broken rules go back to the model, a bounded number of times, before planning
+ends in :class:`PlanningError`. A composite task is planned again as a sub-goal whose
+inputs and outputs are its own, so the graph stays connected; at the depth limit the
+sub-plan may hold only executable tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, create_model
+
+from goalflow.core.chat import ChatModel, Message
+from goalflow.core.plan import (
+    Plan,
+    PlanDraft,
+    Task,
+    TaskKind,
+    TaskSpec,
+    check_tasks,
+    deliver_final_task,
+    match_deliverables,
+    resolve_task_ids,
+    wire_dangling_outputs,
+)
+from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
+
+__all__ = ["PlanningOptions", "make_plan"]
+
+D = TypeVar("D", bound=BaseModel)
+
+_KIND_HELP: dict[TaskKind, str] = {
+    "llm": "'llm' = a step a language model answers in text",
+    "code": "'code' = a step that needs a Python program (exact computation, data parsing)",
+    "composite": "'composite' = a big step that will be broken down into smaller ones later",
+}
+
+_RULES = """Rules:
+- A task has: id, title, kind, instructions, inputs, outputs, acceptance, value (1-10), \
+effort (1-10).
+- kind is one of: {kinds}.
+- inputs and outputs are short snake_case names, never the data itself. Every task has \
+at least one output.
+- Every input is {sources}. Each output has exactly one producing task.
+- Every output is consumed by another task or is {sinks}.
+- Use as few tasks as needed (at most {max_tasks}). Tasks that do not depend on each \
+other run in parallel."""
+
+
+# One worked example: small models copy its shape far more reliably than they follow rules.
+_EXAMPLE = json.dumps(
+    {
+        "inputs": [{"name": "article", "value": "(the article text, copied from the goal)"}],
+        "deliverables": ["french_summary"],
+        "tasks": [
+            {
+                "id": "summarise",
+                "title": "Summarise the article",
+                "kind": "llm",
+                "instructions": "Summarise the article in three sentences.",
+                "inputs": ["article"],
+                "outputs": ["summary"],
+                "acceptance": "three sentences",
+                "value": 8,
+                "effort": 2,
+            },
+            {
+                "id": "keywords",
+                "title": "Pick keywords",
+                "kind": "llm",
+                "instructions": "List the five most important keywords of the article.",
+                "inputs": ["article"],
+                "outputs": ["keywords"],
+                "acceptance": "",
+                "value": 5,
+                "effort": 1,
+            },
+            {
+                "id": "translate",
+                "title": "Write the French summary",
+                "kind": "llm",
+                "instructions": "Translate the summary into French and add the keywords.",
+                "inputs": ["summary", "keywords"],
+                "outputs": ["french_summary"],
+                "acceptance": "written in French",
+                "value": 8,
+                "effort": 2,
+            },
+        ],
+    }
+)
+
+
+class PlanningOptions(BaseModel):
+    """How far planning may go: depth of breakdowns, tasks per level, asks, task kinds."""
+
+    max_depth: int = Field(default=2, ge=0)
+    max_tasks: int = Field(default=25, ge=1)
+    attempts: int = Field(default=3, ge=1)
+    allowed_kinds: tuple[TaskKind, ...] = ("llm", "code", "composite")
+
+
+class SubPlanDraft(BaseModel):
+    """The breakdown of one composite task, as the model answers it."""
+
+    tasks: list[TaskSpec] = Field(
+        description="The steps that together do the parent task.", json_schema_extra={"minItems": 1}
+    )
+
+
+async def make_plan(
+    llm: ChatModel,
+    goal: str,
+    options: PlanningOptions,
+    *,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> Plan:
+    """A valid, refined plan for ``goal``."""
+    top_kinds = _kinds(options, depth=0)
+    system = (
+        "You plan the work of an autonomous agent: break the user's goal into tasks that "
+        "pass named values to each other.\n"
+        + _RULES.format(
+            kinds="; ".join(_KIND_HELP[k] for k in top_kinds),
+            sources="a plan input or an output of another task",
+            sinks="listed in the plan's deliverables",
+            max_tasks=options.max_tasks,
+        )
+        + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
+        '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
+        '- "deliverables" names the final outputs that answer the whole goal. When the goal '
+        "asks to combine, compare or use earlier results, a last task does that, and its "
+        "output is the deliverable.\n"
+        'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
+        f"\nExample, for the goal 'Summarise this article in French, with keywords: ...':\n"
+        f"{_EXAMPLE}"
+    )
+    on_step(f"planning: {goal}")
+
+    def review(draft: PlanDraft) -> list[str]:
+        available = [item.name for item in draft.inputs]
+        named = resolve_task_ids(draft.tasks, available=available, deliverables=draft.deliverables)
+        draft.deliverables = match_deliverables(draft.tasks, named)
+        for before, after in zip(named, draft.deliverables, strict=True):
+            if before != after:
+                on_step(f"settled: deliverable '{before}' is the output '{after}'")
+        final = deliver_final_task(draft.tasks, draft.deliverables)
+        if final != draft.deliverables:
+            on_step(f"settled: {', '.join(final[len(draft.deliverables) :])} delivered too")
+            draft.deliverables = final
+        for note in wire_dangling_outputs(draft.tasks, draft.deliverables):
+            on_step(f"settled: {note}")
+        return check_tasks(
+            draft.tasks,
+            available=available,
+            deliverables=draft.deliverables,
+            max_tasks=options.max_tasks,
+            allowed_kinds=top_kinds,
+        )
+
+    draft = await _ask(
+        llm,
+        _restricted(PlanDraft, top_kinds),
+        system,
+        f"Goal: {goal}",
+        review,
+        options,
+        purpose="plan goal",
+    )
+    plan = Plan.from_draft(goal, draft)
+    await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step)
+    return plan
+
+
+async def _refine(
+    llm: ChatModel,
+    goal: str,
+    tasks: Sequence[Task],
+    *,
+    depth: int,
+    options: PlanningOptions,
+    on_step: Callable[[str], None],
+) -> None:
+    composites = [task for task in tasks if task.kind == "composite"]
+    await asyncio.gather(
+        *(_refine_one(llm, goal, task, depth, options, on_step) for task in composites)
+    )
+
+
+async def _refine_one(
+    llm: ChatModel,
+    goal: str,
+    task: Task,
+    depth: int,
+    options: PlanningOptions,
+    on_step: Callable[[str], None],
+) -> None:
+    kinds = _kinds(options, depth=depth)
+    on_step(f"refining: {task.title}")
+    system = (
+        "You break one step of a larger plan into smaller tasks that pass named values to "
+        "each other.\n"
+        + _RULES.format(
+            kinds="; ".join(_KIND_HELP[k] for k in kinds),
+            sources=f"one of the step's inputs ({_listing(task.inputs)}) or an output of "
+            "another task",
+            sinks=f"one of the step's outputs ({_listing(task.outputs)}), which must all be "
+            "produced",
+            max_tasks=options.max_tasks,
+        )
+        + '\nAnswer with a JSON object: {"tasks": [...]}.'
+    )
+    user = (
+        f"Overall goal: {goal}\nStep to break down: {task.title}\n"
+        f"Its instructions: {task.instructions}\n"
+        f"Its inputs: {_listing(task.inputs)}\nIts outputs: {_listing(task.outputs)}"
+    )
+
+    def review(draft: SubPlanDraft) -> list[str]:
+        resolve_task_ids(draft.tasks, available=task.inputs, deliverables=())
+        for note in wire_dangling_outputs(draft.tasks, task.outputs):
+            on_step(f"settled: {note}")
+        return check_tasks(
+            draft.tasks,
+            available=task.inputs,
+            deliverables=task.outputs,
+            max_tasks=options.max_tasks,
+            allowed_kinds=kinds,
+        )
+
+    try:
+        sub = await _ask(
+            llm,
+            _restricted(SubPlanDraft, kinds),
+            system,
+            user,
+            review,
+            options,
+            purpose=f"refine {task.id}",
+        )
+    except (PlanningError, StructuredOutputError) as e:
+        # The step is still well defined (instructions, inputs, outputs): do it in one go
+        # rather than fail a goal whose plan is otherwise valid.
+        reason = e.last_errors[0] if isinstance(e, PlanningError) and e.last_errors else str(e)
+        on_step(f"could not break down '{task.id}' ({reason}): it runs as one 'llm' step")
+        task.kind = "llm"
+        return
+    task.subtasks = [Task(**spec.model_dump()) for spec in sub.tasks]
+    await _refine(llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step)
+
+
+async def _ask(
+    llm: ChatModel,
+    schema: type[D],
+    system: str,
+    user: str,
+    review: Callable[[D], list[str]],
+    options: PlanningOptions,
+    *,
+    purpose: str,
+) -> D:
+    messages: list[Message] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+    ]
+    errors: list[str] = []
+    for _ in range(options.attempts):
+        draft = await llm.structured(schema, messages, purpose=purpose)
+        errors = review(draft)
+        if not errors:
+            return draft
+        messages += [
+            {"role": "assistant", "content": json.dumps(draft.model_dump())},
+            {
+                "role": "user",
+                "content": "This plan breaks the rules:\n- "
+                + "\n- ".join(errors)
+                + "\nAnswer with the whole corrected plan.",
+            },
+        ]
+    raise PlanningError(
+        f"no valid plan for {purpose!r} after {options.attempts} attempts; the last one "
+        "broke these rules:\n- " + "\n- ".join(errors) + "\nTry a more capable model "
+        "(--model), a more precise goal, or more attempts (GOALFLOW_PLAN_ATTEMPTS)",
+        n_attempts=options.attempts,
+        last_errors=errors,
+    )
+
+
+@functools.cache
+def _restricted(draft: type[D], kinds: tuple[TaskKind, ...]) -> type[D]:
+    """``draft`` whose tasks may only have ``kinds``: the schema the model sees says so,
+    and servers that constrain output to the schema cannot answer anything else."""
+    allowed: Any = Literal[kinds]
+    spec = create_model(
+        "TaskSpec", __base__=TaskSpec, kind=(allowed, TaskSpec.model_fields["kind"])
+    )
+    tasks_field = draft.model_fields["tasks"]
+    return create_model(draft.__name__, __base__=draft, tasks=(list[spec], tasks_field))
+
+
+def _kinds(options: PlanningOptions, *, depth: int) -> tuple[TaskKind, ...]:
+    """At the depth limit a plan may hold only tasks that can run as they are."""
+    kinds = options.allowed_kinds
+    if depth >= options.max_depth:
+        kinds = tuple(k for k in kinds if k != "composite")
+    if not kinds:
+        raise GoalflowError("no task kind can run: allow 'llm' or 'code' tasks")
+    return kinds
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"

@@ -1,0 +1,3 @@
+"""The ``goalflow`` command, one module per command group."""
+
+__all__: list[str] = []

@@ -1,0 +1,378 @@
+"""The ``goalflow`` command: run a goal, plan one for review, approve a waiting plan.
+
+Exit codes: 0 the goal was achieved; 1 it ran and failed, was stopped by a budget, a
+cancellation or a rejected plan, or the model failed; 2 the input cannot work as given
+(empty goal, invalid plan file, bad settings, a run that waits for no decision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from goalflow.cli.image import image_app
+from goalflow.cli.sandbox import sandbox_app
+from goalflow.cli.server import server_app, setup
+from goalflow.core.budget import Ledger
+from goalflow.core.plan import Plan
+from goalflow.core.progress import Observer, observe
+from goalflow.core.scheduler import TaskOutcome
+from goalflow.errors import ConfigError, GoalflowError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="goalflow: give it a goal; an LLM plans it, Prefect runs it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(image_app, name="image")
+app.add_typer(server_app, name="server")
+app.command()(setup)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model name (default: GOALFLOW_MODEL).")
+]
+DepthOpt = Annotated[
+    int | None, typer.Option(min=0, help="How often composite tasks may be broken down.")
+]
+
+
+class _Progress(Observer):
+    """A live table on a terminal; one line per event elsewhere (CI logs)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.states: dict[str, TaskOutcome] = {}
+        self.ledger: Ledger | None = None
+        self.max_seconds: float | None = None
+        self.total = 0
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(console=console, refresh_per_second=4, get_renderable=self._render)
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.stop()
+
+    def attach(self, ledger: Ledger, max_seconds: float | None) -> None:
+        self.ledger, self.max_seconds = ledger, max_seconds
+
+    def step(self, message: str) -> None:
+        self._say(message)
+
+    def awaiting_approval(
+        self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]
+    ) -> None:
+        from goalflow.orchestration.approval import run_url
+
+        lines = []
+        if problems:
+            lines += ["the decision could not be used:", *(f"  - {p}" for p in problems)]
+        else:
+            lines.append(f"plan: {plan.leaf_count()} tasks")
+            for task in plan.walk():
+                if not task.subtasks:
+                    uses = f" <- {', '.join(task.inputs)}" if task.inputs else ""
+                    lines.append(f"  {task.id}: {task.title}{uses} -> {', '.join(task.outputs)}")
+        command = f"goalflow approve {flow_run_id}"
+        url = run_url(flow_run_id)
+        lines += [
+            f"the plan waits for approval; with no decision within {seconds_left:.0f} s it is "
+            "rejected",
+            *([f"  in the UI: {url} (Resume)"] if url else []),
+            f"  approve:   {command}",
+            f"  edit:      {command} --show > plan.json; edit it; {command} --plan plan.json",
+            f'  reject:    {command} --reject --note "why"',
+        ]
+        self.console.print("\n".join(lines), highlight=False, markup=False)
+
+    def plan_ready(self, plan: Plan) -> None:
+        self.total = sum(1 for _ in plan.walk())
+        self._say(f"plan ready: {plan.leaf_count()} tasks")
+
+    def task_changed(self, path: str, outcome: TaskOutcome) -> None:
+        self.states[path] = outcome
+        detail = f" ({outcome.error})" if outcome.error else ""
+        self._say(f"{outcome.status:>9}  {path}: {outcome.title}{detail}")
+
+    def _say(self, line: str) -> None:
+        if self.live:
+            self.live.refresh()
+        else:
+            self.console.print(line, highlight=False, markup=False)
+
+    def _render(self) -> Table:
+        counts = Counter(o.status for o in self.states.values())
+        counts["pending"] += self.total - len(self.states)
+        table = Table.grid(padding=(0, 2))
+        summary = "  ".join(
+            f"{s}: {counts[s]}"
+            for s in ("pending", "running", "completed", "failed", "skipped", "cancelled")
+        )
+        usage = self.ledger.summary() if self.ledger else None
+        spend = ""
+        if usage:
+            spend = f"tokens: {usage.prompt_tokens}+{usage.completion_tokens}  "
+            spend += f"cost: ${usage.cost_usd:.4f}"
+            if usage.limit_usd:
+                spend += f" of ${usage.limit_usd:g}"
+        elapsed = time.monotonic() - self.started
+        clock = f"elapsed: {elapsed:.0f} s"
+        if self.max_seconds is not None:
+            clock += f"  time left: {max(0.0, self.max_seconds - elapsed):.0f} s"
+        table.add_row(f"{summary}  {spend}  {clock}")
+        for path, outcome in self.states.items():
+            if outcome.status == "running":
+                table.add_row(f"  ▶ {path}: {outcome.title}")
+        return table
+
+
+def _fail(error: GoalflowError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {error}", highlight=False)
+    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
+
+
+@app.command()
+def run(
+    goal: Annotated[str | None, typer.Argument(help="What you want done.")] = None,
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="Run this saved plan instead of planning.")
+    ] = None,
+    model: ModelOpt = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Tasks running at once.")] = None,
+    max_depth: DepthOpt = None,
+    max_usd: Annotated[
+        float | None,
+        typer.Option(help="Money budget in USD (default: GOALFLOW_MAX_USD, the budget block)."),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(help="Time budget in seconds (default: GOALFLOW_MAX_SECONDS, the block)."),
+    ] = None,
+    budget_block: Annotated[
+        str | None, typer.Option(help="A saved BudgetPolicy block (GOALFLOW_BUDGET_BLOCK).")
+    ] = None,
+    approve: Annotated[
+        bool | None,
+        typer.Option(
+            "--approve/--no-approve",
+            help="Wait for a person to approve, edit or reject the plan before it runs "
+            "(default: GOALFLOW_APPROVE).",
+            show_default=False,
+        ),
+    ] = None,
+    approval_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=1, help="Seconds the plan waits for approval, then it is rejected (default 3600)."
+        ),
+    ] = None,
+    task_runner: Annotated[
+        str | None,
+        typer.Option(
+            help="Where leaf tasks run: threads, dask or ray (default: GOALFLOW_TASK_RUNNER)."
+        ),
+    ] = None,
+    runner_address: Annotated[
+        str | None,
+        typer.Option(help="A Dask scheduler or Ray cluster to use; unset: a local one."),
+    ] = None,
+    task_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--task-cache/--no-task-cache",
+            help="Reuse finished tasks' results of an earlier run of the same plan "
+            "(default: GOALFLOW_TASK_CACHE, on).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Plan GOAL (or take --plan), run its tasks on Prefect, print the deliverables.
+
+    With no PREFECT_API_URL, the local Prefect server is started (or reused) so that
+    the run, its tasks and artifacts stay visible in the UI afterwards. With --approve,
+    the run pauses after planning and says how to approve it.
+    """
+    from goalflow.core.report import GoalResult
+    from goalflow.deploy.local_server import prefect_api
+    from goalflow.errors import GoalFailedError
+    from goalflow.orchestration.goal_flow import achieve_goal
+    from goalflow.orchestration.goal_run import check_goal, load_plan
+    from goalflow.settings import GoalOptions, Settings
+
+    try:
+        if plan and goal:
+            raise ConfigError(
+                "give a goal or --plan, not both: a saved plan runs the goal it was made for"
+            )
+        options = GoalOptions.given(
+            {
+                "model": model,
+                "concurrency": concurrency,
+                "max_depth": max_depth,
+                "max_usd": max_usd,
+                "max_seconds": max_seconds,
+                "budget_block": budget_block,
+                "approve": approve,
+                "approval_timeout": approval_timeout,
+                "task_runner": task_runner,
+                "runner_address": runner_address,
+                "task_cache": task_cache,
+            }
+        )
+        saved = load_plan(plan) if plan else None
+        if saved is None:
+            goal = check_goal(goal or "")
+        with prefect_api(Settings().server_port) as local, _Progress(err) as progress:
+            if local:
+                progress.step(f"Prefect server: {local} (UI: {local[:-4]})")
+            with observe(progress):
+                result: GoalResult = asyncio.run(
+                    achieve_goal(goal=goal or "", plan=saved, **options.as_parameters())
+                )
+    except GoalFailedError as e:
+        result = e.result
+    except GoalflowError as e:
+        raise _fail(e) from None
+    if as_json:
+        print(result.model_dump_json(indent=2, exclude={"plan"}))
+    else:
+        for name, value in result.deliverables.items():
+            err.rule(name)
+            print(value)
+        usage = result.usage
+        err.print(
+            f"{result.message}; {usage['calls']} model calls, {usage['prompt_tokens']}+"
+            f"{usage['completion_tokens']} tokens, ${usage['cost_usd']:.4f}, "
+            f"{result.seconds:.1f} s",
+            highlight=False,
+        )
+    if result.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("plan")
+def plan_command(
+    goal: Annotated[str, typer.Argument(help="What you want done.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the plan here (default: stdout).")
+    ] = None,
+    model: ModelOpt = None,
+    max_depth: DepthOpt = None,
+) -> None:
+    """Plan GOAL without running it: review or edit the plan, then `run --plan`."""
+    from goalflow.agent.planner import make_plan
+    from goalflow.llm.provider import open_llm
+    from goalflow.orchestration.code_tasks import ready_sandbox
+    from goalflow.orchestration.goal_run import check_goal, planning_options
+    from goalflow.orchestration.options import resolve_options
+    from goalflow.settings import GoalOptions
+
+    async def planned() -> Plan:
+        resolved = await resolve_options(
+            GoalOptions.given({"model": model, "max_depth": max_depth})
+        )
+        settings = resolved.settings
+        config, reason = await ready_sandbox(resolved.sandbox)
+        if config is None:
+            err.print(f"code tasks are off: {reason}", highlight=False)
+        options = planning_options(settings, code_tasks=config is not None)
+        async with open_llm(
+            resolved.endpoint, local_model=settings.local_model, model=settings.model
+        ) as llm:
+            return await make_plan(llm, text, options, on_step=err.print)
+
+    try:
+        text = check_goal(goal)
+        result = asyncio.run(planned())
+    except GoalflowError as e:
+        raise _fail(e) from None
+    document = result.model_dump_json(indent=2)
+    if output is None:
+        print(document)
+        return
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text(document + "\n", encoding="utf-8")
+    partial.replace(output)
+    err.print(f"plan written to {output}: {result.leaf_count()} tasks", highlight=False)
+
+
+@app.command("approve")
+def approve_command(
+    flow_run_id: Annotated[UUID, typer.Argument(help="The id of the run that waits.")],
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="Run this plan instead (a plan JSON file).")
+    ] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the plan.")] = False,
+    note: Annotated[
+        str, typer.Option(help="Why; a rejection's note ends up in the run's final state.")
+    ] = "",
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the waiting plan as JSON; decide nothing.")
+    ] = False,
+) -> None:
+    """Approve, edit (--plan FILE) or reject (--reject) the plan a run waits on.
+
+    Sends the same decision as the Resume form of the Prefect UI. Talks to
+    PREFECT_API_URL, or the local Prefect server when it is unset.
+    """
+    from goalflow.deploy.local_server import prefect_api
+    from goalflow.orchestration.approval import Decision, send_decision, waiting_plan
+    from goalflow.orchestration.goal_run import load_plan
+    from goalflow.settings import Settings
+
+    try:
+        if sum((plan is not None, reject, show)) > 1:
+            raise ConfigError("give one of --plan, --reject and --show")
+        edited = load_plan(plan) if plan else None
+        decision: Decision = "reject" if reject else "edit" if edited else "approve"
+        with prefect_api(Settings().server_port):
+            if show:
+                print(asyncio.run(waiting_plan(flow_run_id)))
+                return
+            asyncio.run(send_decision(flow_run_id, decision, plan=edited, note=note))
+    except GoalflowError as e:
+        raise _fail(e) from None
+    done = {"approve": "approved", "edit": "replaced by your plan", "reject": "rejected"}
+    err.print(f"the plan of run {flow_run_id} is {done[decision]}", highlight=False)
+
+
+def main() -> None:
+    # A fresh ephemeral Prefect server can take longer than Prefect's 20 s default here.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    # The progress view replaces Prefect's console log; the server keeps every log line.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

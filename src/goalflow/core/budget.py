@@ -1,0 +1,328 @@
+"""What a goal's model calls cost: a price table and the per-goal ledger.
+
+Pure bookkeeping, no I/O. Prices are US dollars per million tokens; a provider's
+block can override or add to the table.
+
+With a money limit, every call first *reserves* its worst case (its prompt, counted
+generously, plus ``max_tokens`` of answer) against what is left, and is refused when
+that does not fit; the answer's real usage then *settles* the reservation. Spend is
+therefore never above the limit, however many calls are in flight. Crossing a warning
+fraction, and the first refused call, are each reported once to ``on_alert``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from goalflow.errors import BudgetExceededError, ConfigError
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "DEFAULT_WARN_AT",
+    "BudgetAlert",
+    "BudgetPolicy",
+    "LLMCall",
+    "Ledger",
+    "MoneyBudget",
+    "Price",
+    "UsageSummary",
+    "price_for",
+    "spending_for",
+]
+
+DEFAULT_WARN_AT = (0.5, 0.8)
+
+
+class BudgetPolicy(BaseModel):
+    """How much money and time one goal may use, and when to warn.
+
+    The run enforces both itself; the automations that `goalflow setup` creates stop a
+    run on the server side too (see deployments/README.md).
+    """
+
+    max_usd: float | None = Field(
+        default=None, gt=0, description="Money budget of one goal in USD; empty: no limit."
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0, description="Wall-clock budget of one goal in seconds; empty: none."
+    )
+    warn_at: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_WARN_AT),
+        description="Fractions of the money budget at which a goalflow.budget.warning event "
+        "is emitted; goalflow.budget.exceeded follows when the money runs out.",
+    )
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    input: float = Field(ge=0, description="USD per million prompt tokens.")
+    output: float = Field(ge=0, description="USD per million completion tokens.")
+
+
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o": Price(input=2.50, output=10.00),
+    "gpt-4o-mini": Price(input=0.15, output=0.60),
+    "gpt-4.1": Price(input=2.00, output=8.00),
+    "gpt-4.1-mini": Price(input=0.40, output=1.60),
+    "gpt-4.1-nano": Price(input=0.10, output=0.40),
+    "o4-mini": Price(input=1.10, output=4.40),
+    "o3": Price(input=2.00, output=8.00),
+    # The offline models run on this machine: no bill.
+    "qwen2.5-coder-1.5b-instruct": Price(input=0.0, output=0.0),
+    "qwen2.5-coder-0.5b-instruct": Price(input=0.0, output=0.0),
+}
+
+
+def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
+    """The model's price: an override first, then the table (also for dated names
+    such as ``gpt-4o-mini-2024-07-18``); None when unknown."""
+    table = {**DEFAULT_PRICES, **(overrides or {})}
+    if model in table:
+        return table[model]
+    matches = [name for name in table if model.startswith(name + "-")]
+    return table[max(matches, key=len)] if matches else None
+
+
+_SPENDER: ContextVar[str] = ContextVar("goalflow_spender", default="planning")
+
+
+@contextmanager
+def spending_for(task_path: str) -> Iterator[None]:
+    """Book the model calls made inside this block to ``task_path`` (default: planning)."""
+    token = _SPENDER.set(task_path)
+    try:
+        yield
+    finally:
+        _SPENDER.reset(token)
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One answered model call; ``task`` is the task path it was made for."""
+
+    purpose: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    seconds: float
+    task: str = "planning"
+    prompt_hash: str = ""
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    limit_usd: float | None = None
+    unpriced_models: list[str] = field(default_factory=list)
+    cost_by_task: dict[str, float] = field(default_factory=dict)
+    cost_by_model: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    """Spend crossed ``fraction`` of the limit (``warning``), or a call did not fit."""
+
+    kind: Literal["warning", "exceeded"]
+    fraction: float
+    spent_usd: float
+    limit_usd: float
+
+
+@dataclass(frozen=True)
+class MoneyBudget:
+    """A goal's money limit in USD, when to warn, and who hears about it."""
+
+    limit_usd: float
+    warn_at: Sequence[float] = DEFAULT_WARN_AT
+    on_alert: Callable[[BudgetAlert], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.limit_usd > 0:
+            raise ConfigError(
+                f"the money budget must be more than $0, got ${self.limit_usd}: give a "
+                "positive --max-usd (or BudgetPolicy max_usd), or none for no limit"
+            )
+        if any(not 0 < f < 1 for f in self.warn_at):
+            raise ConfigError(
+                f"budget warnings are fractions between 0 and 1, got {list(self.warn_at)}"
+            )
+
+
+class Ledger:
+    """Every model call of one goal, priced, with an optional money limit.
+
+    Safe to share between threads and tasks: reserving, settling and releasing are
+    atomic, which is what keeps concurrent calls from overspending together.
+    """
+
+    def __init__(
+        self, prices: Mapping[str, Price] | None = None, budget: MoneyBudget | None = None
+    ) -> None:
+        self._prices = dict(prices or {})
+        self.budget = budget
+        self._calls: list[LLMCall] = []
+        self._unpriced: set[str] = set()
+        self._reserved = 0.0
+        self._spent = 0.0
+        self._alerted: set[float] = set()
+        self._exceeded = False
+        self._listeners: list[Callable[[LLMCall], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Callable[[LLMCall], None]) -> None:
+        """Tell ``listener`` about every call settled from now on (stuck detection)."""
+        self._listeners.append(listener)
+
+    def fits(self, *, model: str, prompt_tokens: int, max_tokens: int) -> bool:
+        """Whether a call's worst case fits what is left, without reserving or alerting."""
+        if self.budget is None:
+            return True
+        worst = self._cost(model, prompt_tokens, max_tokens)
+        with self._lock:
+            return self._spent + self._reserved + worst <= self.budget.limit_usd
+
+    def require_price(self, model: str) -> None:
+        """Refuse a money limit that cannot be enforced because ``model`` has no price."""
+        if self.budget is not None and price_for(model, self._prices) is None:
+            example = json.dumps({model: {"input": 0.15, "output": 0.6}})
+            raise ConfigError(
+                f"no price is known for model {model!r}, so a money budget cannot be "
+                f"enforced: give its price in USD per million tokens (GOALFLOW_PRICES='{example}'"
+                ", or the LLMProvider block's prices), or run without a money budget"
+            )
+
+    def reserve(self, *, model: str, prompt_tokens: int, max_tokens: int) -> float:
+        """Set aside the worst case of one call; raise when it does not fit what is left.
+
+        Returns the amount reserved, to hand to :meth:`settle` or :meth:`release`.
+        """
+        worst = self._cost(model, prompt_tokens, max_tokens)
+        if self.budget is None:
+            return worst
+        limit = self.budget.limit_usd
+        with self._lock:
+            if self._spent + self._reserved + worst <= limit:
+                self._reserved += worst
+                return worst
+            spent, reserved = self._spent, self._reserved
+            first = not self._exceeded
+            self._exceeded = True
+        if first:
+            self._alert(BudgetAlert("exceeded", 1.0, spent, limit))
+        raise BudgetExceededError(
+            f"the money budget of ${limit:g} cannot cover another model call: "
+            f"${spent:.4f} spent, ${reserved:.4f} held by calls in flight, and this call "
+            f"may cost up to ${worst:.4f} ({prompt_tokens} prompt + {max_tokens} answer "
+            f"tokens of {model}). Raise the budget (--max-usd or BudgetPolicy max_usd)",
+            spent_usd=spent,
+            limit_usd=limit,
+        )
+
+    def release(self, reserved: float) -> None:
+        """Give back a reservation whose call was never answered."""
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - reserved)
+
+    def settle(
+        self,
+        reserved: float,
+        *,
+        purpose: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seconds: float,
+        prompt_hash: str = "",
+    ) -> LLMCall:
+        """Replace a reservation by the call's real cost and record the call."""
+        price = price_for(model, self._prices)
+        cost = self._cost(model, prompt_tokens, completion_tokens)
+        call = LLMCall(
+            purpose,
+            model,
+            prompt_tokens,
+            completion_tokens,
+            cost,
+            seconds,
+            _SPENDER.get(),
+            prompt_hash,
+        )
+        crossed: list[float] = []
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - reserved)
+            self._spent += cost
+            self._calls.append(call)
+            if price is None:
+                self._unpriced.add(model)
+            if self.budget is not None:
+                fractions = [*self.budget.warn_at, 1.0]
+                ratio = self._spent / self.budget.limit_usd
+                crossed = [f for f in fractions if ratio >= f and f not in self._alerted]
+                self._alerted.update(crossed)
+                if 1.0 in crossed:
+                    self._exceeded = True
+            spent = self._spent
+        for fraction in sorted(crossed):
+            kind: Literal["warning", "exceeded"] = "exceeded" if fraction >= 1 else "warning"
+            assert self.budget is not None
+            self._alert(BudgetAlert(kind, fraction, spent, self.budget.limit_usd))
+        for listener in self._listeners:
+            listener(call)
+        return call
+
+    @property
+    def spent_usd(self) -> float:
+        with self._lock:
+            return self._spent
+
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = price_for(model, self._prices)
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    def _alert(self, alert: BudgetAlert) -> None:
+        if self.budget is not None and self.budget.on_alert is not None:
+            self.budget.on_alert(alert)
+
+    @property
+    def calls(self) -> list[LLMCall]:
+        with self._lock:
+            return list(self._calls)
+
+    def summary(self) -> UsageSummary:
+        with self._lock:
+            calls = list(self._calls)
+            unpriced = sorted(self._unpriced)
+        by_task: dict[str, float] = defaultdict(float)
+        by_model: dict[str, float] = defaultdict(float)
+        for c in calls:
+            by_task[c.task] += c.cost_usd
+            by_model[c.model] += c.cost_usd
+        return UsageSummary(
+            calls=len(calls),
+            prompt_tokens=sum(c.prompt_tokens for c in calls),
+            completion_tokens=sum(c.completion_tokens for c in calls),
+            cost_usd=round(sum(c.cost_usd for c in calls), 6),
+            limit_usd=self.budget.limit_usd if self.budget else None,
+            unpriced_models=unpriced,
+            cost_by_task={k: round(v, 6) for k, v in by_task.items()},
+            cost_by_model={k: round(v, 6) for k, v in by_model.items()},
+        )

@@ -1,0 +1,257 @@
+"""Pacing model calls to a provider's rate limits, in-process, so that no 429 is earned.
+
+A provider meters requests and tokens per minute over a sliding minute and answers
+HTTP 429 once either is spent. Backing off after the fact wastes the Retry-After wait
+on every task in flight, so each call first takes a slot here
+(``async with pacer.slot(tokens)``). The pacer keeps exact sliding-window accounting of
+what it admitted (not a token bucket: a bucket of capacity R refilled at R/60 per
+second admits up to 2R in one minute, which the provider would refuse), caps the calls
+in flight, and lets a call go as soon as the window has room for it. Calls are admitted
+in arrival order, so a large call is not starved by small ones.
+
+A call's place in the window is the moment its request is written to the provider
+(:func:`mark_sent`, an HTTP client hook), not the moment it was admitted: on a busy
+event loop the two can be seconds apart, and the provider counts from when it receives
+the request. The window is ``window`` seconds (60 plus a margin for the trip from here
+to the provider). Time is the running event
+loop's clock, so a virtual-time loop (:mod:`goalflow.testing.virtual_time`) makes the
+pacer exact and instant in tests and in the benchmark's lower-bound simulation.
+
+A 429 that arrives anyway (another process shares the key, a provider meters
+differently) goes to :meth:`Pacer.penalize`: every call waits out its Retry-After
+before the next is admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from goalflow.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "WINDOW_SECONDS",
+    "Admission",
+    "Gate",
+    "Pacer",
+    "estimate_request_tokens",
+    "mark_sent",
+    "task_concurrency",
+]
+
+WINDOW_SECONDS = 61.0  # the provider's 60 s plus 1 s for the trip from here to it
+DEFAULT_CONCURRENCY = 4  # no rate limit configured: the historical default
+_MAX_LATENCY_SECONDS = 3600.0
+_FIRST_PENALTY_SECONDS = 1.0
+_MAX_PENALTY_SECONDS = 60.0
+_CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
+
+Gate = Callable[[], Awaitable[None]]
+"""A wait for a slot of a limit beyond this process, taken after admission here."""
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or value < 1):
+        raise ConfigError(
+            f"{name} must be a positive whole number or unset (no limit), got {value!r}: "
+            "use the limit your provider shows for this key and model"
+        )
+
+
+def _check_latency(latency: float) -> None:
+    if not (math.isfinite(latency) and 0 < latency <= _MAX_LATENCY_SECONDS):
+        raise ConfigError(
+            f"the expected latency of a model call must be more than 0 and at most "
+            f"{_MAX_LATENCY_SECONDS:.0f} s, got {latency!r}: use the typical seconds one "
+            "answer takes (GOALFLOW_EXPECTED_LATENCY or the LLMProvider block)"
+        )
+
+
+def task_concurrency(
+    concurrency: int | None, requests_per_minute: int | None, expected_latency: float
+) -> int:
+    """How many tasks a goal runs at once: ``concurrency`` when set, else what the rate
+    limit can keep busy.
+
+    With a limit of R requests per minute and answers taking L seconds, the limit lets
+    ``ceil(R * max(L, 60) / 60)`` calls be in flight: R/60 * L in steady state (Little's
+    law), and a whole minute's R at once when a burst starts, since the window is a
+    sliding minute. A cap of only R/60 * L would halve the speed of a graph whose layers
+    are wider than that (measured in benchmarks/scale.py), so the cap never binds before
+    the limit does; the pacer does the limiting. No limit and no setting: 4.
+    """
+    _check_limit("concurrency", concurrency)
+    _check_limit("requests_per_minute", requests_per_minute)
+    _check_latency(expected_latency)
+    if concurrency is not None:
+        return concurrency
+    if requests_per_minute is None:
+        return DEFAULT_CONCURRENCY
+    return math.ceil(requests_per_minute * max(expected_latency, 60.0) / 60.0)
+
+
+def estimate_request_tokens(
+    messages: Sequence[dict[str, str]], max_tokens: int, extra: Any = None
+) -> int:
+    """Tokens a provider will charge a request against its limit, erring high.
+
+    Providers meter a request at admission as its prompt plus ``max_tokens``. English
+    runs about 4 characters a token; counting 3 (and the JSON framing, and ``extra``
+    such as a response schema) over-counts ordinary text, so the pacer stays under the
+    limit. The answer's real usage settles the difference (:meth:`Admission.settle`).
+    """
+    text = json.dumps(list(messages), ensure_ascii=False)
+    if extra is not None:
+        text += json.dumps(extra, ensure_ascii=False)
+    return math.ceil(len(text) / 3) + 4 * len(messages) + max_tokens
+
+
+@dataclass
+class Admission:
+    """One admitted call's entry in the window; ``settle`` records what it really cost."""
+
+    at: float
+    tokens: int
+
+    def settle(self, actual_tokens: int) -> None:
+        """Count the call's real usage when it exceeds the estimate.
+
+        A lower real count frees nothing: providers keep the ``max_tokens`` they
+        metered at admission for the rest of the minute.
+        """
+        self.tokens = max(self.tokens, actual_tokens)
+
+
+_SENDING: ContextVar[Admission | None] = ContextVar("goalflow_pacer_sending", default=None)
+
+
+def mark_sent() -> None:
+    """The current call's request is being written now: it counts in the window from now.
+
+    Called by the HTTP client's request hook, in the task that holds the slot. Moving an
+    entry later only keeps it in the window longer, so admission stays safe."""
+    admission = _SENDING.get()
+    if admission is not None:
+        admission.at = max(admission.at, asyncio.get_running_loop().time())
+
+
+class Pacer:
+    """Admits calls within requests/min, tokens/min and a cap on calls in flight.
+
+    ``None`` means no limit. ``gate`` is awaited after a call is admitted here and
+    before it is sent: a limit shared with other processes (a Prefect global
+    concurrency limit, see :mod:`goalflow.orchestration.shared_limit`).
+    """
+
+    def __init__(
+        self,
+        *,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        max_in_flight: int | None = None,
+        window: float = WINDOW_SECONDS,
+        gate: Gate | None = None,
+    ) -> None:
+        _check_limit("requests_per_minute", requests_per_minute)
+        _check_limit("tokens_per_minute", tokens_per_minute)
+        _check_limit("max_in_flight", max_in_flight)
+        if not (math.isfinite(window) and window >= 60.0):
+            raise ConfigError(f"the pacing window must be at least 60 s, got {window!r}")
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.window = window
+        self.penalties = 0
+        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self._gate = gate
+        self._admitted: deque[Admission] = deque()
+        self._queue = asyncio.Lock()  # FIFO: the head waits for room, the rest queue
+        self._paused_until = -math.inf
+        self._next_penalty = _FIRST_PENALTY_SECONDS
+        self._last_penalty = -math.inf
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute or self._in_flight)
+
+    @asynccontextmanager
+    async def slot(self, estimated_tokens: int) -> AsyncIterator[Admission]:
+        """Wait until a call of ``estimated_tokens`` fits, then hold a slot while it runs."""
+        if self.tokens_per_minute is not None and estimated_tokens > self.tokens_per_minute:
+            raise ConfigError(
+                f"one model call may use up to {estimated_tokens} tokens, more than the "
+                f"limit of {self.tokens_per_minute} tokens per minute: lower max_tokens, "
+                "shorten the inputs, or raise tokens_per_minute"
+            )
+        if self._in_flight is not None:
+            await self._in_flight.acquire()
+        try:
+            admission = await self._admit(estimated_tokens)
+            if self._gate is not None:
+                await self._gate()
+            sending = _SENDING.set(admission)
+            try:
+                yield admission
+            finally:
+                _SENDING.reset(sending)
+        finally:
+            if self._in_flight is not None:
+                self._in_flight.release()
+
+    def penalize(self, retry_after: float | None) -> None:
+        """A 429 arrived anyway: admit nothing until its Retry-After ends.
+
+        Without Retry-After the wait is 1 s, doubling (to 60 s) while 429s keep coming.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._last_penalty > 60.0:  # a fresh episode, not a run of 429s
+            self._next_penalty = _FIRST_PENALTY_SECONDS
+        if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
+            wait = self._next_penalty
+            self._next_penalty = min(2 * self._next_penalty, _MAX_PENALTY_SECONDS)
+        else:
+            wait = retry_after
+        self.penalties += 1
+        self._last_penalty = now
+        self._paused_until = max(self._paused_until, now + wait)
+
+    async def _admit(self, tokens: int) -> Admission:
+        loop = asyncio.get_running_loop()
+        async with self._queue:
+            while True:
+                now = loop.time()
+                ready_at = self._ready_at(tokens, now)
+                if ready_at <= now + _CLOCK_SLACK:
+                    admission = Admission(now, tokens)
+                    self._admitted.append(admission)
+                    return admission
+                await asyncio.sleep(ready_at - now)
+
+    def _ready_at(self, tokens: int, now: float) -> float:
+        """The earliest time the window has room for one more call of ``tokens``."""
+        while self._admitted and self._admitted[0].at <= now - self.window:
+            self._admitted.popleft()
+        ready = self._paused_until
+        rpm, tpm = self.requests_per_minute, self.tokens_per_minute
+        # Room for one more once k of the entries have left the window; mark_sent() may
+        # have moved entries later than their admission order, so take the k-th earliest.
+        if rpm is not None and len(self._admitted) >= rpm:
+            k = len(self._admitted) - rpm + 1
+            kth = heapq.nsmallest(k, (a.at for a in self._admitted))[-1]
+            ready = max(ready, kth + self.window)
+        if tpm is not None:
+            used = sum(a.tokens for a in self._admitted)
+            for admission in self._admitted:
+                if used + tokens <= tpm:
+                    break
+                used -= admission.tokens
+                ready = max(ready, admission.at + self.window)
+        return ready

@@ -1,0 +1,291 @@
+"""Reflection's verdict on a running goal, the plan patch it may carry, and its prompt.
+
+No Prefect and no I/O here. A :class:`Reflection` is the model's structured answer;
+a ``revise`` verdict carries a :class:`PlanPatch` (tasks to cancel, tasks to add in the
+plan's own task shape, value/effort changes). :func:`check_patch` applies a patch to
+the tasks of a run in progress and checks the result with the plan rules
+(:func:`goalflow.core.plan.check_tasks`): finished results count as inputs that already
+exist, so new tasks reuse them by name and nothing finished runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from goalflow.core.plan import Score, TaskKind, TaskSpec, check_tasks
+from goalflow.core.stuck import StuckSignal, fingerprint
+
+__all__ = [
+    "PlanPatch",
+    "PriorityChange",
+    "Reflection",
+    "ReflectionPolicy",
+    "ReflectionRecord",
+    "RunState",
+    "Verdict",
+    "check_patch",
+    "reflection_messages",
+]
+
+Verdict = Literal["on_track", "revise", "stuck", "off_topic", "done"]
+_VALUE_PREVIEW = 300
+_PRODUCED_BUDGET = 3000  # characters of finished results shown to the model
+
+
+class ReflectionPolicy(BaseModel):
+    """When a goal run reflects on itself, and how far reflection may change its plan.
+
+    A run reflects every ``every_tasks`` finished tasks, every ``every_seconds``, at
+    once on a stuck signal, when it cannot go on (a task failed), and when the server
+    asks (the ``goalflow-reflect-on-stall`` automation). Each reflection is one model
+    call; with a money budget, one that would not fit is skipped.
+    """
+
+    enabled: bool = Field(default=True, description="Reflect at all; off: no reflection calls.")
+    every_tasks: int | None = Field(
+        default=5, ge=1, description="Reflect after this many finished tasks; empty: never."
+    )
+    every_seconds: float | None = Field(
+        default=300.0, gt=0, description="Reflect after this many seconds; empty: never."
+    )
+    repeats: int = Field(
+        default=3,
+        ge=2,
+        description="N: the same failure or the same model call N times is a stuck signal.",
+    )
+    stall_seconds: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="No new output for this long, with calls still paid, is a stuck signal.",
+    )
+    stall_calls: int | None = Field(
+        default=20, ge=1, description="No new output after this many calls is a stuck signal."
+    )
+    max_revisions: int = Field(
+        default=3, ge=0, description="Plan revisions one goal may make; 0: verdicts only."
+    )
+    max_tokens: int = Field(
+        default=800, ge=64, description="Longest answer a reflection may give, in tokens."
+    )
+
+
+class PriorityChange(BaseModel):
+    """New estimates for a task that stays in the plan."""
+
+    id: str = Field(description="Id of an unfinished task.")
+    value: Score | None = Field(default=None, description="New value, 1-10.")
+    effort: Score | None = Field(default=None, description="New effort, 1-10.")
+
+
+class PlanPatch(BaseModel):
+    """A change to the plan of a running goal."""
+
+    cancel: list[str] = Field(default_factory=list, description="Ids of unfinished tasks to drop.")
+    add: list[TaskSpec] = Field(
+        default_factory=list,
+        description="New tasks (new ids), which may consume finished results by name.",
+    )
+    priorities: list[PriorityChange] = Field(
+        default_factory=list, description="New value/effort of unfinished tasks."
+    )
+
+
+class Reflection(BaseModel):
+    """The model's verdict on a goal run in progress."""
+
+    verdict: Verdict = Field(
+        description="on_track: go on; revise: change the plan (give a patch); stuck: it "
+        "loops or cannot finish; off_topic: the outputs drift from the goal; done: the "
+        "finished outputs already answer the goal."
+    )
+    reason: str = Field(description="Why, in one or two sentences.")
+    patch: PlanPatch | None = Field(
+        default=None,
+        description="The change, with verdict revise (or with stuck/off_topic when a "
+        "change can still fix it).",
+    )
+
+
+class ReflectionRecord(BaseModel):
+    """One reflection of a goal run, as the report and its artifact show it."""
+
+    why: str = Field(description="What made the run reflect.")
+    verdict: Verdict | Literal["failed", "skipped"] = Field(
+        description="The model's verdict; failed/skipped: no verdict, the run went on."
+    )
+    reason: str = Field(description="The model's reason, or why there was no verdict.")
+    signals: list[StuckSignal] = Field(default_factory=list)
+    patch: PlanPatch | None = None
+    outcome: str = Field(description="What the run did with the verdict.")
+    stop: bool = Field(default=False, description="Whether the verdict stopped the run.")
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Reflection: {self.verdict}\n",
+            f"**Why now:** {self.why}\n",
+            f"**Reason:** {self.reason}\n",
+            f"**Outcome:** {self.outcome}\n",
+        ]
+        if self.signals:
+            lines.append("## Stuck signals\n")
+            lines += [f"- `{s.name}`: {s.evidence}" for s in self.signals]
+        if self.patch is not None:
+            lines += ["\n## Patch\n", "```json", self.patch.model_dump_json(indent=2), "```"]
+        return "\n".join(lines)
+
+
+class RunState(BaseModel):
+    """What reflection needs to know about a run in progress."""
+
+    goal: str
+    deliverables: list[str]
+    inputs: list[str] = Field(description="Names of the goal inputs.")
+    tasks: list[TaskSpec] = Field(description="The plan as it stands (failed tasks left out).")
+    status: dict[str, str] = Field(description="Task id -> pending, running, completed...")
+    errors: dict[str, str] = Field(default_factory=dict, description="Task id -> failure.")
+    produced: dict[str, str] = Field(description="Finished results, by name.")
+    spent_usd: float
+    limit_usd: float | None = None
+    calls: int = 0
+    elapsed_seconds: float = 0.0
+    max_seconds: float | None = None
+    revisions_left: int = 0
+
+
+def check_patch(
+    state: RunState,
+    patch: PlanPatch,
+    *,
+    looping: Mapping[str, TaskSpec],
+    retired: Collection[str],
+    max_tasks: int,
+    allowed_kinds: Sequence[TaskKind],
+) -> tuple[list[TaskSpec], list[str]]:
+    """The plan's tasks after ``patch``, and every reason to reject it (none: valid).
+
+    ``looping`` are the tasks cancelled or failed for a stuck signal, by id: adding one
+    of them again, under any id, is refused. ``retired`` are the ids used earlier in
+    the run (removed or failed tasks), which new tasks may not take.
+    """
+    errors: list[str] = []
+    by_id = {task.id: task for task in state.tasks}
+    finished = {tid for tid, status in state.status.items() if status == "completed"}
+    if not (patch.cancel or patch.add or patch.priorities):
+        errors.append("the patch changes nothing: cancel, add or re-prioritise tasks")
+    for tid in patch.cancel:
+        if tid in finished:
+            errors.append(
+                f"task '{tid}' already finished, and its results are kept: do not cancel it"
+            )
+        elif tid not in by_id and state.status.get(tid) != "failed":  # failed: already out
+            errors.append(f"cannot cancel '{tid}': no unfinished task has that id")
+    kept = [task for task in state.tasks if task.id not in patch.cancel]
+    kinds = [k for k in allowed_kinds if k != "composite"]
+    taken = set(by_id) | set(retired)
+    repeats = {fingerprint(task): tid for tid, task in looping.items()}
+    for task in patch.add:
+        if task.kind not in kinds:
+            errors.append(
+                f"task '{task.id}' has kind '{task.kind}': a revision adds tasks that run as "
+                f"they are, of kind {' or '.join(repr(k) for k in kinds)}"
+            )
+        if task.id in taken:
+            errors.append(f"the id '{task.id}' is taken by an earlier task: use a new id")
+        if fingerprint(task) in repeats:
+            errors.append(
+                f"task '{task.id}' repeats '{repeats[fingerprint(task)]}', which was stopped "
+                "because it was looping: take a different approach"
+            )
+    changes = {change.id: change for change in patch.priorities}
+    for tid in changes:
+        if tid not in by_id or tid in finished or tid in patch.cancel:
+            errors.append(f"cannot re-prioritise '{tid}': no unfinished task has that id")
+    revised = [
+        task.model_copy(
+            update={
+                "value": changes[task.id].value or task.value,
+                "effort": changes[task.id].effort or task.effort,
+            }
+        )
+        if task.id in changes
+        else task
+        for task in [*kept, *patch.add]
+    ]
+    errors += _graph_errors(state, revised, max_tasks=max_tasks)
+    return revised, errors
+
+
+def _graph_errors(state: RunState, tasks: list[TaskSpec], *, max_tasks: int) -> list[str]:
+    """The plan rules, for what is left to run: finished results act as inputs."""
+    finished = {tid for tid, status in state.status.items() if status == "completed"}
+    unfinished = [task for task in tasks if task.id not in finished]
+    exist = [*state.inputs, *state.produced]
+    wanted = [name for name in state.deliverables if name not in state.produced]
+    if not unfinished:  # check_tasks would only say "no tasks"
+        return [
+            f"deliverable '{name}' is not produced by any task: keep or add a task that makes it"
+            for name in wanted
+        ]
+    return check_tasks(unfinished, available=exist, deliverables=wanted, max_tasks=max_tasks)
+
+
+_SYSTEM = """You review an autonomous agent's run of a goal while it runs. Judge it and \
+answer with a JSON object {"verdict": ..., "reason": ..., "patch": ...}.
+Verdicts:
+- "on_track": the plan still leads to the goal; no patch.
+- "revise": change the plan with a patch {"cancel": [ids of unfinished tasks], "add": \
+[new tasks], "priorities": [{"id", "value", "effort"}]}. New tasks have the plan's task \
+fields (id, title, kind, instructions, inputs, outputs, acceptance, value, effort), new \
+ids, kind 'llm' or 'code', and may consume finished results by name. Finished results \
+are kept: never redo them. Every unfinished task must still be needed, and every \
+deliverable must still be produced by one task.
+- "stuck": the run loops or cannot finish. "off_topic": the outputs drift away from the \
+goal. Either stops the run; when a revision could still fix it, include the patch.
+- "done": the finished results already answer the goal.
+A task that was looping must not be added again unchanged: take a different approach."""
+
+
+def reflection_messages(
+    state: RunState, signals: Sequence[StuckSignal], why: str
+) -> list[dict[str, str]]:
+    """The prompt of one reflection: goal, plan, results so far, spend, time, signals."""
+    lines = [
+        f"Goal: {state.goal}",
+        f"Deliverables: {', '.join(state.deliverables)}",
+        f"Goal inputs: {', '.join(state.inputs) or 'none'}",
+        "Plan (id [status] kind: title; inputs -> outputs):",
+    ]
+    for task in state.tasks:
+        status = state.status.get(task.id, "pending")
+        error = f" - failed: {_clip(state.errors[task.id], 200)}" if task.id in state.errors else ""
+        lines.append(
+            f"- {task.id} [{status}] {task.kind}: {task.title}; "
+            f"{', '.join(task.inputs) or '-'} -> {', '.join(task.outputs)}{error}"
+        )
+    for tid, error in state.errors.items():
+        if tid not in {task.id for task in state.tasks}:
+            lines.append(f"- {tid} [failed]: {_clip(error, 200)}")
+    lines.append("Produced so far:" if state.produced else "Produced so far: nothing")
+    left = _PRODUCED_BUDGET
+    for name, value in state.produced.items():
+        shown = _clip(value, min(_VALUE_PREVIEW, max(left, 40)))
+        left -= len(shown)
+        lines.append(f"- {name}: {shown}")
+    limit = f" of ${state.limit_usd:g}" if state.limit_usd else " (no limit)"
+    clock = f" of {state.max_seconds:g} s" if state.max_seconds else " (no limit)"
+    lines += [
+        f"Spent: ${state.spent_usd:.4f}{limit} in {state.calls} model calls; "
+        f"time: {state.elapsed_seconds:.0f} s{clock}; revisions left: {state.revisions_left}",
+        "Stuck signals: " + ("none" if not signals else ""),
+        *(f"- {s.name}: {s.evidence}" for s in signals),
+        f"Why you are asked now: {why}",
+    ]
+    return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def _clip(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

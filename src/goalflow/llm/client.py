@@ -1,0 +1,394 @@
+"""Talking to an OpenAI-compatible endpoint: structured answers, retries, usage.
+
+The only module that imports ``openai``. Every call names a pydantic model for its
+answer; an answer that does not validate goes back to the model with the errors
+("re-ask"), a bounded number of times, then ends in :class:`StructuredOutputError`.
+Structured output uses ``response_format`` ``json_schema``; a server that rejects it
+(llama.cpp answers HTTP 500) is asked with ``{"type": "json_object", "schema": ...}``
+from then on. Each call first takes a slot of the goal's pacer
+(:mod:`goalflow.core.pacing`: requests and tokens per minute), so a rate limit is met
+without 429s; a 429 that arrives anyway pauses the pacer for its ``Retry-After`` and
+the call is retried. Server errors and timeouts are retried with backoff. Before a
+call is sent, its worst-case cost is reserved in the ledger (the whole request counted
+as one token per byte, which no tokenizer exceeds, plus ``max_tokens``); a call that
+does not fit the money budget is not sent (:class:`~goalflow.errors.BudgetExceededError`).
+The answer's usage settles it.
+No message raised or logged here contains the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from typing import Any, TypeVar, cast
+
+import httpx
+import openai
+from pydantic import BaseModel, ValidationError
+
+from goalflow.core.budget import Ledger, MoneyBudget
+from goalflow.core.chat import Message
+from goalflow.core.pacing import Gate, Pacer, estimate_request_tokens, mark_sent, task_concurrency
+from goalflow.core.plan import describe_validation_error
+from goalflow.errors import (
+    LLMAuthError,
+    LLMModelNotFoundError,
+    LLMRequestError,
+    LLMUnreachableError,
+    StructuredOutputError,
+)
+from goalflow.llm.config import LLMConfig, StructuredMode
+
+__all__ = ["LLM"]
+
+M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger("goalflow.llm")
+
+_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+
+
+class LLM:
+    """One goal's connection to its model; records every call in ``ledger``."""
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        budget: MoneyBudget | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        """``gate``: a wait for a slot of a limit shared across processes
+        (:func:`goalflow.orchestration.shared_limit.shared_gate`), taken per call."""
+        self.config = config
+        self.ledger = Ledger(config.prices, budget)
+        self.ledger.require_price(config.model)
+        self._mode: StructuredMode = config.structured_mode
+        self.pacer = _pacer(config, gate)
+        key = config.api_key.get_secret_value() if config.api_key else "not-needed"
+        # The SDK's own HTTP client (httpx2) unless one is given. Its request hook tells
+        # the pacer when each request is written (see pacing.mark_sent).
+        client: Any = http_client or openai.DefaultAsyncHttpxClient()
+        client.event_hooks["request"].append(_mark_sent)
+        self._client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=config.base_url,
+            timeout=config.timeout,
+            max_retries=0,  # retried here, so that each 429 and its Retry-After are seen
+            http_client=client,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @property
+    def structured_mode(self) -> StructuredMode:
+        """How JSON is asked for now: ``auto`` until the server has shown what it takes."""
+        return self._mode
+
+    async def structured(
+        self,
+        schema: type[M],
+        messages: list[Message],
+        *,
+        purpose: str,
+        max_attempts: int = 3,
+        max_tokens: int | None = None,
+    ) -> M:
+        """Ask for an answer that validates as ``schema``; re-ask with the errors."""
+        conversation = list(messages)
+        content = ""
+        errors: list[str] = []
+        for _ in range(max_attempts):
+            content, finish_reason = await self._complete(
+                conversation, schema, purpose=purpose, max_tokens=max_tokens
+            )
+            try:
+                # strict=False: small models put raw newlines inside strings; the
+                # meaning is plain, so it is not worth a re-ask.
+                return schema.model_validate(json.loads(_strip_fences(content), strict=False))
+            except json.JSONDecodeError as e:
+                errors = [f"the answer is not valid JSON: {e}"]
+            except ValidationError as e:
+                errors = describe_validation_error(e)
+            if finish_reason == "length":
+                errors.append("the answer was cut off at the token limit: answer more briefly")
+            conversation += [
+                {"role": "assistant", "content": content},
+                {
+                    "role": "user",
+                    "content": "That answer is not valid:\n- "
+                    + "\n- ".join(errors)
+                    + "\nAnswer again with only the corrected JSON object.",
+                },
+            ]
+        shown = content if len(content) <= 400 else content[:400] + "…"
+        raise StructuredOutputError(
+            f"the model never gave a valid {schema.__name__} for {purpose!r}: after "
+            f"{max_attempts} attempts the last answer was {shown!r} ({'; '.join(errors)}). "
+            "Try a larger or more capable model (--model).",
+            schema_name=schema.__name__,
+            n_attempts=max_attempts,
+            last_completion=content,
+        )
+
+    def affordable(
+        self, schema: type[BaseModel], messages: list[Message], *, max_tokens: int | None = None
+    ) -> bool:
+        """Whether one call of this shape fits the money budget left (no reservation)."""
+        return self.ledger.fits(
+            model=self.config.model,
+            prompt_tokens=_worst_case_tokens(messages, schema.model_json_schema()),
+            max_tokens=max_tokens or self.config.max_tokens,
+        )
+
+    async def _complete(
+        self,
+        messages: list[Message],
+        schema: type[BaseModel],
+        *,
+        purpose: str,
+        max_tokens: int | None,
+    ) -> tuple[str, str]:
+        json_schema = schema.model_json_schema()
+        max_tokens = max_tokens or self.config.max_tokens
+        reserved = await self._reserve(_worst_case_tokens(messages, json_schema), max_tokens)
+        prompt_hash = hashlib.sha256(
+            json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
+        ).hexdigest()[:16]
+        try:
+            return await self._send(
+                messages, schema, json_schema, purpose, max_tokens, (reserved, prompt_hash)
+            )
+        except BaseException:
+            self._release(reserved)
+            raise
+
+    # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
+    # overrides them to use the goal's ledger in the flow process (goalflow.llm.broker).
+
+    async def _reserve(self, prompt_tokens: int, max_tokens: int) -> float:
+        return self.ledger.reserve(
+            model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+        )
+
+    def _release(self, reserved: float) -> None:
+        self.ledger.release(reserved)
+
+    async def _record(
+        self,
+        reserved: float,
+        purpose: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seconds: float,
+        *,
+        prompt_hash: str = "",
+    ) -> None:
+        self.ledger.settle(
+            reserved,
+            purpose=purpose,
+            model=self.config.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seconds=seconds,
+            prompt_hash=prompt_hash,
+        )
+
+    async def _send(
+        self,
+        messages: list[Message],
+        schema: type[BaseModel],
+        json_schema: dict[str, Any],
+        purpose: str,
+        max_tokens: int,
+        reservation: tuple[float, str],
+    ) -> tuple[str, str]:
+        attempt = 0
+        while True:
+            error: openai.APIError
+            sent = self._with_schema_hint(messages, json_schema)
+            paced = estimate_request_tokens(sent, max_tokens, extra=json_schema)
+            try:
+                async with self.pacer.slot(paced) as admission:
+                    started = time.monotonic()
+                    response = await self._client.chat.completions.create(
+                        model=self.config.model,
+                        messages=cast(Any, sent),
+                        response_format=cast(Any, self._response_format(schema, json_schema)),
+                        max_tokens=max_tokens,
+                        temperature=self.config.temperature,
+                    )
+            except openai.APIStatusError as e:
+                if self._mode == "auto" and e.status_code in (400, 422, 500):
+                    logger.info(
+                        "%s rejected response_format json_schema (HTTP %s); using json_object",
+                        self.config.endpoint,
+                        e.status_code,
+                    )
+                    self._mode = "json_object"
+                    continue
+                error = e
+            except openai.APIConnectionError as e:
+                error = e
+            else:
+                if self._mode == "auto":
+                    self._mode = "json_schema"
+                if response.usage:
+                    admission.settle(response.usage.total_tokens)
+                return await self._settle(
+                    response, purpose, reservation, time.monotonic() - started
+                )
+            if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
+                # Not chained: the SDK's exception text can quote part of the API key.
+                raise await self._translate(error) from None
+            attempt += 1
+            delay = self._retry_delay(error, attempt)
+            if isinstance(error, openai.RateLimitError):
+                self.pacer.penalize(delay)  # every call waits it out, this one in the queue
+            else:
+                await asyncio.sleep(delay)
+
+    def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
+        if isinstance(error, openai.APIStatusError):
+            retry_after = _retry_after(error.response.headers)
+            if retry_after is not None:
+                return retry_after
+        return float(min(self.config.backoff * 2 ** (attempt - 1), 30.0))
+
+    def _response_format(
+        self, schema: type[BaseModel], json_schema: dict[str, Any]
+    ) -> dict[str, Any]:
+        if self._mode == "json_object":
+            return {"type": "json_object", "schema": json_schema}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
+        }
+
+    def _with_schema_hint(
+        self, messages: list[Message], json_schema: dict[str, Any]
+    ) -> list[Message]:
+        if self._mode != "json_object":
+            return messages
+        hint = "Answer with one JSON object that follows this JSON schema:\n" + json.dumps(
+            json_schema, separators=(",", ":")
+        )
+        return [{"role": "system", "content": hint}, *messages]
+
+    async def _settle(
+        self, response: Any, purpose: str, reservation: tuple[float, str], seconds: float
+    ) -> tuple[str, str]:
+        reserved, prompt_hash = reservation
+        choice = response.choices[0]
+        content: str = choice.message.content or ""
+        usage = response.usage
+        await self._record(
+            reserved,
+            purpose,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            seconds,
+            prompt_hash=prompt_hash,
+        )
+        return content, str(choice.finish_reason or "stop")
+
+    async def _translate(self, error: openai.APIError) -> Exception:
+        """A goalflow error that says what to change; never the server's text about keys."""
+        where = self.config.endpoint
+        model = self.config.model
+        if isinstance(error, openai.APITimeoutError):
+            return LLMUnreachableError(
+                f"the model endpoint {where} did not answer within {self.config.timeout:.0f} s "
+                f"({self.config.max_retries} retries): check that it is up, or raise the timeout"
+            )
+        if isinstance(error, openai.APIConnectionError):
+            return LLMUnreachableError(
+                f"cannot reach the model endpoint {where}: check OPENAI_BASE_URL (or the "
+                "LLMProvider block's base_url) and that the server is running"
+            )
+        assert isinstance(error, openai.APIStatusError)
+        status = error.status_code
+        if status in (401, 403):
+            return LLMAuthError(
+                f"the model endpoint {where} refused the API key (HTTP {status}): set a valid "
+                "OPENAI_API_KEY, or the api_key of the LLMProvider block"
+            )
+        if status == 404:
+            served = await self._served_models()
+            hint = f"; it serves: {', '.join(served)}" if served else ""
+            return LLMModelNotFoundError(
+                f"the model endpoint {where} has no model {model!r}{hint}. "
+                "Choose another with --model or GOALFLOW_MODEL"
+            )
+        detail = self._redact(error.message)
+        if status == 429:
+            return LLMRequestError(
+                f"the model endpoint {where} kept rate-limiting the requests (HTTP 429, "
+                f"{self.config.max_retries} retries): {detail}. Lower the concurrency or "
+                "raise the provider's limits"
+            )
+        return LLMRequestError(
+            f"the model endpoint {where} refused the request (HTTP {status}): {detail}"
+        )
+
+    async def _served_models(self) -> list[str]:
+        try:
+            page = await self._client.models.list()
+        except openai.APIError:
+            return []
+        return sorted(model.id for model in page.data)
+
+    def _redact(self, text: str) -> str:
+        if self.config.api_key:
+            text = text.replace(self.config.api_key.get_secret_value(), "[redacted]")
+        return re.sub(r"sk-[A-Za-z0-9_\-*]{4,}", "[redacted]", text)
+
+
+async def _mark_sent(request: object) -> None:
+    mark_sent()
+
+
+def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
+    """The calls of one goal, paced to the endpoint's limits (and a shared limit)."""
+    rpm = config.requests_per_minute
+    return Pacer(
+        requests_per_minute=rpm,
+        tokens_per_minute=config.tokens_per_minute,
+        max_in_flight=task_concurrency(None, rpm, config.expected_latency) if rpm else None,
+        gate=gate,
+    )
+
+
+def _worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> int:
+    """An upper bound of the prompt's tokens: one per byte of everything sent.
+
+    The schema is counted twice because in json_object mode it is sent both as the
+    response format and as a system hint; the constant covers per-message framing.
+    """
+    sent = json.dumps(messages, ensure_ascii=False) + 2 * json.dumps(json_schema)
+    return len(sent.encode()) + 8 * len(messages) + 16
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            continue
+    return None
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def _strip_fences(content: str) -> str:
+    match = _FENCE.match(content)
+    return match.group(1) if match else content

@@ -1,0 +1,386 @@
+"""One goal's run: the object that owns everything a run of ``achieve_goal`` uses.
+
+A :class:`GoalRun` is built from the goal (or a saved plan) and its resolved options
+(:mod:`goalflow.orchestration.options`). :meth:`GoalRun.run` opens the model, checks
+the sandbox, starts the task runner, then plans (a ``plan`` task run), waits for
+approval when asked, and runs the graph: each composite task that was broken down runs
+as a subflow ``composite: <title>`` holding its sub-plan, each leaf task as a task run
+``task: <title>`` (:mod:`goalflow.orchestration.leaf`). The plan, its graph, every
+task's output and the final report are Markdown artifacts.
+
+A run that is stopped (money or time budget spent, cancelled on the server, the plan
+rejected, judged stuck or off topic by reflection) keeps what finished and reports it;
+the result says why it stopped. While the top level runs, a
+:class:`~goalflow.orchestration.reflector.Reflector` watches it and may revise it. Each
+finished task emits a ``goalflow.progress`` event, and the end of the run
+``goalflow.goal.finished``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
+
+from goalflow.agent.executor import CodeRunner, run_leaf
+from goalflow.agent.planner import PlanningOptions, make_plan
+from goalflow.core.budget import BudgetAlert, MoneyBudget, spending_for
+from goalflow.core.pacing import task_concurrency
+from goalflow.core.plan import Plan, Task, TaskKind, TaskSpec, describe_validation_error
+from goalflow.core.progress import Observer
+from goalflow.core.report import (
+    GoalResult,
+    finished_values,
+    goal_result,
+    graph_markdown,
+    plan_markdown,
+)
+from goalflow.core.scheduler import GraphRun, TaskOutcome
+from goalflow.core.stuck import reporting_attempts
+from goalflow.errors import ConfigError, GoalflowError, PlanFileError, PlanRejectedError, TaskError
+from goalflow.llm.client import LLM
+from goalflow.llm.provider import open_llm
+from goalflow.orchestration.approval import review_plan
+from goalflow.orchestration.code_tasks import sandbox_code_runner
+from goalflow.orchestration.events import emit_budget_event, emit_goal_event
+from goalflow.orchestration.guard import RunGuard, RunStopped
+from goalflow.orchestration.leaf import LeafContext, RunRef, host_of, hosting, run_leaf_task
+from goalflow.orchestration.options import ResolvedOptions
+from goalflow.orchestration.reflector import Reflector
+from goalflow.orchestration.shared_limit import shared_gate
+from goalflow.orchestration.subflow_gate import SubflowGate, subflow_starts
+from goalflow.orchestration.task_cache import cache_scope, cached
+from goalflow.orchestration.task_runners import RemoteLeaves, open_remote_leaves
+from goalflow.settings import Settings
+
+__all__ = ["GoalRun", "check_goal", "checked_plan", "load_plan", "planning_options"]
+
+
+def check_goal(goal: str) -> str:
+    """The goal text, stripped; a clear error when there is none."""
+    text = goal.strip()
+    if not text:
+        raise ConfigError('the goal is empty: say what you want done, e.g. "Write a haiku"')
+    return text
+
+
+def load_plan(path: Path, *, max_tasks: int | None = None) -> Plan:
+    """A saved plan file, checked against the plan rules (once) before anything runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlanFileError(f"cannot read the plan file {path}: {e.strerror}") from e
+    try:
+        plan = Plan.model_validate_json(text)
+    except ValidationError as e:
+        raise PlanFileError(
+            f"{path} is not a valid goalflow plan:\n- "
+            + "\n- ".join(describe_validation_error(e))
+            + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
+        ) from e
+    return checked_plan(plan, max_tasks=max_tasks, source=f"the plan in {path}")
+
+
+def checked_plan(plan: Plan, *, max_tasks: int | None = None, source: str = "the plan") -> Plan:
+    """``plan`` when it keeps the plan rules, else a PlanFileError listing what it breaks."""
+    errors = plan.errors(max_tasks=max_tasks) if max_tasks else plan.errors()
+    if errors:
+        raise PlanFileError(f"{source} breaks the plan rules:\n- " + "\n- ".join(errors))
+    return plan
+
+
+def planning_options(settings: Settings, *, code_tasks: bool) -> PlanningOptions:
+    """How far planning may go for a goal; code tasks only where a sandbox runs them."""
+    kinds: tuple[TaskKind, ...] = (
+        ("llm", "code", "composite") if code_tasks else ("llm", "composite")
+    )
+    return PlanningOptions(
+        max_depth=settings.max_depth,
+        max_tasks=settings.max_tasks,
+        attempts=settings.plan_attempts,
+        allowed_kinds=kinds,
+    )
+
+
+class GoalRun:
+    """Everything one run of a goal owns: model, ledger, pacer, guard, observer, the
+    graph and the reflector. Built by ``achieve_goal``; :meth:`run` does the work."""
+
+    def __init__(
+        self,
+        goal: str,
+        plan: Plan | None,
+        options: ResolvedOptions,
+        *,
+        flow_run_id: UUID | None,
+        observer: Observer,
+    ) -> None:
+        self.plan = plan
+        self.goal = check_goal(plan.goal if plan else goal)
+        self.options = options
+        self.settings = options.settings
+        self.flow_run_id = flow_run_id
+        self.observer = observer
+        max_seconds = options.budget.max_seconds if self.settings.time_guard else None
+        self.guard = RunGuard(flow_run_id, max_seconds=max_seconds)
+        self.outcomes: dict[str, TaskOutcome] = {}
+        self.graph: GraphRun | None = None  # the top level, once it runs
+        self.reflector: Reflector | None = None
+        self.subflows = SubflowGate(subflow_starts(self.settings.subflow_starts))
+        self.started = time.monotonic()
+        # Set when run() opens them:
+        self.llm: LLM
+        self.concurrency = 1
+        self.slots = asyncio.Semaphore(1)
+        self.code_runner: CodeRunner | None = None
+        self.leaves: RemoteLeaves | None = None
+        self.ref = RunRef("")
+
+    async def run(self) -> GoalResult:
+        """Plan (or take the saved plan), run, report; the result says how it ended."""
+        stopped: str | None = None
+        values: dict[str, str] = {}
+        async with AsyncExitStack() as stack:
+            await self._open(stack)
+            try:
+                values = await self.guard.run(self._plan_and_run())
+            except RunStopped as stop:
+                stopped = stop.reason
+            except PlanRejectedError as rejected:
+                stopped = str(rejected)
+            finally:
+                emit_goal_event("goalflow.goal.finished", self.flow_run_id, {})
+            if stopped is not None:
+                values = finished_values(self.plan, self.outcomes)
+        return goal_result(
+            self.goal,
+            self.plan,
+            self.graph,
+            self.outcomes,
+            values,
+            stopped=stopped,
+            usage=self.llm.ledger.summary().as_dict(),
+            seconds=time.monotonic() - self.started,
+            flow_run_id=str(self.flow_run_id) if self.flow_run_id else None,
+            reflections=self.reflector.records if self.reflector else [],
+        )
+
+    async def _open(self, stack: AsyncExitStack) -> None:
+        """The model, the sandbox, the reflector and the task runner, in that order: an
+        unreachable cluster fails before planning spends anything."""
+        budget = self.options.budget
+        money = (
+            MoneyBudget(budget.max_usd, budget.warn_at, self._on_alert) if budget.max_usd else None
+        )
+        endpoint = self.options.endpoint
+        gate = shared_gate(endpoint.shared_limit) if endpoint and endpoint.shared_limit else None
+        self.llm = await stack.enter_async_context(
+            open_llm(
+                endpoint,
+                local_model=self.settings.local_model,
+                model=self.settings.model,
+                budget=money,
+                gate=gate,
+            )
+        )
+        config = self.llm.config
+        self.concurrency = task_concurrency(
+            self.settings.concurrency, config.requests_per_minute, config.expected_latency
+        )
+        self.slots = asyncio.Semaphore(self.concurrency)
+        self.code_runner = await sandbox_code_runner(
+            self.options.sandbox, self.llm, self.goal, attempts=self.settings.code_attempts
+        )
+        if self.options.reflection.enabled:
+            self.reflector = Reflector(
+                llm=self.llm,
+                policy=self.options.reflection,
+                guard=self.guard,
+                flow_run_id=self.flow_run_id,
+                max_tasks=self.settings.max_tasks,
+                kinds=("llm", "code") if self.code_runner else ("llm",),
+                max_seconds=budget.max_seconds,
+            )
+        self.observer.attach(self.llm.ledger, budget.max_seconds)
+        self.ref = stack.enter_context(hosting(self))
+        self.leaves = await stack.enter_async_context(
+            open_remote_leaves(self.settings, self.llm, self.concurrency)
+        )
+
+    def _on_alert(self, alert: BudgetAlert) -> None:
+        emit_budget_event(alert, self.flow_run_id)
+        if alert.kind == "exceeded":
+            self.guard.stop(
+                f"the money budget of ${alert.limit_usd:g} cannot cover the next model call "
+                f"(${alert.spent_usd:.4f} spent)"
+            )
+        else:
+            get_run_logger().warning("%.0f %% of the money budget is spent", alert.fraction * 100)
+
+    async def _plan_and_run(self) -> dict[str, str]:
+        if self.plan is None:
+            self.plan = await plan_goal(self.goal, self.ref)
+        else:
+            checked_plan(self.plan, max_tasks=self.settings.max_tasks)
+        plan = self.plan
+        await _publish_plan(plan)
+        if self.settings.approve:
+            with self.guard.clock_held():  # a person's time is not the goal's time budget
+                approval = await review_plan(
+                    plan,
+                    wait_seconds=self.settings.approval_timeout,
+                    check=lambda p: p.errors(max_tasks=self.settings.max_tasks),
+                    on_wait=self.observer.awaiting_approval,
+                )
+            if approval.edited:
+                plan = self.plan = approval.plan
+                await _publish_plan(plan)
+        self.observer.plan_ready(plan)
+        emit_goal_event("goalflow.progress", self.flow_run_id, {"stage": "plan ready"})
+        get_run_logger().info(
+            "running %d tasks with concurrency %d", plan.leaf_count(), self.concurrency
+        )
+        if self.reflector is not None:
+            self.reflector.plan_ready(plan)
+        return await self.run_level(plan.tasks, plan.inputs, prefix="", top=True)
+
+    async def planned(self) -> Plan:
+        """The goal's plan from the model (the ``plan`` task run's work)."""
+        options = planning_options(self.settings, code_tasks=self.code_runner is not None)
+        return await make_plan(self.llm, self.goal, options, on_step=self.observer.step)
+
+    async def run_level(
+        self, tasks: Sequence[Task], available: dict[str, str], *, prefix: str, top: bool = False
+    ) -> dict[str, str]:
+        """Run one level of the plan; return every value that exists afterwards. At the
+        top level, reflection (if on) watches the level and may revise it."""
+        by_id = {t.id: t for t in tasks}
+        reflector = self.reflector if top else None
+
+        async def run_one(spec: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:
+            full = by_id.get(spec.id)  # tasks a revision added are plain leaf tasks
+            path = prefix + spec.id
+            if full is not None and full.subtasks:
+                async with self.subflows.around_subflow():
+                    return await run_composite(full, inputs, path, self.ref)
+            return await self._leaf(spec, inputs, path)
+
+        def changed(outcome: TaskOutcome) -> None:
+            path = prefix + outcome.task_id
+            self.outcomes[path] = outcome
+            self.observer.task_changed(path, outcome)
+            if outcome.status == "completed":
+                emit_goal_event("goalflow.progress", self.flow_run_id, {"task": path})
+            if self.reflector is not None:
+                self.reflector.task_changed(path, outcome)
+
+        graph = GraphRun(
+            tasks,
+            available,
+            run_one,
+            concurrency=self.concurrency,
+            on_change=changed,
+            on_stall=reflector.on_stall if reflector else None,
+        )
+        if reflector is None:
+            outcomes = await graph.run()
+        else:
+            self.graph = graph
+            async with reflector.watching(graph):
+                outcomes = await graph.run()
+        values = dict(available)
+        for outcome in outcomes.values():
+            values.update(outcome.outputs)
+        return values
+
+    async def _leaf(self, spec: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
+        scope = cache_scope(self.llm.config.model, self.goal) if self.settings.task_cache else None
+        artifact = self.plan is None or self.plan.leaf_count() <= self.settings.output_artifacts
+        if self.leaves is not None and spec.kind == "llm":
+            async with self.slots:
+                return await self.leaves.run(
+                    spec, inputs, path, goal=self.goal, cache_scope=scope, artifact=artifact
+                )
+        leaf = cached(run_leaf_task, self.settings.task_cache_expiry) if scope else run_leaf_task
+        context = LeafContext(
+            goal=self.goal, attempts=self.settings.task_attempts, artifact=artifact, run=self.ref
+        )
+        return await leaf(spec, inputs, path, scope, context)
+
+    async def run_leaf(self, task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
+        """One leaf task with the goal's model and sandbox, in a concurrency slot; its
+        failed attempts are told to the reflector, which stops a task that loops."""
+        reflector = self.reflector
+
+        def failed(failure: str) -> None:
+            looping = reflector.failed_attempt(path, task, inputs, failure) if reflector else None
+            if looping is not None:  # more tries would fail the same way: stop paying for them
+                raise TaskError(f"stopped as stuck: {looping.evidence}")
+
+        async with self.slots:
+            with spending_for(path), reporting_attempts(failed):
+                try:
+                    return await run_leaf(
+                        self.llm,
+                        self.goal,
+                        task,
+                        inputs,
+                        attempts=self.settings.task_attempts,
+                        code_runner=self.code_runner,
+                    )
+                except GoalflowError as e:
+                    if reflector is not None:
+                        reflector.failed_attempt(path, task, inputs, str(e))
+                    raise
+
+    def failures_under(self, path: str) -> list[str]:
+        """Why the tasks below ``path`` failed, for a composite's error."""
+        return [
+            f"'{p}': {o.error}"
+            for p, o in self.outcomes.items()
+            if p.startswith(path + "/") and o.status == "failed"
+        ]
+
+
+def _live(ref: RunRef) -> GoalRun:
+    return cast(GoalRun, host_of(ref))
+
+
+async def _publish_plan(plan: Plan) -> None:
+    await acreate_markdown_artifact(plan_markdown(plan), key="goal-plan", description="The plan")
+    await acreate_markdown_artifact(
+        graph_markdown(plan), key="goal-graph", description="The task graph"
+    )
+
+
+@task(name="plan", task_run_name="plan goal", cache_policy=NO_CACHE)
+async def plan_goal(goal: str, run: RunRef) -> Plan:
+    return await _live(run).planned()
+
+
+@flow(name="composite-task", flow_run_name="composite: {task.title}", log_prints=False)
+async def run_composite(
+    task: Task, inputs: dict[str, str], path: str, run: RunRef
+) -> dict[str, str]:
+    """One composite task's sub-plan, run as its own graph."""
+    goal_run = _live(run)
+    SubflowGate.body_started()  # created: let other subflows start while this one runs
+    values = await goal_run.run_level(task.subtasks, inputs, prefix=path + "/")
+    await SubflowGate.body_finishing()
+    missing = [name for name in task.outputs if name not in values]
+    if missing:
+        failed = goal_run.failures_under(path)
+        raise TaskError(
+            f"composite task '{task.id}' did not produce {', '.join(missing)}"
+            + (f" because {'; '.join(failed)}" if failed else "")
+        )
+    return {name: values[name] for name in task.outputs}

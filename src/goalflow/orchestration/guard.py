@@ -1,0 +1,131 @@
+"""Stopping a goal run cleanly: money spent, time up, or cancelled on the server.
+
+A goal's work runs as one asyncio task under a :class:`RunGuard`. When a reason to stop
+arrives, the guard cancels that task: the scheduler cancels the task runs in flight
+(their sandbox containers are removed), pending tasks never start, and what finished
+is kept by the caller. The guard also polls the run's own state on the Prefect server,
+because a flow that was called directly, not by a worker, is only *marked* Cancelling
+by ``prefect flow-run cancel``, the UI or an automation: nothing else stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+
+__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped"]
+
+T = TypeVar("T")
+POLL_SECONDS = 1.0
+logger = logging.getLogger("goalflow.guard")
+_STOPPING_STATES = (StateType.CANCELLING, StateType.CANCELLED)
+
+
+class RunStopped(Exception):
+    """The guarded work was stopped on purpose; ``reason`` says why, for the final state."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RunGuard:
+    """Runs a goal's work and stops it on the first reason to stop."""
+
+    def __init__(
+        self,
+        flow_run_id: UUID | None,
+        *,
+        max_seconds: float | None,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.flow_run_id = flow_run_id
+        self.max_seconds = max_seconds
+        self.poll_seconds = poll_seconds
+        self.reason: str | None = None
+        self._work: asyncio.Future[Any] | None = None
+        self._held = 0.0
+        self._held_since: float | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop the work for ``reason``; later reasons do not replace the first."""
+        if self.reason is None:
+            self.reason = reason
+            logger.warning("stopping the goal: %s", reason)
+        if self._work is not None:
+            self._work.cancel()
+
+    @contextmanager
+    def clock_held(self) -> Iterator[None]:
+        """Time spent inside this block (waiting for a person) does not count against the
+        time budget; the budget can still run out before or after it."""
+        self._held_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._held += time.monotonic() - self._held_since
+            self._held_since = None
+
+    def _held_for(self, now: float) -> float:
+        return self._held + (now - self._held_since if self._held_since is not None else 0.0)
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """The result of ``work``, or :class:`RunStopped` when it was stopped."""
+        task: asyncio.Future[T] = asyncio.ensure_future(work)
+        self._work = task
+        if self.reason is not None:  # stopped before the work began
+            task.cancel()
+        watchers = [asyncio.create_task(self._watch_state())]
+        if self.max_seconds is not None:
+            watchers.append(asyncio.create_task(self._deadline(self.max_seconds)))
+        try:
+            result = await task
+        except (Exception, asyncio.CancelledError) as e:
+            if self.reason is None:
+                raise  # a failure of the work, or a cancellation from outside
+            # Stopping can race with the error that caused it (a refused model call).
+            raise RunStopped(self.reason) from (
+                None if isinstance(e, asyncio.CancelledError) else e
+            )
+        finally:
+            self._work = None
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+        if self.reason is not None:
+            raise RunStopped(self.reason)  # the work swallowed the cancellation
+        return result
+
+    async def _deadline(self, seconds: float) -> None:
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            left = started + seconds + self._held_for(now) - now
+            if left <= 0 and self._held_since is None:
+                break
+            await asyncio.sleep(left if left > 0 else self.poll_seconds)
+        self.stop(f"the time budget of {seconds:g} s ran out")
+
+    async def _watch_state(self) -> None:
+        if self.flow_run_id is None:
+            return
+        async with get_client() as client:
+            while True:
+                await asyncio.sleep(self.poll_seconds)
+                try:
+                    run = await client.read_flow_run(self.flow_run_id)
+                except Exception as e:  # a blip of the API must not end the goal
+                    logger.debug("could not read the goal's state: %s", e)
+                    continue
+                if run.state is not None and run.state.type in _STOPPING_STATES:
+                    detail = f" ({run.state.message})" if run.state.message else ""
+                    self.stop(f"it was cancelled on the Prefect server{detail}")
+                    return
