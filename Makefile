@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_GOAL ?= Translate 'good morning, friends' into French and into Spanish.
 
-.PHONY: setup demo test lint docker postgres browser
+.PHONY: setup demo test unit lint docker postgres browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ browser:
 
 test: setup docker postgres browser
 	$(BIN)/pytest
+
+# The fast tests: no Docker engine, no Prefect server (the layer and public-API checks too).
+unit: setup
+	$(BIN)/pytest tests/unit -q
 
 lint: setup
 	$(BIN)/ruff check src tests flows blocks benchmarks

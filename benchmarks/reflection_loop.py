@@ -18,7 +18,8 @@ import json
 import os
 from typing import Any
 
-from goalflow.core.plan import Plan, Task
+from goalflow.core.plan import Plan
+from goalflow.core.task import Task
 from goalflow.errors import GoalFailedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from goalflow.core.pacing import Pacer
-from goalflow.core.plan import Plan, TaskSpec
+from goalflow.core.plan import Plan
 from goalflow.core.scheduler import run_graph
+from goalflow.core.task import TaskSpec
 from goalflow.orchestration.subflow_gate import POSTGRES_SUBFLOW_STARTS
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.plans import answer_any_task, layered_plan

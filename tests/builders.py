@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from goalflow.core.plan import TaskKind, TaskSpec
+from goalflow.core.task import TaskKind, TaskSpec
 
 
 def spec(

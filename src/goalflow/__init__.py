@@ -14,8 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from goalflow.core.plan import Plan, Task, TaskSpec
+    from goalflow.core.plan import Plan
     from goalflow.core.report import GoalResult, TaskReport
+    from goalflow.core.task import Task, TaskSpec
     from goalflow.errors import (
         BudgetExceededError,
         ConfigError,

@@ -14,6 +14,7 @@ failed, why, and what to change. No message ever contains an API key.
     │   ├── LLMRequestError          any other refusal (4xx/5xx after retries)
     │   └── StructuredOutputError    answers never matched the schema, after re-asking
     ├── PlanningError                the model's plans stayed invalid after re-asking
+    ├── PlanPatchError               a revision of a running plan breaks the plan rules
     ├── PlanRejectedError            a person rejected the plan, or nobody approved it in time
     ├── BudgetExceededError          a model call would not fit what is left of the money budget
     ├── LocalModelError              the offline model cannot be prepared or started
@@ -44,6 +45,7 @@ __all__ = [
     "LLMUnreachableError",
     "LocalModelError",
     "PlanFileError",
+    "PlanPatchError",
     "PlanRejectedError",
     "PlanningError",
     "RunnerUnreachableError",
@@ -112,6 +114,14 @@ class PlanningError(GoalflowError):
         super().__init__(message)
         self.n_attempts = n_attempts
         self.last_errors = last_errors
+
+
+class PlanPatchError(GoalflowError):
+    """A revision of a running plan breaks the plan rules; ``errors`` lists each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("the revised plan breaks the plan rules:\n- " + "\n- ".join(errors))
+        self.errors = errors
 
 
 class PlanRejectedError(GoalflowError):

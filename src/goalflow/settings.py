@@ -18,7 +18,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, Vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalflow.core.budget import DEFAULT_WARN_AT, Price
-from goalflow.core.plan import DEFAULT_MAX_TASKS, describe_validation_error
+from goalflow.core.rules import describe_validation_error
+from goalflow.core.task import DEFAULT_MAX_TASKS
 from goalflow.errors import ConfigError
 from goalflow.llm.config import StructuredMode
 

@@ -12,23 +12,21 @@ from collections.abc import Sequence
 import pytest
 from pydantic import ValidationError
 
-from goalflow.core.plan import (
-    DEFAULT_MAX_TASKS,
-    GoalInput,
-    Plan,
-    PlanDraft,
-    Task,
-    TaskKind,
-    TaskSpec,
-    check_tasks,
-    critical_tasks,
+from goalflow.core.plan import Plan, PlanDraft, PlanPatch, PriorityChange
+from goalflow.core.repairs import (
     deliver_final_task,
-    describe_validation_error,
     match_deliverables,
-    priority_order,
     resolve_task_ids,
     wire_dangling_outputs,
 )
+from goalflow.core.rules import (
+    check_tasks,
+    critical_tasks,
+    describe_validation_error,
+    priority_order,
+)
+from goalflow.core.task import DEFAULT_MAX_TASKS, GoalInput, Task, TaskKind, TaskSpec
+from goalflow.errors import PlanPatchError
 from tests.builders import spec
 
 
@@ -498,3 +496,48 @@ def test_the_one_task_that_combines_every_deliverable_delivers_too() -> None:
     # A dead end that does not use every deliverable is not the answer.
     partial = [spec("autumn"), spec("spring"), spec("note", ["autumn_out"])]
     assert deliver_final_task(partial, ["autumn_out", "spring_out"]) == ["autumn_out", "spring_out"]
+
+
+def _chain_plan() -> Plan:
+    tasks = [task("facts", [], ["facts"]), task("analysis", ["facts"], ["analysis"])]
+    tasks.append(task("report", ["analysis"], ["report"]))
+    return Plan(goal="Report on tea", deliverables=["report"], tasks=tasks)
+
+
+def test_applying_a_patch_gives_a_new_plan_and_leaves_the_old_one_as_it_was() -> None:
+    plan = _chain_plan()
+    patch = PlanPatch(
+        cancel=["analysis"],
+        add=[spec("analysis2", ["facts"], ["analysis"])],
+        priorities=[PriorityChange(id="report", effort=4)],
+    )
+
+    revised = plan.apply(patch, finished=["facts"], produced=["facts"])
+
+    assert [t.id for t in revised.tasks] == ["facts", "report", "analysis2"]
+    assert next(t for t in revised.tasks if t.id == "report").effort == 4
+    assert [t.id for t in plan.tasks] == ["facts", "analysis", "report"]
+    assert revised.goal == plan.goal and revised.deliverables == plan.deliverables
+
+
+def test_a_patch_that_breaks_the_plan_rules_raises_every_broken_rule() -> None:
+    plan = _chain_plan()
+
+    with pytest.raises(PlanPatchError) as raised:
+        plan.apply(PlanPatch(cancel=["report"]), finished=["facts"], produced=["facts"])
+
+    assert any("deliverable 'report' is not produced" in e for e in raised.value.errors)
+    assert "breaks the plan rules" in str(raised.value)
+
+
+def test_results_that_exist_already_count_as_inputs_of_added_tasks() -> None:
+    plan = _chain_plan()
+    patch = PlanPatch(
+        cancel=["facts", "analysis", "report"], add=[spec("summary", ["facts"], ["report"])]
+    )
+
+    revised = plan.apply(patch, produced=["facts"])
+    assert [t.id for t in revised.tasks] == ["summary"]
+
+    with pytest.raises(PlanPatchError, match="consumes 'facts', which no task produces"):
+        plan.apply(patch)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from goalflow.core.plan import TaskSpec
-from goalflow.core.revision import PlanPatch, RunState, check_patch, reflection_messages
+from goalflow.core.plan import Plan, PlanPatch
+from goalflow.core.revision import RunState, check_patch, reflection_messages
 from goalflow.core.scheduler import GraphRun
 from goalflow.core.stuck import StuckSignal
+from goalflow.core.task import Task, TaskSpec
 from tests.builders import spec
 
 # facts -> analysis -> report, with facts finished and analysis running.
@@ -29,14 +30,21 @@ def _state(**changes: Any) -> RunState:
     return state.model_copy(update=changes)
 
 
-def _check(patch: dict[str, Any], **kwargs: Any) -> tuple[list[TaskSpec], list[str]]:
+PLAN = Plan(
+    goal="Report on green tea",
+    deliverables=["report"],
+    tasks=[Task(**task.model_dump()) for task in TASKS],
+)
+
+
+def _check(patch: dict[str, Any], **kwargs: Any) -> tuple[Plan | None, list[str]]:
     options: dict[str, Any] = {
         "looping": {},
         "retired": [],
         "max_tasks": 25,
         "allowed_kinds": ("llm", "code"),
     }
-    return check_patch(_state(), PlanPatch.model_validate(patch), **(options | kwargs))
+    return check_patch(_state(), PLAN, PlanPatch.model_validate(patch), **(options | kwargs))
 
 
 def _new(task_id: str, inputs: list[str], outputs: list[str], **extra: Any) -> dict[str, Any]:
@@ -44,7 +52,7 @@ def _new(task_id: str, inputs: list[str], outputs: list[str], **extra: Any) -> d
 
 
 def test_a_valid_patch_replaces_a_task_and_keeps_finished_ones() -> None:
-    tasks, errors = _check(
+    plan, errors = _check(
         {
             "cancel": ["analysis"],
             "add": [_new("analysis2", ["facts"], ["analysis"])],
@@ -52,7 +60,8 @@ def test_a_valid_patch_replaces_a_task_and_keeps_finished_ones() -> None:
         }
     )
 
-    assert errors == []
+    assert errors == [] and plan is not None
+    tasks = plan.tasks
     assert [t.id for t in tasks] == ["facts", "report", "analysis2"]
     assert next(t for t in tasks if t.id == "report").value == 9
 
@@ -198,6 +207,7 @@ def test_cancelling_the_last_unfinished_task_names_the_deliverable_it_made() -> 
 
     _, errors = check_patch(
         state,
+        PLAN,
         PlanPatch(cancel=["report"]),
         looping={},
         retired=[],

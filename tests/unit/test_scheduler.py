@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from goalflow.core.plan import TaskSpec, priority_order
+from goalflow.core.rules import priority_order
 from goalflow.core.scheduler import TaskOutcome, TaskStatus, run_graph
+from goalflow.core.task import TaskSpec
+from goalflow.errors import ConfigError
 from tests.builders import spec
 
 SHORT = 0.02
@@ -232,7 +234,7 @@ async def test_on_change_reports_each_start_and_end_as_it_happens() -> None:
 @pytest.mark.parametrize("concurrency", [0, -1])
 async def test_a_concurrency_below_one_is_refused(concurrency: int) -> None:
     runner = FakeRunner()
-    with pytest.raises(ValueError, match=f"concurrency must be at least 1, got {concurrency}"):
+    with pytest.raises(ConfigError, match=f"concurrency must be at least 1, got {concurrency}"):
         await run_graph([spec("a")], {}, runner, concurrency=concurrency)
     assert runner.started == {}
 

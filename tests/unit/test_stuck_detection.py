@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from goalflow.core.plan import Task
 from goalflow.core.stuck import StuckDetector, report_failed_attempt, reporting_attempts
+from goalflow.core.task import Task
+from goalflow.errors import ConfigError
 from tests.builders import spec
 
 
@@ -122,5 +123,5 @@ def test_failed_attempts_reach_the_listener_of_the_block_they_happen_in() -> Non
 
 
 def test_fewer_than_two_repeats_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ConfigError, match="at least 2"):
         StuckDetector(repeats=1)

@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from goalflow.agent.executor import CodeRunner, review, task_brief
 from goalflow.core.chat import ChatModel, Message
-from goalflow.core.plan import TaskSpec
 from goalflow.core.program import ProgramLimits, SandboxResult
 from goalflow.core.stuck import report_failed_attempt
+from goalflow.core.task import TaskSpec
 from goalflow.errors import TaskError
 
 __all__ = ["CodeAttempt", "Program", "RunAttempt", "attempt_markdown", "code_runner"]

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from goalflow.core.chat import ChatModel, Message
-from goalflow.core.plan import TaskSpec
 from goalflow.core.stuck import report_failed_attempt
+from goalflow.core.task import TaskSpec
 from goalflow.errors import SandboxUnavailableError, TaskError
 
 __all__ = ["CodeRunner", "Verdict", "review", "run_leaf", "task_brief"]

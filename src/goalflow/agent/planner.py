@@ -23,18 +23,15 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, create_model
 
 from goalflow.core.chat import ChatModel, Message
-from goalflow.core.plan import (
-    Plan,
-    PlanDraft,
-    Task,
-    TaskKind,
-    TaskSpec,
-    check_tasks,
+from goalflow.core.plan import Plan, PlanDraft
+from goalflow.core.repairs import (
     deliver_final_task,
     match_deliverables,
     resolve_task_ids,
     wire_dangling_outputs,
 )
+from goalflow.core.rules import check_tasks
+from goalflow.core.task import Task, TaskKind, TaskSpec
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 
 __all__ = ["PlanningOptions", "make_plan"]

@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from goalflow.core.plan import Plan, Task, TaskSpec
+from goalflow.core.plan import Plan
 from goalflow.core.revision import ReflectionRecord
 from goalflow.core.scheduler import GraphRun, TaskOutcome, TaskStatus
+from goalflow.core.task import Task, TaskSpec
 
 __all__ = [
     "GoalResult",
@@ -224,6 +225,7 @@ def finished_values(plan: Plan | None, outcomes: Mapping[str, TaskOutcome]) -> d
 
 def goal_result(
     goal: str,
+    planned: Plan | None,
     plan: Plan | None,
     graph: GraphRun | None,
     outcomes: Mapping[str, TaskOutcome],
@@ -235,14 +237,14 @@ def goal_result(
     flow_run_id: str | None,
     reflections: list[ReflectionRecord],
 ) -> GoalResult:
-    """How a goal ended: ``plan`` as planned, ``graph`` its top level as it ran
-    (revisions applied), ``values`` every value that exists, ``stopped`` the reason
-    when it was stopped."""
+    """How a goal ended: ``planned`` the plan it started running, ``plan`` the plan now
+    (revisions applied), ``graph`` its top level as it ran, ``values`` every value that
+    exists, ``stopped`` the reason when it was stopped."""
     revised = _revised(plan, graph)
     wanted = revised.deliverables if revised else []
     deliverables = {name: values[name] for name in wanted if name in values}
     missing = [name for name in wanted if name not in values]
-    reports = task_reports(_every_task(plan, graph), outcomes) if plan else []
+    reports = task_reports(_every_task(planned, graph), outcomes) if planned else []
     failed = [r for r in reports if r.status == "failed"]
     if stopped is not None:
         done = sum(r.status == "completed" for r in reports)
@@ -286,7 +288,7 @@ def _revised(plan: Plan | None, graph: GraphRun | None) -> Plan | None:
     """The plan as reflection left it: removed and failed tasks out, added ones in."""
     if plan is None or graph is None or graph.version == 0:
         return plan
-    return plan.model_copy(update={"tasks": _as_tasks(plan, graph.tasks)})
+    return plan.only({task.id for task in graph.tasks})
 
 
 def _every_task(plan: Plan | None, graph: GraphRun | None) -> list[Task]:

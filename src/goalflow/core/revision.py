@@ -3,9 +3,9 @@
 No Prefect and no I/O here. A :class:`Reflection` is the model's structured answer;
 a ``revise`` verdict carries a :class:`PlanPatch` (tasks to cancel, tasks to add in the
 plan's own task shape, value/effort changes). :func:`check_patch` applies a patch to
-the tasks of a run in progress and checks the result with the plan rules
-(:func:`goalflow.core.plan.check_tasks`): finished results count as inputs that already
-exist, so new tasks reuse them by name and nothing finished runs again.
+the plan of a run in progress (:meth:`goalflow.core.plan.Plan.apply`, the plan rules):
+finished results count as inputs that already exist, so new tasks reuse them by name
+and nothing finished runs again.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from goalflow.core.plan import Score, TaskKind, TaskSpec, check_tasks
+from goalflow.core.plan import Plan, PlanPatch
 from goalflow.core.stuck import StuckSignal, fingerprint
+from goalflow.core.task import TaskKind, TaskSpec
+from goalflow.errors import PlanPatchError
 
 __all__ = [
-    "PlanPatch",
-    "PriorityChange",
     "Reflection",
     "ReflectionPolicy",
     "ReflectionRecord",
@@ -69,27 +69,6 @@ class ReflectionPolicy(BaseModel):
     )
     max_tokens: int = Field(
         default=800, ge=64, description="Longest answer a reflection may give, in tokens."
-    )
-
-
-class PriorityChange(BaseModel):
-    """New estimates for a task that stays in the plan."""
-
-    id: str = Field(description="Id of an unfinished task.")
-    value: Score | None = Field(default=None, description="New value, 1-10.")
-    effort: Score | None = Field(default=None, description="New effort, 1-10.")
-
-
-class PlanPatch(BaseModel):
-    """A change to the plan of a running goal."""
-
-    cancel: list[str] = Field(default_factory=list, description="Ids of unfinished tasks to drop.")
-    add: list[TaskSpec] = Field(
-        default_factory=list,
-        description="New tasks (new ids), which may consume finished results by name.",
-    )
-    priorities: list[PriorityChange] = Field(
-        default_factory=list, description="New value/effort of unfinished tasks."
     )
 
 
@@ -157,18 +136,21 @@ class RunState(BaseModel):
 
 def check_patch(
     state: RunState,
+    plan: Plan,
     patch: PlanPatch,
     *,
     looping: Mapping[str, TaskSpec],
     retired: Collection[str],
     max_tasks: int,
     allowed_kinds: Sequence[TaskKind],
-) -> tuple[list[TaskSpec], list[str]]:
-    """The plan's tasks after ``patch``, and every reason to reject it (none: valid).
+) -> tuple[Plan | None, list[str]]:
+    """``plan`` (the tasks still in the run) after ``patch``, or None and every reason
+    to reject the patch.
 
-    ``looping`` are the tasks cancelled or failed for a stuck signal, by id: adding one
-    of them again, under any id, is refused. ``retired`` are the ids used earlier in
-    the run (removed or failed tasks), which new tasks may not take.
+    On top of the plan rules (:meth:`Plan.apply`), a revision of a running goal may not
+    cancel finished work, re-prioritise unknown tasks, add composite tasks, reuse an id,
+    or add again, under any id, a task of ``looping`` (tasks cancelled or failed for a
+    stuck signal). ``retired`` are the ids used earlier in the run (removed or failed).
     """
     errors: list[str] = []
     by_id = {task.id: task for task in state.tasks}
@@ -182,7 +164,6 @@ def check_patch(
             )
         elif tid not in by_id and state.status.get(tid) != "failed":  # failed: already out
             errors.append(f"cannot cancel '{tid}': no unfinished task has that id")
-    kept = [task for task in state.tasks if task.id not in patch.cancel]
     kinds = [k for k in allowed_kinds if k != "composite"]
     taken = set(by_id) | set(retired)
     repeats = {fingerprint(task): tid for tid, task in looping.items()}
@@ -199,37 +180,17 @@ def check_patch(
                 f"task '{task.id}' repeats '{repeats[fingerprint(task)]}', which was stopped "
                 "because it was looping: take a different approach"
             )
-    changes = {change.id: change for change in patch.priorities}
-    for tid in changes:
+    for tid in {change.id: change for change in patch.priorities}:
         if tid not in by_id or tid in finished or tid in patch.cancel:
             errors.append(f"cannot re-prioritise '{tid}': no unfinished task has that id")
-    revised = [
-        task.model_copy(
-            update={
-                "value": changes[task.id].value or task.value,
-                "effort": changes[task.id].effort or task.effort,
-            }
+    try:
+        revised = plan.apply(
+            patch, finished=finished, produced=list(state.produced), max_tasks=max_tasks
         )
-        if task.id in changes
-        else task
-        for task in [*kept, *patch.add]
-    ]
-    errors += _graph_errors(state, revised, max_tasks=max_tasks)
-    return revised, errors
-
-
-def _graph_errors(state: RunState, tasks: list[TaskSpec], *, max_tasks: int) -> list[str]:
-    """The plan rules, for what is left to run: finished results act as inputs."""
-    finished = {tid for tid, status in state.status.items() if status == "completed"}
-    unfinished = [task for task in tasks if task.id not in finished]
-    exist = [*state.inputs, *state.produced]
-    wanted = [name for name in state.deliverables if name not in state.produced]
-    if not unfinished:  # check_tasks would only say "no tasks"
-        return [
-            f"deliverable '{name}' is not produced by any task: keep or add a task that makes it"
-            for name in wanted
-        ]
-    return check_tasks(unfinished, available=exist, deliverables=wanted, max_tasks=max_tasks)
+    except PlanPatchError as e:
+        errors += e.errors
+        revised = None
+    return (None if errors else revised), errors
 
 
 _SYSTEM = """You review an autonomous agent's run of a goal while it runs. Judge it and \

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from goalflow.core.plan import TaskSpec, priority_order
+from goalflow.core.rules import priority_order
+from goalflow.core.task import TaskSpec
+from goalflow.errors import ConfigError
 
 __all__ = ["GraphRun", "RunTask", "TaskOutcome", "TaskStatus", "run_graph"]
 
@@ -79,7 +81,7 @@ class GraphRun:
         on_stall: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self.concurrency = concurrency
         self.version = 0  # counts revisions
         self.values = dict(available)

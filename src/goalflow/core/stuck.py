@@ -29,7 +29,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from goalflow.core.plan import Task, TaskSpec
+from goalflow.core.task import Task, TaskSpec
+from goalflow.errors import ConfigError
 
 __all__ = [
     "SignalName",
@@ -83,7 +84,7 @@ class StuckDetector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if repeats < 2:
-            raise ValueError(f"repeats must be at least 2, got {repeats}")
+            raise ConfigError(f"repeats must be at least 2, got {repeats}")
         self.repeats = repeats
         self.stall_seconds = stall_seconds
         self.stall_calls = stall_calls

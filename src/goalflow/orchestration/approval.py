@@ -44,8 +44,9 @@ from prefect.runtime import flow_run
 from prefect.utilities.urls import url_for
 from pydantic import Field, ValidationError, create_model
 
-from goalflow.core.plan import Plan, describe_validation_error
+from goalflow.core.plan import Plan
 from goalflow.core.report import plan_markdown
+from goalflow.core.rules import describe_validation_error
 from goalflow.errors import ConfigError, PlanRejectedError
 
 __all__ = [

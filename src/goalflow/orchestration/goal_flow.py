@@ -23,7 +23,7 @@ from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
 from goalflow.core.report import GoalResult, report_markdown
 from goalflow.errors import GoalFailedError, GoalStoppedError
-from goalflow.orchestration.goal_run import GoalRun, load_plan
+from goalflow.orchestration.goal_run import GoalRun, checked_plan, load_plan
 from goalflow.orchestration.options import resolve_options
 from goalflow.settings import GoalOptions
 
@@ -71,8 +71,11 @@ async def achieve_goal(
     (``goalflow.settings.GoalOptions``); unset, the environment and blocks decide."""
     given = {k: v for k, v in locals().items() if k not in ("goal", "plan", "plan_file")}
     options = await resolve_options(GoalOptions.given(given))
+    max_tasks = options.settings.max_tasks  # a plan is checked once, here or on load
     if plan is None and plan_file:
-        plan = load_plan(Path(plan_file), max_tasks=options.settings.max_tasks)
+        plan = load_plan(Path(plan_file), max_tasks=max_tasks)
+    elif plan is not None:
+        plan = checked_plan(plan, max_tasks=max_tasks)
     run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
     run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
     result = await run.run()

@@ -35,7 +35,7 @@ from goalflow.agent.executor import CodeRunner, run_leaf
 from goalflow.agent.planner import PlanningOptions, make_plan
 from goalflow.core.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.core.pacing import task_concurrency
-from goalflow.core.plan import Plan, Task, TaskKind, TaskSpec, describe_validation_error
+from goalflow.core.plan import Plan
 from goalflow.core.progress import Observer
 from goalflow.core.report import (
     GoalResult,
@@ -44,8 +44,10 @@ from goalflow.core.report import (
     graph_markdown,
     plan_markdown,
 )
+from goalflow.core.rules import describe_validation_error
 from goalflow.core.scheduler import GraphRun, TaskOutcome
 from goalflow.core.stuck import reporting_attempts
+from goalflow.core.task import Task, TaskKind, TaskSpec
 from goalflow.errors import ConfigError, GoalflowError, PlanFileError, PlanRejectedError, TaskError
 from goalflow.llm.client import LLM
 from goalflow.llm.provider import open_llm
@@ -124,7 +126,8 @@ class GoalRun:
         flow_run_id: UUID | None,
         observer: Observer,
     ) -> None:
-        self.plan = plan
+        self.plan = plan  # the goal's plan, revisions applied: the one owner
+        self.planned: Plan | None = None  # the plan as it started running
         self.goal = check_goal(plan.goal if plan else goal)
         self.options = options
         self.settings = options.settings
@@ -163,6 +166,7 @@ class GoalRun:
                 values = finished_values(self.plan, self.outcomes)
         return goal_result(
             self.goal,
+            self.planned or self.plan,
             self.plan,
             self.graph,
             self.outcomes,
@@ -209,12 +213,16 @@ class GoalRun:
                 max_tasks=self.settings.max_tasks,
                 kinds=("llm", "code") if self.code_runner else ("llm",),
                 max_seconds=budget.max_seconds,
+                on_revised=self._revised,
             )
         self.observer.attach(self.llm.ledger, budget.max_seconds)
         self.ref = stack.enter_context(hosting(self))
         self.leaves = await stack.enter_async_context(
             open_remote_leaves(self.settings, self.llm, self.concurrency)
         )
+
+    def _revised(self, plan: Plan) -> None:
+        self.plan = plan
 
     def _on_alert(self, alert: BudgetAlert) -> None:
         emit_budget_event(alert, self.flow_run_id)
@@ -229,8 +237,6 @@ class GoalRun:
     async def _plan_and_run(self) -> dict[str, str]:
         if self.plan is None:
             self.plan = await plan_goal(self.goal, self.ref)
-        else:
-            checked_plan(self.plan, max_tasks=self.settings.max_tasks)
         plan = self.plan
         await _publish_plan(plan)
         if self.settings.approve:
@@ -244,6 +250,7 @@ class GoalRun:
             if approval.edited:
                 plan = self.plan = approval.plan
                 await _publish_plan(plan)
+        self.planned = plan
         self.observer.plan_ready(plan)
         emit_goal_event("goalflow.progress", self.flow_run_id, {"stage": "plan ready"})
         get_run_logger().info(
@@ -253,7 +260,7 @@ class GoalRun:
             self.reflector.plan_ready(plan)
         return await self.run_level(plan.tasks, plan.inputs, prefix="", top=True)
 
-    async def planned(self) -> Plan:
+    async def new_plan(self) -> Plan:
         """The goal's plan from the model (the ``plan`` task run's work)."""
         options = planning_options(self.settings, code_tasks=self.code_runner is not None)
         return await make_plan(self.llm, self.goal, options, on_step=self.observer.step)
@@ -364,7 +371,7 @@ async def _publish_plan(plan: Plan) -> None:
 
 @task(name="plan", task_run_name="plan goal", cache_policy=NO_CACHE)
 async def plan_goal(goal: str, run: RunRef) -> Plan:
-    return await _live(run).planned()
+    return await _live(run).new_plan()
 
 
 @flow(name="composite-task", flow_run_name="composite: {task.title}", log_prints=False)

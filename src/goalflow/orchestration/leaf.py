@@ -20,8 +20,8 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from goalflow.agent.executor import run_leaf
-from goalflow.core.plan import TaskSpec
 from goalflow.core.report import task_output_markdown
+from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError
 from goalflow.llm.broker import BrokerTicket, brokered_llm, worker_name
 

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -33,9 +33,8 @@ from prefect.client.orchestration import get_client
 from prefect.variables import Variable
 
 from goalflow.core.budget import LLMCall, spending_for
-from goalflow.core.plan import Plan, TaskKind, TaskSpec
+from goalflow.core.plan import Plan, PlanPatch
 from goalflow.core.revision import (
-    PlanPatch,
     Reflection,
     ReflectionPolicy,
     ReflectionRecord,
@@ -45,6 +44,7 @@ from goalflow.core.revision import (
 )
 from goalflow.core.scheduler import GraphRun, TaskOutcome
 from goalflow.core.stuck import StuckDetector, StuckSignal
+from goalflow.core.task import TaskKind, TaskSpec
 from goalflow.errors import GoalflowError
 from goalflow.llm.client import LLM
 from goalflow.orchestration.events import emit_goal_event
@@ -73,6 +73,7 @@ class Reflector:
     max_tasks: int
     kinds: Sequence[TaskKind]
     max_seconds: float | None = None
+    on_revised: Callable[[Plan], None] | None = None  # the plan's owner, told of each revision
     started: float = field(default_factory=time.monotonic)
     records: list[ReflectionRecord] = field(default_factory=list)
 
@@ -285,8 +286,8 @@ class Reflector:
             missing = [name for name in plan.deliverables if name not in graph.values]
             if missing:
                 return f"rejected: {', '.join(missing)} not produced yet; went on", False
-            finished = [t for t in graph.tasks if graph.outcomes[t.id].status == "completed"]
-            graph.revise(finished, "the goal is done")
+            finished = [t.id for t in graph.tasks if graph.outcomes[t.id].status == "completed"]
+            self._revised(plan.only(finished), "the goal is done")
             return "done: the unfinished tasks were dropped", False
         if verdict.patch is not None:
             applied = self._revise(verdict.patch, verdict.reason)
@@ -297,6 +298,14 @@ class Reflector:
             return "rejected: a revise verdict needs a patch; went on", False
         return "run stopped", True
 
+    def _revised(self, plan: Plan, reason: str) -> None:
+        """``plan`` is the goal's plan now: the graph runs its tasks, the owner hears of it."""
+        assert self._graph is not None
+        self._plan = plan
+        self._graph.revise(plan.tasks, reason)
+        if self.on_revised is not None:
+            self.on_revised(plan)
+
     def _revise(self, patch: PlanPatch, reason: str) -> str:
         graph = self._graph
         assert graph is not None
@@ -304,17 +313,19 @@ class Reflector:
             return f"rejected: no revisions left (at most {self.policy.max_revisions} per goal)"
         every = {t.id: t for t in graph.every_task}
         active = {t.id for t in graph.tasks}
-        tasks, errors = check_patch(
+        assert self._plan is not None
+        plan, errors = check_patch(
             self.state(),
+            self._plan.only(active),
             patch,
             looping={tid: every[tid] for tid in self._looping if tid in every},
             retired=[tid for tid in every if tid not in active],
             max_tasks=self.max_tasks,
             allowed_kinds=self.kinds,
         )
-        if errors:
+        if plan is None:
             return "rejected: " + "; ".join(errors)
-        graph.revise(tasks, reason)
+        self._revised(plan, reason)
         self.revisions += 1
         changes = [f"cancelled {', '.join(patch.cancel)}" if patch.cancel else ""]
         changes.append(f"added {', '.join(t.id for t in patch.add)}" if patch.add else "")

@@ -29,7 +29,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.tasks import Task
 
-from goalflow.core.plan import TaskSpec
+from goalflow.core.task import TaskSpec
 
 __all__ = ["LEAF_CACHE", "cache_scope", "cached", "leaf_cache_key"]
 

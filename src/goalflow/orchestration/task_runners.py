@@ -35,7 +35,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect.tasks import Task
 
-from goalflow.core.plan import TaskSpec
+from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError, RunnerUnreachableError
 from goalflow.llm.broker import LedgerBroker
 from goalflow.llm.client import LLM

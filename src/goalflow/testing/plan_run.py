@@ -23,8 +23,8 @@ from typing import Any
 
 from goalflow.agent.executor import run_leaf
 from goalflow.core.pacing import task_concurrency
-from goalflow.core.plan import TaskSpec
 from goalflow.core.scheduler import run_graph
+from goalflow.core.task import TaskSpec
 from goalflow.errors import GoalFailedError
 from goalflow.llm.provider import open_llm
 from goalflow.orchestration.goal_flow import achieve_goal

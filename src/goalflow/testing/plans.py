@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 
-from goalflow.core.plan import Plan, Task
+from goalflow.core.plan import Plan
+from goalflow.core.task import Task
 from goalflow.errors import ConfigError
 from goalflow.testing.protocol import ChatRequest
 

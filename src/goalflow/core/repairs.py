@@ -1,0 +1,126 @@
+"""Settling a model's plan where its meaning is unambiguous, before the rules judge it.
+
+Small models write a task id where its output belongs, name a deliverable a little
+differently from the output that makes it, forget the combining task's inputs, or
+forget to deliver the final task. Each repair here fixes one such slip in place or
+returns what it changed; the planner logs each as ``settled: ...``. No Prefect, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from goalflow.core.rules import names_listed
+from goalflow.core.task import TaskSpec
+
+__all__ = [
+    "deliver_final_task",
+    "match_deliverables",
+    "resolve_task_ids",
+    "wire_dangling_outputs",
+]
+
+
+def resolve_task_ids(
+    tasks: Sequence[TaskSpec], *, available: Iterable[str], deliverables: Sequence[str]
+) -> list[str]:
+    """Replace task ids used where value names belong; return the deliverables resolved.
+
+    Models often name the task where they mean what it produces. A name that is no
+    value's name (no output, no available input) but a task's id stands for that
+    task's outputs: in every task's inputs (in place) and in the deliverables.
+    """
+    values = set(available) | {name for task in tasks for name in task.outputs}
+    by_id = {task.id: task for task in tasks}
+
+    def resolve(names: Iterable[str], owner: str | None = None) -> list[str]:
+        resolved: list[str] = []
+        for name in names:
+            meant = by_id.get(name) if name not in values and name != owner else None
+            for value in meant.outputs if meant else [name]:
+                if value not in resolved:
+                    resolved.append(value)
+        return resolved
+
+    for task in tasks:
+        task.inputs = resolve(task.inputs, owner=task.id)
+    return resolve(deliverables)
+
+
+def match_deliverables(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """The deliverables, each unproduced one replaced by the one unused output it names.
+
+    Small models name the deliverable 'seasons' and the output 'seasons_poem'. When a
+    deliverable is produced by no task and exactly one output nobody consumes shares
+    all its words (or all of that output's words are in it), that output is meant.
+    """
+    produced = {name for task in tasks for name in task.outputs}
+    consumed = {name for task in tasks for name in task.inputs}
+    unused = [n for n in produced if n not in consumed and n not in deliverables]
+
+    def words(name: str) -> set[str]:
+        return {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w}
+
+    matched = []
+    for name in deliverables:
+        candidates = [n for n in unused if words(name) <= words(n) or words(n) <= words(name)]
+        matched.append(candidates[0] if name not in produced and len(candidates) == 1 else name)
+    return matched
+
+
+def deliver_final_task(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """The deliverables, plus the outputs of the one dead-end task that uses them all.
+
+    Small models list the parts ('autumn_haiku', 'spring_haiku') as deliverables and
+    forget the task that combines them into the answer. When exactly one task's outputs
+    are used by nobody and delivered by nobody, and that task consumes every
+    deliverable, its outputs are what the goal asked for: they are delivered too.
+    """
+    consumed = {name for task in tasks for name in task.inputs}
+    dead_ends = [
+        task
+        for task in tasks
+        if task.outputs and not set(task.outputs) & (consumed | set(deliverables))
+    ]
+    if len(dead_ends) != 1 or not set(deliverables) <= set(dead_ends[0].inputs):
+        return list(deliverables)
+    return [*deliverables, *dead_ends[0].outputs]
+
+
+def wire_dangling_outputs(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """Feed unused results into the one task that makes the deliverables; say what moved.
+
+    Small models plan "do A, do B, then combine" and forget to list A's and B's outputs
+    as the last task's inputs. Where exactly one task produces the deliverables, every
+    other task whose outputs nobody consumes is wired into it (unless that would close
+    a cycle). With several final tasks the intent is unclear, and the rules report it.
+    """
+    finals = [task for task in tasks if set(task.outputs) & set(deliverables)]
+    if len(finals) != 1:
+        return []
+    final = finals[0]
+    producer = {name: task for task in tasks for name in task.outputs}
+    consumed = {name for task in tasks for name in task.inputs}
+
+    def upstream(task: TaskSpec, seen: set[str]) -> set[str]:
+        for name in task.inputs:
+            source = producer.get(name)
+            if source is not None and source.id not in seen:
+                seen.add(source.id)
+                upstream(source, seen)
+        return seen
+
+    notes = []
+    for task in tasks:
+        dangling = [n for n in task.outputs if n not in consumed and n not in deliverables]
+        if (
+            task is final
+            or len(dangling) != len(task.outputs)
+            or not dangling
+            or final.id in upstream(task, set())
+        ):
+            continue
+        final.inputs = [*final.inputs, *dangling]
+        notes.append(f"fed {names_listed(dangling)} of '{task.id}' into '{final.id}'")
+    return notes
