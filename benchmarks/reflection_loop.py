@@ -80,10 +80,10 @@ async def one(server: OpenAITestServer, reflection: bool) -> dict[str, Any]:
     return {
         "reflection": reflection,
         "status": result.status,
-        "calls": usage["calls"],
-        "cost_usd": usage["cost_usd"],
+        "calls": usage.calls,
+        "cost_usd": usage.cost_usd,
         "calls_in_the_loop": len(looping),
-        "cost_in_the_loop_usd": usage["cost_by_task"].get("analysis", 0.0),
+        "cost_in_the_loop_usd": usage.cost_by_task.get("analysis", 0.0),
     }
 
 

@@ -115,7 +115,7 @@ async def test_diamond_runs_middle_tasks_concurrently_and_passes_outputs_by_name
     assert "green tea" in _task_requests(llm_server, "Gather facts")[0].last_user
     assert result.deliverables == {"report": "<report from Write report>"}
     assert [t.status for t in result.tasks] == ["completed"] * 4
-    assert result.usage["calls"] == 5 and result.usage["prompt_tokens"] > 0
+    assert result.usage.calls == 5 and result.usage.prompt_tokens > 0
 
     seen = await _children(UUID(result.flow_run_id))
     assert {
@@ -331,8 +331,8 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
 
     assert result.status == "completed"
     usage = result.usage
-    expected = (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6
-    assert usage["cost_usd"] == pytest.approx(expected) and usage["cost_usd"] > 0
+    expected = (usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6
+    assert usage.cost_usd == pytest.approx(expected) and usage.cost_usd > 0
     assert TEST_KEY not in result.model_dump_json()
 
 

@@ -134,7 +134,7 @@ async def test_a_task_failing_identically_is_caught_and_revised_and_finished_wor
     assert "no source is cited" in reflection.last_user
     assert [r.verdict for r in result.reflections] == ["revise"]
     assert result.reflections[0].outcome == "applied: cancelled analysis; added analysis_sourced"
-    assert result.usage["cost_by_task"].keys() >= {"facts", "analysis", "reflection"}
+    assert result.usage.cost_by_task.keys() >= {"facts", "analysis", "reflection"}
     assert result.plan is not None
     assert [t.id for t in result.plan.tasks] == ["facts", "report", "analysis_sourced"]
 

@@ -88,7 +88,7 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     result = caught.value.result
     assert result.status == "stopped"
     assert "the money budget of $0.002 cannot cover" in result.message
-    assert 0 < result.usage["cost_usd"] <= budget
+    assert 0 < result.usage.cost_usd <= budget
     finished = [t for t in result.tasks if t.status == "completed"]
     assert finished and "summary" not in result.deliverables
     assert next(t for t in result.tasks if t.path == "sum").status == "pending"
@@ -101,7 +101,7 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
             break
         await asyncio.sleep(0.5)
     assert [e["event"] for e in events] == ["goalflow.budget.exceeded"]
-    assert events[0]["payload"]["spent_usd"] == pytest.approx(result.usage["cost_usd"])
+    assert events[0]["payload"]["spent_usd"] == pytest.approx(result.usage.cost_usd)
     assert (
         events[0]["related"][0]["prefect.resource.id"] == f"prefect.flow-run.{result.flow_run_id}"
     )

@@ -102,7 +102,7 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     )
     assert server.stats.completed == 12 and server.stats.rate_limited == 0
     assert time.monotonic() - started >= 60  # the 11th and 12th calls waited for the window
-    assert result.usage["calls"] == 12  # every worker's call is in the flow's ledger
+    assert result.usage.calls == 12  # every worker's call is in the flow's ledger
     pids = await _worker_pids(result.flow_run_id, kind)
     assert pids and os.getpid() not in pids
     async with get_client() as client:
@@ -130,8 +130,8 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
 
     usage = stopped.value.result.usage
     billed = (server.stats.prompt_tokens + server.stats.completion_tokens) * PRICE_PER_TOKEN
-    assert 2 <= usage["calls"] == server.stats.completed < 12
-    assert usage["cost_usd"] == pytest.approx(billed)
+    assert 2 <= usage.calls == server.stats.completed < 12
+    assert usage.cost_usd == pytest.approx(billed)
     assert billed <= budget
 
 

@@ -266,8 +266,8 @@ def run(
             print(value)
         usage = result.usage
         err.print(
-            f"{result.message}; {usage['calls']} model calls, {usage['prompt_tokens']}+"
-            f"{usage['completion_tokens']} tokens, ${usage['cost_usd']:.4f}, "
+            f"{result.message}; {usage.calls} model calls, {usage.prompt_tokens}+"
+            f"{usage.completion_tokens} tokens, ${usage.cost_usd:.4f}, "
             f"{result.seconds:.1f} s",
             highlight=False,
         )

@@ -18,10 +18,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from goalflow.errors import BudgetExceededError, ConfigError
 
@@ -120,19 +120,19 @@ class LLMCall:
     prompt_hash: str = ""
 
 
-@dataclass(frozen=True)
-class UsageSummary:
+class UsageSummary(BaseModel):
+    """What a goal's model calls used and cost, in all, by task and by model."""
+
+    model_config = ConfigDict(frozen=True)
+
     calls: int
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
     limit_usd: float | None = None
-    unpriced_models: list[str] = field(default_factory=list)
-    cost_by_task: dict[str, float] = field(default_factory=dict)
-    cost_by_model: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+    unpriced_models: list[str] = Field(default_factory=list)
+    cost_by_task: dict[str, float] = Field(default_factory=dict)
+    cost_by_model: dict[str, float] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

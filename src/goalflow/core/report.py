@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from goalflow.core.budget import UsageSummary
 from goalflow.core.plan import Plan
 from goalflow.core.revision import ReflectionRecord
 from goalflow.core.scheduler import GraphRun, TaskOutcome, TaskStatus
@@ -45,7 +46,7 @@ class GoalResult(BaseModel):
     message: str = Field(description="One line saying how the goal ended.")
     deliverables: dict[str, str]
     tasks: list[TaskReport]
-    usage: dict[str, Any]
+    usage: UsageSummary
     seconds: float
     flow_run_id: str | None = None
     plan: Plan | None = Field(
@@ -196,19 +197,19 @@ def report_markdown(result: GoalResult) -> str:
         ]
     lines += [
         "\n## Usage\n",
-        f"- model calls: {usage['calls']}",
-        f"- tokens: {usage['prompt_tokens']} in, {usage['completion_tokens']} out",
-        f"- cost: ${usage['cost_usd']:.4f}"
-        + (f" of a ${usage['limit_usd']:g} budget" if usage.get("limit_usd") else ""),
+        f"- model calls: {usage.calls}",
+        f"- tokens: {usage.prompt_tokens} in, {usage.completion_tokens} out",
+        f"- cost: ${usage.cost_usd:.4f}"
+        + (f" of a ${usage.limit_usd:g} budget" if usage.limit_usd else ""),
         f"- wall time: {result.seconds:.1f} s",
     ]
-    for title, key in (("task", "cost_by_task"), ("model", "cost_by_model")):
-        if usage.get(key):
+    for title, costs in (("task", usage.cost_by_task), ("model", usage.cost_by_model)):
+        if costs:
             lines += [f"\n| {title} | cost (USD) |", "|---|---|"]
-            lines += [f"| {_cell(name)} | {cost:.6f} |" for name, cost in usage[key].items()]
-    if usage.get("unpriced_models"):
+            lines += [f"| {_cell(name)} | {cost:.6f} |" for name, cost in costs.items()]
+    if usage.unpriced_models:
         lines.append(
-            f"- no price known for {', '.join(usage['unpriced_models'])}: counted as $0; set "
+            f"- no price known for {', '.join(usage.unpriced_models)}: counted as $0; set "
             "prices in the LLMProvider block"
         )
     return "\n".join(lines)
@@ -232,7 +233,7 @@ def goal_result(
     values: Mapping[str, str],
     *,
     stopped: str | None,
-    usage: dict[str, Any],
+    usage: UsageSummary,
     seconds: float,
     flow_run_id: str | None,
     reflections: list[ReflectionRecord],

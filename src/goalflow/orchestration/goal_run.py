@@ -172,7 +172,7 @@ class GoalRun:
             self.outcomes,
             values,
             stopped=stopped,
-            usage=self.llm.ledger.summary().as_dict(),
+            usage=self.llm.ledger.summary(),
             seconds=time.monotonic() - self.started,
             flow_run_id=str(self.flow_run_id) if self.flow_run_id else None,
             reflections=self.reflector.records if self.reflector else [],
