@@ -264,7 +264,7 @@ async def _goalflow(prefect_server: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "goalflow.cli.app",
+        "goalflow.cli",
         *args,
         env={**os.environ, "PREFECT_API_URL": prefect_server},
         stdout=asyncio.subprocess.PIPE,

@@ -35,7 +35,7 @@ def test_offline_goal_runs_end_to_end_and_stays_visible(tmp_path: Path) -> None:
     }
     port = _free_port()
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "GOALFLOW_SERVER_PORT": str(port)}
-    goalflow = [sys.executable, "-m", "goalflow.cli.app"]
+    goalflow = [sys.executable, "-m", "goalflow.cli"]
     goal = "Translate 'good morning, friends' into French and into Spanish."
     try:
         done = subprocess.run(

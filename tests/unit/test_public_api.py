@@ -14,7 +14,7 @@ from goalflow import errors
 MODULES = sorted(
     name
     for _, name, is_package in pkgutil.walk_packages(goalflow.__path__, prefix="goalflow.")
-    if not is_package
+    if not is_package and not name.endswith(".__main__")  # a command, not a module
 )
 
 

@@ -10,25 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from goalflow.cli.image import image_app
+from goalflow.cli.progress import ProgressView
 from goalflow.cli.sandbox import sandbox_app
 from goalflow.cli.server import server_app, setup
-from goalflow.core.budget import Ledger
 from goalflow.core.plan import Plan
-from goalflow.core.progress import Observer, observe
-from goalflow.core.scheduler import TaskOutcome
+from goalflow.core.progress import observe
 from goalflow.errors import ConfigError, GoalflowError
 
 __all__ = ["app", "main"]
@@ -50,102 +44,6 @@ ModelOpt = Annotated[
 DepthOpt = Annotated[
     int | None, typer.Option(min=0, help="How often composite tasks may be broken down.")
 ]
-
-
-class _Progress(Observer):
-    """A live table on a terminal; one line per event elsewhere (CI logs)."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.started = time.monotonic()
-        self.states: dict[str, TaskOutcome] = {}
-        self.ledger: Ledger | None = None
-        self.max_seconds: float | None = None
-        self.total = 0
-        self.live: Live | None = None
-        if console.is_terminal:
-            self.live = Live(console=console, refresh_per_second=4, get_renderable=self._render)
-
-    def __enter__(self) -> _Progress:
-        if self.live:
-            self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live:
-            self.live.stop()
-
-    def attach(self, ledger: Ledger, max_seconds: float | None) -> None:
-        self.ledger, self.max_seconds = ledger, max_seconds
-
-    def step(self, message: str) -> None:
-        self._say(message)
-
-    def awaiting_approval(
-        self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]
-    ) -> None:
-        from goalflow.orchestration.approval import run_url
-
-        lines = []
-        if problems:
-            lines += ["the decision could not be used:", *(f"  - {p}" for p in problems)]
-        else:
-            lines.append(f"plan: {plan.leaf_count()} tasks")
-            for task in plan.walk():
-                if not task.subtasks:
-                    uses = f" <- {', '.join(task.inputs)}" if task.inputs else ""
-                    lines.append(f"  {task.id}: {task.title}{uses} -> {', '.join(task.outputs)}")
-        command = f"goalflow approve {flow_run_id}"
-        url = run_url(flow_run_id)
-        lines += [
-            f"the plan waits for approval; with no decision within {seconds_left:.0f} s it is "
-            "rejected",
-            *([f"  in the UI: {url} (Resume)"] if url else []),
-            f"  approve:   {command}",
-            f"  edit:      {command} --show > plan.json; edit it; {command} --plan plan.json",
-            f'  reject:    {command} --reject --note "why"',
-        ]
-        self.console.print("\n".join(lines), highlight=False, markup=False)
-
-    def plan_ready(self, plan: Plan) -> None:
-        self.total = sum(1 for _ in plan.walk())
-        self._say(f"plan ready: {plan.leaf_count()} tasks")
-
-    def task_changed(self, path: str, outcome: TaskOutcome) -> None:
-        self.states[path] = outcome
-        detail = f" ({outcome.error})" if outcome.error else ""
-        self._say(f"{outcome.status:>9}  {path}: {outcome.title}{detail}")
-
-    def _say(self, line: str) -> None:
-        if self.live:
-            self.live.refresh()
-        else:
-            self.console.print(line, highlight=False, markup=False)
-
-    def _render(self) -> Table:
-        counts = Counter(o.status for o in self.states.values())
-        counts["pending"] += self.total - len(self.states)
-        table = Table.grid(padding=(0, 2))
-        summary = "  ".join(
-            f"{s}: {counts[s]}"
-            for s in ("pending", "running", "completed", "failed", "skipped", "cancelled")
-        )
-        usage = self.ledger.summary() if self.ledger else None
-        spend = ""
-        if usage:
-            spend = f"tokens: {usage.prompt_tokens}+{usage.completion_tokens}  "
-            spend += f"cost: ${usage.cost_usd:.4f}"
-            if usage.limit_usd:
-                spend += f" of ${usage.limit_usd:g}"
-        elapsed = time.monotonic() - self.started
-        clock = f"elapsed: {elapsed:.0f} s"
-        if self.max_seconds is not None:
-            clock += f"  time left: {max(0.0, self.max_seconds - elapsed):.0f} s"
-        table.add_row(f"{summary}  {spend}  {clock}")
-        for path, outcome in self.states.items():
-            if outcome.status == "running":
-                table.add_row(f"  ▶ {path}: {outcome.title}")
-        return table
 
 
 def _fail(error: GoalflowError) -> typer.Exit:
@@ -247,7 +145,7 @@ def run(
         saved = load_plan(plan) if plan else None
         if saved is None:
             goal = check_goal(goal or "")
-        with prefect_api(Settings().server_port) as local, _Progress(err) as progress:
+        with prefect_api(Settings().server_port) as local, ProgressView(err) as progress:
             if local:
                 progress.step(f"Prefect server: {local} (UI: {local[:-4]})")
             with observe(progress):
