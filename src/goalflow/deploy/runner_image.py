@@ -38,7 +38,7 @@ from packaging.utils import canonicalize_name
 
 from goalflow.errors import ConfigError, SandboxUnavailableError
 from goalflow.sandbox.config import DEFAULT_IMAGE, SandboxConfig
-from goalflow.sandbox.engine import build_from_context, image_facts, run_in_image
+from goalflow.sandbox.image import build_from_context, image_facts, run_in_image
 
 __all__ = [
     "DEFAULT_RUNNER_IMAGE",

@@ -1,8 +1,8 @@
 """A sandboxed run, apart from Docker: its limits, its files and what it reports.
 
-Kept apart from :mod:`goalflow.sandbox.engine` (the one module that talks to Docker)
-so that blocks, artifacts and tests use them without touching the engine. What a run
-reports is :class:`goalflow.core.program.SandboxResult`.
+Kept apart from the modules that talk to Docker (:mod:`goalflow.sandbox.engine`,
+``client`` and ``image``) so that blocks, artifacts and tests use them without importing
+``docker``. What a run reports is :class:`goalflow.core.program.SandboxResult`.
 """
 
 from __future__ import annotations

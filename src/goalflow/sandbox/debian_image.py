@@ -2,10 +2,11 @@
 
 ``debootstrap --variant=minbase --include=python3`` installs a minimal Debian with
 Python from the Debian mirror into a folder (about a minute), which is then imported
-into the engine as an image, as ``docker import`` would (see ``sandbox.import_rootfs``).
-It includes ``python3`` rather than ``python3-minimal``: the minimal package leaves out
-json, statistics, decimal, dataclasses and more, which model-written programs use all
-the time. The image is about 200 MB.
+into the engine as an image, as ``docker import`` would (see
+:func:`goalflow.sandbox.image.import_rootfs`). It includes ``python3`` rather than
+``python3-minimal``: the minimal package leaves out json, statistics, decimal,
+dataclasses and more, which model-written programs use all the time. The image is about
+200 MB.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from goalflow.errors import ConfigError, SandboxUnavailableError
 from goalflow.sandbox.config import SandboxConfig
-from goalflow.sandbox.engine import check, import_rootfs
+from goalflow.sandbox.engine import check
+from goalflow.sandbox.image import import_rootfs
 
 __all__ = ["build_image"]
 

@@ -1,10 +1,11 @@
 """Running one Python program in a throw-away, locked-down Docker container.
 
-The only module that imports ``docker``. Each run gets its own container: no network, a
-read-only root, a non-root user with no capabilities and ``no-new-privileges``, memory
-(swap equal to it, so none extra), CPU and pids limits, and a wall-clock timeout that
-kills. The container is removed in every case (``finally`` with ``force``, also when the
-awaiting task is cancelled), and is labelled ``goalflow.sandbox.engine`` so that
+``Sandbox`` runs programs; ``check`` says whether they can run and ``clean`` removes what
+killed runs left behind. Each run gets its own container: no network, a read-only root,
+a non-root user with no capabilities and ``no-new-privileges``, memory (swap equal to
+it, so none extra), CPU and pids limits, and a wall-clock timeout that kills. The
+container is removed in every case (``finally`` with ``force``, also when the awaiting
+task is cancelled), and is labelled ``goalflow.sandbox.engine`` so that
 ``goalflow sandbox clean`` can find what a killed process left behind.
 
 How files get in and out without a bind mount (measured on engine 20.10): Docker's
@@ -23,7 +24,8 @@ runs as an ``exec`` in the running container::
 The keeper's deadline plus ``auto_remove`` make a container whose owner died remove
 itself. Docker sets ``State.OOMKilled`` only when the main process dies, so an out-of-
 memory kill of the program is read from the container's own cgroup counters. Every
-docker call runs in a worker thread; the event loop never blocks on the engine.
+docker call runs in a worker thread; the event loop never blocks on the engine. The
+client comes from :mod:`goalflow.sandbox.client`; images are :mod:`goalflow.sandbox.image`.
 """
 
 from __future__ import annotations
@@ -32,19 +34,18 @@ import asyncio
 import contextlib
 import io
 import logging
-import subprocess
 import tarfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import docker
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import DriverConfig, Mount
 
 from goalflow.core.program import OutputCapture, SandboxResult, describe_failure
 from goalflow.errors import SandboxError, SandboxUnavailableError
+from goalflow.sandbox.client import Api, connect, explain
 from goalflow.sandbox.config import (
     CleanReport,
     SandboxConfig,
@@ -53,18 +54,7 @@ from goalflow.sandbox.config import (
     pack_files,
 )
 
-__all__ = [
-    "LABEL",
-    "WORKDIR",
-    "Sandbox",
-    "SandboxConfig",
-    "build_from_context",
-    "check",
-    "clean",
-    "image_facts",
-    "import_rootfs",
-    "run_in_image",
-]
+__all__ = ["LABEL", "WORKDIR", "Sandbox", "SandboxConfig", "check", "clean"]
 
 LABEL = "goalflow.sandbox.engine"
 WORKDIR = "/work"
@@ -81,7 +71,6 @@ for path in ('/sys/fs/cgroup/memory.events', '/sys/fs/cgroup/memory/memory.oom_c
     except (OSError, AttributeError):
         pass
 """
-_Api = Any  # docker.APIClient; docker-py ships no type hints
 T = TypeVar("T")
 logger = logging.getLogger("goalflow.sandbox")
 
@@ -110,12 +99,12 @@ class Sandbox:
             check_file_name(file_name)
         config = self.config
         name = f"goalflow-sandbox-{uuid.uuid4().hex[:12]}"
-        api = await _finish(_connect, config, config.timeout + _GRACE_SECONDS)
+        api = await _finish(connect, config, config.timeout + _GRACE_SECONDS)
         try:
             return await self._run(api, name, program, files, outputs, dict(labels or {}))
         except (DockerException, OSError) as e:  # requests' errors are OSErrors
             raise SandboxError(
-                f"the Docker engine at {config.where} failed while running a program: {_explain(e)}"
+                f"the Docker engine at {config.where} failed while running a program: {explain(e)}"
             ) from e
         finally:
             await _finish(_dispose, api, name)
@@ -123,7 +112,7 @@ class Sandbox:
 
     async def _run(
         self,
-        api: _Api,
+        api: Api,
         name: str,
         program: str,
         files: Mapping[str, bytes],
@@ -198,146 +187,6 @@ async def clean(config: SandboxConfig, *, everything: bool = False) -> CleanRepo
     return await asyncio.to_thread(_clean, config, everything)
 
 
-def import_rootfs(config: SandboxConfig, rootfs: str, image: str) -> str:
-    """Import a root filesystem folder into the engine as ``image``; returns its id.
-
-    Blocking. The archive is streamed, so a remote engine works too; package caches are
-    left out, as nothing in the sandbox installs packages.
-    """
-    api = _connect(config, timeout=600)
-    excludes = ["--exclude=./var/cache/apt/archives/*.deb", "--exclude=./var/lib/apt/lists/*"]
-    tar = subprocess.Popen(["tar", "-C", rootfs, *excludes, "-c", "."], stdout=subprocess.PIPE)
-    pipe = cast(IO[bytes], tar.stdout)
-    repository, tag = docker.utils.parse_repository_tag(image)
-    try:
-        api.import_image(
-            src=iter(lambda: pipe.read(1 << 20), b""),
-            repository=repository,
-            tag=tag or "latest",
-            changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]'],
-            stream_src=True,
-        )
-        if tar.wait() != 0:
-            raise SandboxUnavailableError(f"tar could not archive {rootfs} (exit {tar.returncode})")
-        return str(api.inspect_image(image)["Id"])
-    except (DockerException, OSError) as e:
-        raise SandboxUnavailableError(
-            f"the Docker engine at {config.where} did not import the image: {_explain(e)}"
-        ) from e
-    finally:
-        pipe.close()
-        tar.wait()
-        api.close()
-
-
-def image_facts(config: SandboxConfig, image: str) -> tuple[str, dict[str, str]] | None:
-    """The id and labels of ``image`` on ``config``'s engine; None when it lacks it.
-
-    Blocking; raises ``SandboxUnavailableError`` when the engine cannot be reached.
-    """
-    api = _connect(config, timeout=10)
-    try:
-        found = api.inspect_image(image)
-        return str(found["Id"]), dict(found.get("Config", {}).get("Labels") or {})
-    except NotFound:
-        return None
-    except (DockerException, OSError) as e:
-        raise SandboxUnavailableError(
-            f"the Docker engine at {config.where} failed: {_explain(e)}"
-        ) from e
-    finally:
-        api.close()
-
-
-def run_in_image(config: SandboxConfig, image: str, command: Sequence[str]) -> str:
-    """Run ``command`` in a throw-away container of ``image`` (no network); its stdout.
-
-    Blocking; for probing a base image (e.g. its Python version) before a build.
-    """
-    api = _connect(config, timeout=120)
-    container = None
-    try:
-        container = api.create_container(
-            image, list(command), host_config=api.create_host_config(network_mode="none")
-        )["Id"]
-        api.start(container)
-        status = api.wait(container, timeout=110)
-        output = api.logs(container, stdout=True, stderr=True).decode(errors="replace")
-        if status.get("StatusCode") != 0:
-            raise SandboxUnavailableError(
-                f"`{' '.join(command)}` failed in {image} (exit {status.get('StatusCode')}): "
-                f"{output.strip()[-500:]}"
-            )
-        return str(api.logs(container, stdout=True, stderr=False).decode(errors="replace"))
-    except NotFound as e:
-        raise SandboxUnavailableError(
-            f"the image {image!r} is not on the Docker engine at {config.where}"
-        ) from e
-    except (DockerException, OSError) as e:
-        raise SandboxUnavailableError(
-            f"the Docker engine at {config.where} failed: {_explain(e)}"
-        ) from e
-    finally:
-        if container is not None:
-            with contextlib.suppress(DockerException, OSError):
-                api.remove_container(container, force=True)
-        api.close()
-
-
-def build_from_context(
-    config: SandboxConfig,
-    context: str,
-    tag: str,
-    *,
-    buildargs: Mapping[str, str] | None = None,
-    no_cache: bool = False,
-    say: Callable[[str], None] = lambda line: None,
-) -> str:
-    """Build the Dockerfile in folder ``context`` as ``tag`` on ``config``'s engine.
-
-    Blocking. The context is streamed, so a remote engine works; the build has no
-    network (everything it installs is in the context). The image ``tag`` named before
-    is removed when nothing uses it. Returns the image id.
-    """
-    api = _connect(config, timeout=1800)
-    recent: list[str] = []
-    try:
-        previous = str(api.inspect_image(tag)["Id"])
-    except (DockerException, OSError):
-        previous = None
-    try:
-        for chunk in api.build(
-            path=context,
-            tag=tag,
-            buildargs=dict(buildargs or {}),
-            network_mode="none",
-            nocache=no_cache,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        ):
-            if "error" in chunk:
-                output = "\n".join(recent[-12:])
-                raise SandboxUnavailableError(
-                    f"the image build failed: {chunk['error'].strip()}\n{output}"
-                )
-            line = str(chunk.get("stream", "")).strip()
-            recent.append(line)
-            if line.startswith(("Step ", "---> Using cache")) or "Successfully" in line:
-                say(line)
-        built = str(api.inspect_image(tag)["Id"])
-        if previous not in (None, built):
-            with contextlib.suppress(DockerException, OSError):  # in use: it stays
-                api.remove_image(previous)
-        return built
-    except (DockerException, OSError) as e:
-        raise SandboxUnavailableError(
-            f"the Docker engine at {config.where} did not build {tag}: {_explain(e)}"
-        ) from e
-    finally:
-        api.close()
-
-
 async def _finish(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``call`` in a worker thread; when cancelled, wait for it before re-raising.
 
@@ -354,19 +203,6 @@ async def _finish(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise
 
 
-def _connect(config: SandboxConfig, timeout: float) -> _Api:
-    try:
-        if config.docker_host:
-            return docker.APIClient(base_url=config.docker_host, timeout=timeout)
-        return docker.APIClient(timeout=timeout, **docker.utils.kwargs_from_env())
-    except DockerException as e:
-        raise SandboxUnavailableError(
-            f"cannot reach the Docker engine at {config.where} ({_explain(e)}): start it (as "
-            "root: `dockerd &`, or `make docker` in a goalflow checkout), or point DOCKER_HOST "
-            "or the DockerSandbox block's docker_host at a running engine"
-        ) from e
-
-
 def _image_missing(config: SandboxConfig) -> str:
     return (
         f"the sandbox image {config.image!r} is not on the Docker engine at {config.where}: "
@@ -375,7 +211,7 @@ def _image_missing(config: SandboxConfig) -> str:
     )
 
 
-def _create(api: _Api, name: str, config: SandboxConfig, labels: dict[str, str]) -> None:
+def _create(api: Api, name: str, config: SandboxConfig, labels: dict[str, str]) -> None:
     work = Mount(
         WORKDIR,
         None,
@@ -421,28 +257,28 @@ def _create(api: _Api, name: str, config: SandboxConfig, labels: dict[str, str])
         raise SandboxUnavailableError(_image_missing(config)) from e
 
 
-def _start(api: _Api, name: str) -> None:
+def _start(api: Api, name: str) -> None:
     try:
         api.start(name)
     except APIError as e:
         raise SandboxError(
-            f"the sandbox container did not start: {_explain(e)} (the image must have "
+            f"the sandbox container did not start: {explain(e)} (the image must have "
             "python3 on its PATH)"
         ) from e
 
 
-def _put(api: _Api, name: str, archive: bytes, config: SandboxConfig) -> None:
+def _put(api: Api, name: str, archive: bytes, config: SandboxConfig) -> None:
     try:
         api.put_archive(name, WORKDIR, archive)
     except APIError as e:
         raise SandboxError(
             f"could not copy the program and its inputs ({len(archive)} bytes) into the "
-            f"sandbox: {_explain(e)}; the working directory holds {config.work_size} "
+            f"sandbox: {explain(e)}; the working directory holds {config.work_size} "
             "(the DockerSandbox block's work_size)"
         ) from e
 
 
-def _read_streams(api: _Api, exec_id: str, cap: int) -> tuple[OutputCapture, OutputCapture]:
+def _read_streams(api: Api, exec_id: str, cap: int) -> tuple[OutputCapture, OutputCapture]:
     out, err = OutputCapture(cap), OutputCapture(cap)
     try:
         for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
@@ -455,7 +291,7 @@ def _read_streams(api: _Api, exec_id: str, cap: int) -> tuple[OutputCapture, Out
     return out, err
 
 
-def _oom_killed(api: _Api, name: str, user: str) -> bool:
+def _oom_killed(api: Api, name: str, user: str) -> bool:
     try:
         probe = api.exec_create(name, ["python3", "-S", "-c", _OOM_PROBE], user=user)
         kills = api.exec_start(probe["Id"]).strip()
@@ -465,7 +301,7 @@ def _oom_killed(api: _Api, name: str, user: str) -> bool:
     return bool(state.get("OOMKilled")) or int(kills or 0) > 0
 
 
-def _get_file(api: _Api, name: str, filename: str) -> bytes | None:
+def _get_file(api: Api, name: str, filename: str) -> bytes | None:
     try:
         stream, _ = api.get_archive(name, f"{WORKDIR}/{filename}")
     except NotFound:
@@ -476,7 +312,7 @@ def _get_file(api: _Api, name: str, filename: str) -> bytes | None:
         return content.read() if content else None
 
 
-def _dispose(api: _Api, name: str) -> None:
+def _dispose(api: Api, name: str) -> None:
     """Remove the container and its volume; a container already going is waited for."""
     try:
         api.remove_container(name, force=True, v=True)
@@ -494,7 +330,7 @@ def _dispose(api: _Api, name: str) -> None:
 
 def _check(config: SandboxConfig) -> SandboxStatus:
     try:
-        api = _connect(config, timeout=10)
+        api = connect(config, timeout=10)
     except SandboxUnavailableError as e:
         return SandboxStatus(ready=False, message=str(e), engine=None)
     engine = None
@@ -504,7 +340,7 @@ def _check(config: SandboxConfig) -> SandboxStatus:
     except NotFound:
         return SandboxStatus(ready=False, message=_image_missing(config), engine=engine)
     except (DockerException, OSError) as e:
-        message = f"the Docker engine at {config.where} failed: {_explain(e)}"
+        message = f"the Docker engine at {config.where} failed: {explain(e)}"
         return SandboxStatus(ready=False, message=message, engine=engine)
     finally:
         api.close()
@@ -514,7 +350,7 @@ def _check(config: SandboxConfig) -> SandboxStatus:
 
 
 def _clean(config: SandboxConfig, everything: bool) -> CleanReport:
-    api = _connect(config, timeout=30)
+    api = connect(config, timeout=30)
     try:
         now, containers = time.time(), 0
         for found in api.containers(all=True, filters={"label": LABEL}):
@@ -529,19 +365,7 @@ def _clean(config: SandboxConfig, everything: bool) -> CleanReport:
                 api.remove_volume(volume["Name"], force=True)
                 volumes += 1
             except APIError as e:
-                logger.info("kept volume %s: %s", volume["Name"], _explain(e))
+                logger.info("kept volume %s: %s", volume["Name"], explain(e))
         return CleanReport(containers=containers, volumes=volumes)
     finally:
         api.close()
-
-
-def _explain(error: BaseException) -> str:
-    """The engine's own explanation, or the root cause (e.g. 'Connection refused')."""
-    if isinstance(error, APIError) and error.explanation:
-        return str(error.explanation)
-    root = error
-    while (cause := root.__cause__ or root.__context__) is not None:
-        root = cause
-    if isinstance(root, OSError) and root.strerror:
-        return root.strerror
-    return str(error) or type(error).__name__

@@ -5,7 +5,8 @@ latency, rate limits and failures are scripted by the test that runs it.
 """
 
 from goalflow.testing.protocol import ChatRequest, Match, Reply, ReplySource
-from goalflow.testing.server import OpenAITestServer, ServerStats
+from goalflow.testing.script import ServerStats
+from goalflow.testing.server import OpenAITestServer
 
 __all__ = [
     "ChatRequest",

@@ -2,8 +2,8 @@
 
 What a test scripts (rules and replies), what the server was asked (``ChatRequest``),
 and how OpenAI words its answers: token counts, error bodies and rate-limit metering.
-Kept apart from the lifecycle in ``server.py`` so each piece can be reasoned about
-without a running server.
+Kept apart from the serving in ``server.py`` and the scripted state in ``script.py`` so
+each piece can be reasoned about without a running server.
 """
 
 from __future__ import annotations

@@ -9,20 +9,20 @@ thread so that both sync and async tests can use it::
     server.script("plan", '{"tasks": []}', times=1)
     with server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+
+This module serves and checks HTTP (keys, models, the request body); what to answer,
+when, and what was counted is the ``ChatScript`` of :mod:`goalflow.testing.script`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
-import random
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 import uvicorn
@@ -36,37 +36,17 @@ from goalflow.errors import ConfigError, GoalflowError
 from goalflow.testing.protocol import (
     ChatRequest,
     Match,
-    RateWindow,
-    Reply,
     ReplySource,
-    Rule,
-    as_reply,
     error_response,
     estimate_tokens,
     scripted_error,
 )
+from goalflow.testing.script import ChatScript, ServerStats
 
-__all__ = ["OpenAITestServer", "ServerStats"]
+__all__ = ["OpenAITestServer"]
 
 _START_TIMEOUT_SECONDS = 10.0
 _STOP_TIMEOUT_SECONDS = 10.0
-
-
-@dataclass
-class ServerStats:
-    """Counters over the chat requests since start or the last ``reset()``.
-
-    ``requests`` also counts bodies too malformed to become a ``ChatRequest`` (answered
-    400), which is why it can exceed ``len(server.requests)``.
-    """
-
-    requests: int = 0
-    completed: int = 0
-    rate_limited: int = 0
-    errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    max_in_flight: int = 0
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -96,26 +76,14 @@ class OpenAITestServer:
         reject_json_schema: bool = False,
         default: ReplySource | None = None,
     ) -> None:
-        if latency < 0 or jitter < 0:
-            raise ConfigError(f"latency and jitter must be >= 0 s, got {latency} and {jitter}.")
-        if (rpm is not None and rpm < 1) or (tpm is not None and tpm < 1):
-            raise ConfigError(f"rpm and tpm must be >= 1 or None, got {rpm} and {tpm}.")
+        self._script = ChatScript(
+            latency=latency, jitter=jitter, seed=seed, rpm=rpm, tpm=tpm, default=default
+        )
         if isinstance(models, str) or not models:
             raise ConfigError(f"models must be a non-empty sequence of names, got {models!r}.")
-        self._latency = latency
-        self._jitter = jitter
-        self._random = random.Random(seed)
         self._api_key = api_key
         self._models = tuple(models)
         self._reject_json_schema = reject_json_schema
-        self._default = default
-        self._rules: list[Rule] = []
-        self._requests: list[ChatRequest] = []
-        self._stats = ServerStats()
-        self._in_flight = 0
-        self._window = RateWindow(rpm, tpm)
-        # Reentrant: a reply function runs under the lock and may read `server.requests`.
-        self._lock = threading.RLock()
         self._app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -131,28 +99,21 @@ class OpenAITestServer:
 
     def script(self, match: Match, reply: ReplySource, times: int | None = None) -> None:
         """Answer requests that ``match`` with ``reply``, ``times`` times (None: forever)."""
-        rule = Rule(match, reply, times)
-        with self._lock:
-            self._rules.append(rule)
+        self._script.add(match, reply, times)
 
     def reset(self) -> None:
         """Forget received requests, counters and the rate-limit window; keep the rules."""
-        with self._lock:
-            self._requests.clear()
-            self._stats = ServerStats(max_in_flight=self._in_flight)
-            self._window.clear()
+        self._script.reset()
 
     @property
     def requests(self) -> list[ChatRequest]:
         """A copy of the chat requests received so far, rejected ones included, in order."""
-        with self._lock:
-            return list(self._requests)
+        return self._script.requests
 
     @property
     def stats(self) -> ServerStats:
         """A snapshot of the counters, so that one assertion sees consistent numbers."""
-        with self._lock:
-            return dataclasses.replace(self._stats)
+        return self._script.stats
 
     @property
     def base_url(self) -> str:
@@ -250,23 +211,12 @@ class OpenAITestServer:
 
     async def _chat(self, request: Request) -> Response:
         received_at = time.monotonic()
-        with self._lock:
-            self._stats.requests += 1
-            self._in_flight += 1
-            self._stats.max_in_flight = max(self._stats.max_in_flight, self._in_flight)
+        self._script.arrived()
         try:
             response = await self._answer_chat(request, received_at)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-        with self._lock:
-            if response.status_code == 200:
-                self._stats.completed += 1
-            elif response.status_code == 429:
-                self._stats.rate_limited += 1
-            else:
-                self._stats.errors += 1
-            response.headers.update(self._window.headers(time.monotonic()))
+            self._script.left()
+        response.headers.update(self._script.answered(response.status_code))
         return response
 
     async def _answer_chat(self, request: Request, received_at: float) -> Response:
@@ -281,8 +231,7 @@ class OpenAITestServer:
         except ValueError as e:
             invalid = str(e)
         else:
-            with self._lock:
-                self._requests.append(chat)
+            self._script.record(chat)
         if not self._authorized(request):
             return self._unauthorized(request)
         if chat is None:
@@ -302,7 +251,7 @@ class OpenAITestServer:
             return error_response(
                 500, "response_format type 'json_schema' is not supported", kind="server_error"
             )
-        decision = self._decide(chat)
+        decision = self._script.decide(chat)
         if isinstance(decision, Response):
             return decision
         reply, delay = decision
@@ -312,9 +261,7 @@ class OpenAITestServer:
             return scripted_error(reply)
         prompt_tokens = estimate_tokens(chat.text)
         completion_tokens = estimate_tokens(reply.content)
-        with self._lock:
-            self._stats.prompt_tokens += prompt_tokens
-            self._stats.completion_tokens += completion_tokens
+        self._script.count_tokens(prompt_tokens, completion_tokens)
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -336,49 +283,6 @@ class OpenAITestServer:
                 },
             }
         )
-
-    def _decide(self, chat: ChatRequest) -> tuple[Reply, float] | Response:
-        """Pick the reply and admit it against the limits, or the error that answers instead.
-
-        One critical section, so the rule consumed and the window slot taken belong to
-        the same request even with hundreds in flight.
-        """
-        with self._lock:
-            try:
-                rule = next((r for r in self._rules if r.matches(chat)), None)
-                if rule is not None:
-                    reply = rule.reply_to(chat)
-                elif self._default is not None:
-                    reply = as_reply(self._default, chat)
-                else:
-                    return error_response(
-                        400,
-                        "goalflow test server: no scripted reply matched this request and no "
-                        "default is set; the last user message starts with "
-                        f"{chat.last_user[:200]!r}. Add a rule with server.script(...) or "
-                        "pass default=... to OpenAITestServer.",
-                    )
-            except Exception as e:  # a test's match or reply function; report, don't crash
-                return error_response(
-                    500, f"A scripted match or reply function raised {e!r}.", kind="server_error"
-                )
-            completion = chat.max_tokens or estimate_tokens(reply.content)
-            cost = estimate_tokens(chat.text) + completion
-            now = time.monotonic()
-            refusal = self._window.refusal(chat.model, cost, now)
-            if refusal is not None:
-                return error_response(
-                    429,
-                    refusal.message,
-                    kind=refusal.limit,
-                    code="rate_limit_exceeded",
-                    retry_after=refusal.retry_after,
-                )
-            self._window.admit(cost, now)
-            if rule is not None:
-                rule.consume()
-            jitter = self._random.uniform(-self._jitter, self._jitter) if self._jitter else 0.0
-            return reply, max(0.0, self._latency + jitter) + reply.delay
 
     def _authorized(self, request: Request) -> bool:
         if self._api_key is None:
@@ -411,6 +315,5 @@ class OpenAITestServer:
                     ],
                 }
             )
-        with self._lock:
-            response.headers.update(self._window.headers(time.monotonic()))
+        response.headers.update(self._script.headers())
         return response
