@@ -16,7 +16,8 @@ import json
 from goalflow.agent.executor import Verdict
 from goalflow.core.budget import MoneyBudget, Price
 from goalflow.errors import BudgetExceededError
-from goalflow.llm.client import LLM, LLMConfig
+from goalflow.llm.client import LLM
+from goalflow.llm.config import LLMConfig
 from goalflow.testing import OpenAITestServer
 
 

@@ -18,7 +18,8 @@ import time
 
 from goalflow.agent.planner import PlanningOptions, make_plan
 from goalflow.errors import GoalflowError
-from goalflow.llm.client import LLM, LLMConfig
+from goalflow.llm.client import LLM
+from goalflow.llm.config import LLMConfig
 from goalflow.llm.local_model import LOCAL_MODELS, local_model_server
 
 GOALS = [

@@ -223,5 +223,5 @@ def test_code_tasks_of_a_containerised_goal_run_through_the_configured_docker_ho
     # The sandbox's engine calls (check, then create, files, exec, remove on pooled
     # connections) came this way: the goal's container has no socket of its own.
     assert engine_over_tcp.connections - before >= 2
-    leftovers = _docker("ps", "-aq", "--filter", "label=goalflow.sandbox.engine")
+    leftovers = _docker("ps", "-aq", "--filter", "label=goalflow.sandbox")
     assert not leftovers.split()

@@ -15,7 +15,8 @@ from pydantic import BaseModel, SecretStr
 from goalflow.core.budget import MoneyBudget, Price
 from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError
 from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_llm
-from goalflow.llm.client import LLM, LLMConfig
+from goalflow.llm.client import LLM
+from goalflow.llm.config import LLMConfig
 from goalflow.orchestration.task_runners import check_address
 from goalflow.testing import OpenAITestServer
 from tests.conftest import TEST_KEY

@@ -10,7 +10,8 @@ import pytest
 
 from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, Price
 from goalflow.errors import BudgetExceededError, ConfigError
-from goalflow.llm.client import LLM, LLMConfig
+from goalflow.llm.client import LLM
+from goalflow.llm.config import LLMConfig
 from goalflow.testing import OpenAITestServer, Reply
 
 PRICE = {"m": Price(input=1.0, output=2.0)}  # $ per million tokens

@@ -21,7 +21,8 @@ from goalflow.errors import (
     LLMUnreachableError,
     StructuredOutputError,
 )
-from goalflow.llm.client import LLM, LLMConfig
+from goalflow.llm.client import LLM
+from goalflow.llm.config import LLMConfig
 
 BASE = "https://llm.example.test/v1"
 KEY = "sk-live-abcdefghijklmnopqrstuvwxyz012345"

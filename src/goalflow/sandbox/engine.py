@@ -5,7 +5,7 @@ killed runs left behind. Each run gets its own container: no network, a read-onl
 a non-root user with no capabilities and ``no-new-privileges``, memory (swap equal to
 it, so none extra), CPU and pids limits, and a wall-clock timeout that kills. The
 container is removed in every case (``finally`` with ``force``, also when the awaiting
-task is cancelled), and is labelled ``goalflow.sandbox.engine`` so that
+task is cancelled), and is labelled ``goalflow.sandbox`` so that
 ``goalflow sandbox clean`` can find what a killed process left behind.
 
 How files get in and out without a bind mount (measured on engine 20.10): Docker's
@@ -56,9 +56,9 @@ from goalflow.sandbox.config import (
 
 __all__ = ["LABEL", "WORKDIR", "Sandbox", "SandboxConfig", "check", "clean"]
 
-LABEL = "goalflow.sandbox.engine"
+LABEL = "goalflow.sandbox"
 WORKDIR = "/work"
-_DEADLINE_LABEL = "goalflow.sandbox.engine.deadline"
+_DEADLINE_LABEL = "goalflow.sandbox.deadline"
 _PROGRAM = ".program.py"  # check_file_name refuses names starting with ".": never an input
 _GRACE_SECONDS = 60
 _ENV = {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
