@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from goalflow.agent.prompts import reflection_messages
 from goalflow.core.plan import Plan, PlanPatch
-from goalflow.core.revision import RunState, check_patch, reflection_messages
+from goalflow.core.revision import RunState, check_patch
 from goalflow.core.scheduler import GraphRun
 from goalflow.core.stuck import StuckSignal
 from goalflow.core.task import Task, TaskSpec

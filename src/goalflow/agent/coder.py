@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, field_validator
 
-from goalflow.agent.executor import CodeRunner, review, task_brief
+from goalflow.agent.executor import CodeRunner, review
+from goalflow.agent.prompts import program_feedback, program_system, task_brief
 from goalflow.core.chat import ChatModel, Message
 from goalflow.core.program import ProgramLimits, SandboxResult
 from goalflow.core.stuck import report_failed_attempt
@@ -27,8 +28,6 @@ from goalflow.errors import TaskError
 
 __all__ = ["CodeAttempt", "Program", "RunAttempt", "attempt_markdown", "code_runner"]
 
-_STDERR_SHOWN = 3000
-_STDOUT_SHOWN = 1000
 _MAX_TOKENS = 2048
 _FENCE = re.compile(r"^\s*```[\w+-]*\n(?P<code>.*?)\n?```\s*$", re.S)
 
@@ -67,7 +66,7 @@ def code_runner(
     async def run_code_task(task: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:
         files = {name: value.encode() for name, value in inputs.items()}
         messages: list[Message] = [
-            {"role": "system", "content": _system(limits)},
+            {"role": "system", "content": program_system(limits)},
             {"role": "user", "content": task_brief(goal, task, inputs, as_files=True)},
         ]
         reason = ""
@@ -82,7 +81,7 @@ def code_runner(
             report_failed_attempt(reason)
             messages += [
                 {"role": "assistant", "content": program.model_dump_json()},
-                {"role": "user", "content": _feedback(reason, result)},
+                {"role": "user", "content": program_feedback(reason, result)},
             ]
         raise TaskError(
             f"task '{task.id}': none of the {attempts} programs the model wrote produced its "
@@ -112,28 +111,6 @@ async def _judge(
                 f"{verdict.reason}"
             )
     return outputs, ""
-
-
-def _system(limits: ProgramLimits) -> str:
-    network = "a network" if limits.network else "no network"
-    return (
-        "You write one Python 3 program that does one task of a larger plan. It runs "
-        f"unattended with {network}, the standard library only, {limits.memory} of memory "
-        f"and {limits.timeout:g} seconds. Each input is a UTF-8 text file in the current "
-        "directory, named exactly as the input. Write each output, as UTF-8 text, to a file "
-        "in the current directory named exactly as the output. Answer with a JSON object "
-        'whose "code" is the whole program.'
-    )
-
-
-def _feedback(reason: str, result: SandboxResult) -> str:
-    lines = [f"That program failed: {reason}."]
-    if result.stderr.strip():
-        lines.append("The end of its stderr:\n" + result.stderr[-_STDERR_SHOWN:])
-    if result.stdout.strip():
-        lines.append("The end of its stdout:\n" + result.stdout[-_STDOUT_SHOWN:])
-    lines.append("Write the whole program again, fixing that.")
-    return "\n\n".join(lines)
 
 
 def attempt_markdown(attempt: CodeAttempt, result: SandboxResult) -> str:

@@ -16,16 +16,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from goalflow.agent.prompts import (
+    REVIEW_SYSTEM,
+    TASK_SYSTEM,
+    answer_feedback,
+    review_request,
+    task_brief,
+)
 from goalflow.core.chat import ChatModel, Message
 from goalflow.core.stuck import report_failed_attempt
 from goalflow.core.task import TaskSpec
 from goalflow.errors import SandboxUnavailableError, TaskError
 
-__all__ = ["CodeRunner", "Verdict", "review", "run_leaf", "task_brief"]
+__all__ = ["CodeRunner", "Verdict", "review", "run_leaf"]
 
 CodeRunner = Callable[[TaskSpec, dict[str, str]], Awaitable[dict[str, str]]]
-_INPUT_PREVIEW = 6000
-_FILE_PREVIEW = 1500  # a program reads the whole file; the model needs only its shape
 
 
 def _as_text(value: Any) -> Any:
@@ -65,7 +70,7 @@ async def run_leaf(
         return await code_runner(task, dict(inputs))
     schema = _answer_schema(task)
     messages: list[Message] = [
-        {"role": "system", "content": _SYSTEM},
+        {"role": "system", "content": TASK_SYSTEM},
         {"role": "user", "content": task_brief(goal, task, inputs)},
     ]
     reason = ""
@@ -81,46 +86,12 @@ async def run_leaf(
         report_failed_attempt(reason)
         messages += [
             {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
-            {
-                "role": "user",
-                "content": f"A reviewer rejected this answer: {reason}\nAnswer again, fixing that.",
-            },
+            {"role": "user", "content": answer_feedback(reason)},
         ]
     raise TaskError(
         f"task '{task.id}' did not pass its acceptance check ({task.acceptance!r}) in "
         f"{attempts} attempts; the last review said: {reason}"
     )
-
-
-_SYSTEM = (
-    "You carry out one task of a larger plan. Use the inputs you are given, follow the "
-    "instructions, and answer with a JSON object holding one text value per named output."
-)
-
-
-def task_brief(
-    goal: str, task: TaskSpec, inputs: Mapping[str, str], *, as_files: bool = False
-) -> str:
-    """What the model is told about one task: the goal, the task, its inputs, its outputs.
-
-    ``as_files``: the inputs and outputs are files of a program (a code task), so the
-    inputs are previews, with their size.
-    """
-    preview = _FILE_PREVIEW if as_files else _INPUT_PREVIEW
-    lines = [f"Overall goal: {goal}", f"Your task: {task.title}", task.instructions]
-    for name, value in inputs.items():
-        shown = value if len(value) <= preview else value[:preview] + " […]"
-        if as_files:
-            lines.append(f"Input file {name} ({len(value.encode())} bytes), begins:\n{shown}")
-        else:
-            lines.append(f"Input {name}:\n{shown}")
-    outputs = ", ".join(task.outputs)
-    lines.append(
-        f"Output files to write: {outputs}" if as_files else f"Outputs to produce: {outputs}"
-    )
-    if task.acceptance:
-        lines.append(f"They must satisfy: {task.acceptance}")
-    return "\n\n".join(lines)
 
 
 def _answer_schema(task: TaskSpec) -> type[BaseModel]:
@@ -136,17 +107,8 @@ def _answer_schema(task: TaskSpec) -> type[BaseModel]:
 
 async def review(llm: ChatModel, task: TaskSpec, outputs: Mapping[str, str]) -> Verdict:
     """The model's verdict on ``outputs`` against the task's acceptance check."""
-    shown = "\n\n".join(f"{name}:\n{value}" for name, value in outputs.items())
     messages: list[Message] = [
-        {
-            "role": "system",
-            "content": "You review one task's outputs against its acceptance check. Be "
-            "strict about the check and ignore everything else.",
-        },
-        {
-            "role": "user",
-            "content": f"Task: {task.title}\n{task.instructions}\n\nAcceptance check: "
-            f"{task.acceptance}\n\nOutputs:\n{shown}",
-        },
+        {"role": "system", "content": REVIEW_SYSTEM},
+        {"role": "user", "content": review_request(task, outputs)},
     ]
     return await llm.structured(Verdict, messages, purpose=f"review {task.id}")

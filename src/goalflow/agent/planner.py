@@ -22,6 +22,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
+from goalflow.agent.prompts import (
+    plan_feedback,
+    plan_request,
+    plan_system,
+    refine_request,
+    refine_system,
+)
 from goalflow.core.chat import ChatModel, Message
 from goalflow.core.plan import Plan, PlanDraft
 from goalflow.core.repairs import (
@@ -37,67 +44,6 @@ from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 __all__ = ["PlanningOptions", "make_plan"]
 
 D = TypeVar("D", bound=BaseModel)
-
-_KIND_HELP: dict[TaskKind, str] = {
-    "llm": "'llm' = a step a language model answers in text",
-    "code": "'code' = a step that needs a Python program (exact computation, data parsing)",
-    "composite": "'composite' = a big step that will be broken down into smaller ones later",
-}
-
-_RULES = """Rules:
-- A task has: id, title, kind, instructions, inputs, outputs, acceptance, value (1-10), \
-effort (1-10).
-- kind is one of: {kinds}.
-- inputs and outputs are short snake_case names, never the data itself. Every task has \
-at least one output.
-- Every input is {sources}. Each output has exactly one producing task.
-- Every output is consumed by another task or is {sinks}.
-- Use as few tasks as needed (at most {max_tasks}). Tasks that do not depend on each \
-other run in parallel."""
-
-
-# One worked example: small models copy its shape far more reliably than they follow rules.
-_EXAMPLE = json.dumps(
-    {
-        "inputs": [{"name": "article", "value": "(the article text, copied from the goal)"}],
-        "deliverables": ["french_summary"],
-        "tasks": [
-            {
-                "id": "summarise",
-                "title": "Summarise the article",
-                "kind": "llm",
-                "instructions": "Summarise the article in three sentences.",
-                "inputs": ["article"],
-                "outputs": ["summary"],
-                "acceptance": "three sentences",
-                "value": 8,
-                "effort": 2,
-            },
-            {
-                "id": "keywords",
-                "title": "Pick keywords",
-                "kind": "llm",
-                "instructions": "List the five most important keywords of the article.",
-                "inputs": ["article"],
-                "outputs": ["keywords"],
-                "acceptance": "",
-                "value": 5,
-                "effort": 1,
-            },
-            {
-                "id": "translate",
-                "title": "Write the French summary",
-                "kind": "llm",
-                "instructions": "Translate the summary into French and add the keywords.",
-                "inputs": ["summary", "keywords"],
-                "outputs": ["french_summary"],
-                "acceptance": "written in French",
-                "value": 8,
-                "effort": 2,
-            },
-        ],
-    }
-)
 
 
 class PlanningOptions(BaseModel):
@@ -126,24 +72,6 @@ async def make_plan(
 ) -> Plan:
     """A valid, refined plan for ``goal``."""
     top_kinds = _kinds(options, depth=0)
-    system = (
-        "You plan the work of an autonomous agent: break the user's goal into tasks that "
-        "pass named values to each other.\n"
-        + _RULES.format(
-            kinds="; ".join(_KIND_HELP[k] for k in top_kinds),
-            sources="a plan input or an output of another task",
-            sinks="listed in the plan's deliverables",
-            max_tasks=options.max_tasks,
-        )
-        + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
-        '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
-        '- "deliverables" names the final outputs that answer the whole goal. When the goal '
-        "asks to combine, compare or use earlier results, a last task does that, and its "
-        "output is the deliverable.\n"
-        'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
-        f"\nExample, for the goal 'Summarise this article in French, with keywords: ...':\n"
-        f"{_EXAMPLE}"
-    )
     on_step(f"planning: {goal}")
 
     def review(draft: PlanDraft) -> list[str]:
@@ -170,8 +98,8 @@ async def make_plan(
     draft = await _ask(
         llm,
         _restricted(PlanDraft, top_kinds),
-        system,
-        f"Goal: {goal}",
+        plan_system(top_kinds, max_tasks=options.max_tasks),
+        plan_request(goal),
         review,
         options,
         purpose="plan goal",
@@ -206,24 +134,6 @@ async def _refine_one(
 ) -> None:
     kinds = _kinds(options, depth=depth)
     on_step(f"refining: {task.title}")
-    system = (
-        "You break one step of a larger plan into smaller tasks that pass named values to "
-        "each other.\n"
-        + _RULES.format(
-            kinds="; ".join(_KIND_HELP[k] for k in kinds),
-            sources=f"one of the step's inputs ({_listing(task.inputs)}) or an output of "
-            "another task",
-            sinks=f"one of the step's outputs ({_listing(task.outputs)}), which must all be "
-            "produced",
-            max_tasks=options.max_tasks,
-        )
-        + '\nAnswer with a JSON object: {"tasks": [...]}.'
-    )
-    user = (
-        f"Overall goal: {goal}\nStep to break down: {task.title}\n"
-        f"Its instructions: {task.instructions}\n"
-        f"Its inputs: {_listing(task.inputs)}\nIts outputs: {_listing(task.outputs)}"
-    )
 
     def review(draft: SubPlanDraft) -> list[str]:
         resolve_task_ids(draft.tasks, available=task.inputs, deliverables=())
@@ -241,8 +151,8 @@ async def _refine_one(
         sub = await _ask(
             llm,
             _restricted(SubPlanDraft, kinds),
-            system,
-            user,
+            refine_system(kinds, task, max_tasks=options.max_tasks),
+            refine_request(goal, task),
             review,
             options,
             purpose=f"refine {task.id}",
@@ -280,12 +190,7 @@ async def _ask(
             return draft
         messages += [
             {"role": "assistant", "content": json.dumps(draft.model_dump())},
-            {
-                "role": "user",
-                "content": "This plan breaks the rules:\n- "
-                + "\n- ".join(errors)
-                + "\nAnswer with the whole corrected plan.",
-            },
+            {"role": "user", "content": plan_feedback(errors)},
         ]
     raise PlanningError(
         f"no valid plan for {purpose!r} after {options.attempts} attempts; the last one "
@@ -316,7 +221,3 @@ def _kinds(options: PlanningOptions, *, depth: int) -> tuple[TaskKind, ...]:
     if not kinds:
         raise GoalflowError("no task kind can run: allow 'llm' or 'code' tasks")
     return kinds
-
-
-def _listing(names: Sequence[str]) -> str:
-    return ", ".join(names) if names else "none"

@@ -1,7 +1,8 @@
-"""Reflection's verdict on a running goal, the plan patch it may carry, and its prompt.
+"""Reflection's verdict on a running goal, and the plan patch it may carry.
 
-No Prefect and no I/O here. A :class:`Reflection` is the model's structured answer;
-a ``revise`` verdict carries a :class:`PlanPatch` (tasks to cancel, tasks to add in the
+No Prefect and no I/O here. A :class:`Reflection` is the model's structured answer (the
+prompt that asks for it is :func:`goalflow.agent.prompts.reflection_messages`); a
+``revise`` verdict carries a :class:`PlanPatch` (tasks to cancel, tasks to add in the
 plan's own task shape, value/effort changes). :func:`check_patch` applies a patch to
 the plan of a run in progress (:meth:`goalflow.core.plan.Plan.apply`, the plan rules):
 finished results count as inputs that already exist, so new tasks reuse them by name
@@ -27,12 +28,9 @@ __all__ = [
     "RunState",
     "Verdict",
     "check_patch",
-    "reflection_messages",
 ]
 
 Verdict = Literal["on_track", "revise", "stuck", "off_topic", "done"]
-_VALUE_PREVIEW = 300
-_PRODUCED_BUDGET = 3000  # characters of finished results shown to the model
 
 
 class ReflectionPolicy(BaseModel):
@@ -191,62 +189,3 @@ def check_patch(
         errors += e.errors
         revised = None
     return (None if errors else revised), errors
-
-
-_SYSTEM = """You review an autonomous agent's run of a goal while it runs. Judge it and \
-answer with a JSON object {"verdict": ..., "reason": ..., "patch": ...}.
-Verdicts:
-- "on_track": the plan still leads to the goal; no patch.
-- "revise": change the plan with a patch {"cancel": [ids of unfinished tasks], "add": \
-[new tasks], "priorities": [{"id", "value", "effort"}]}. New tasks have the plan's task \
-fields (id, title, kind, instructions, inputs, outputs, acceptance, value, effort), new \
-ids, kind 'llm' or 'code', and may consume finished results by name. Finished results \
-are kept: never redo them. Every unfinished task must still be needed, and every \
-deliverable must still be produced by one task.
-- "stuck": the run loops or cannot finish. "off_topic": the outputs drift away from the \
-goal. Either stops the run; when a revision could still fix it, include the patch.
-- "done": the finished results already answer the goal.
-A task that was looping must not be added again unchanged: take a different approach."""
-
-
-def reflection_messages(
-    state: RunState, signals: Sequence[StuckSignal], why: str
-) -> list[dict[str, str]]:
-    """The prompt of one reflection: goal, plan, results so far, spend, time, signals."""
-    lines = [
-        f"Goal: {state.goal}",
-        f"Deliverables: {', '.join(state.deliverables)}",
-        f"Goal inputs: {', '.join(state.inputs) or 'none'}",
-        "Plan (id [status] kind: title; inputs -> outputs):",
-    ]
-    for task in state.tasks:
-        status = state.status.get(task.id, "pending")
-        error = f" - failed: {_clip(state.errors[task.id], 200)}" if task.id in state.errors else ""
-        lines.append(
-            f"- {task.id} [{status}] {task.kind}: {task.title}; "
-            f"{', '.join(task.inputs) or '-'} -> {', '.join(task.outputs)}{error}"
-        )
-    for tid, error in state.errors.items():
-        if tid not in {task.id for task in state.tasks}:
-            lines.append(f"- {tid} [failed]: {_clip(error, 200)}")
-    lines.append("Produced so far:" if state.produced else "Produced so far: nothing")
-    left = _PRODUCED_BUDGET
-    for name, value in state.produced.items():
-        shown = _clip(value, min(_VALUE_PREVIEW, max(left, 40)))
-        left -= len(shown)
-        lines.append(f"- {name}: {shown}")
-    limit = f" of ${state.limit_usd:g}" if state.limit_usd else " (no limit)"
-    clock = f" of {state.max_seconds:g} s" if state.max_seconds else " (no limit)"
-    lines += [
-        f"Spent: ${state.spent_usd:.4f}{limit} in {state.calls} model calls; "
-        f"time: {state.elapsed_seconds:.0f} s{clock}; revisions left: {state.revisions_left}",
-        "Stuck signals: " + ("none" if not signals else ""),
-        *(f"- {s.name}: {s.evidence}" for s in signals),
-        f"Why you are asked now: {why}",
-    ]
-    return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
-
-
-def _clip(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -2,9 +2,10 @@
 
 A :class:`Reflector` watches one goal run: the stuck detector
 (:mod:`goalflow.core.stuck`) hears of every failed attempt, model call and finished
-task, and the reflector asks the model for a verdict (:mod:`goalflow.core.revision`) every
-K finished tasks, every T seconds, at once on a stuck signal, when the graph cannot go
-on, and when the server asks. One reflection runs at a time; requests made meanwhile
+task, and the reflector asks the model for a verdict (:mod:`goalflow.core.revision`; the
+prompt is :func:`goalflow.agent.prompts.reflection_messages`) every K finished tasks,
+every T seconds, at once on a stuck signal, when the graph cannot go on, and when the
+server asks. One reflection runs at a time; requests made meanwhile
 are merged into the next. Each is a task run ``reflect: <why>`` with its verdict as a
 Markdown artifact and a ``goalflow.reflection.<verdict>`` event. A ``revise`` verdict
 revises the running graph; ``stuck`` and ``off_topic`` stop the run through its guard.
@@ -32,6 +33,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.variables import Variable
 
+from goalflow.agent.prompts import reflection_messages
 from goalflow.core.budget import LLMCall, spending_for
 from goalflow.core.plan import Plan, PlanPatch
 from goalflow.core.revision import (
@@ -40,7 +42,6 @@ from goalflow.core.revision import (
     ReflectionRecord,
     RunState,
     check_patch,
-    reflection_messages,
 )
 from goalflow.core.scheduler import GraphRun, TaskOutcome
 from goalflow.core.stuck import StuckDetector, StuckSignal

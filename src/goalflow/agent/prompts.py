@@ -1,0 +1,315 @@
+"""Every text the agent layer sends to a model, in one place.
+
+The planner (:mod:`goalflow.agent.planner`), executor (:mod:`goalflow.agent.executor`),
+coder (:mod:`goalflow.agent.coder`) and the reflector
+(:mod:`goalflow.orchestration.reflector`) hold the loops; the wording they send is here:
+system prompts, rules, the worked example, task briefs and the feedback that sends a
+broken answer back. Fixed texts are constants, the rest small functions that render
+them from their arguments. A prompt is product: tests tell model calls apart by their
+response schema, not by this wording.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from goalflow.core.chat import Message
+from goalflow.core.program import ProgramLimits, SandboxResult
+from goalflow.core.revision import RunState
+from goalflow.core.stuck import StuckSignal
+from goalflow.core.task import TaskKind, TaskSpec
+
+__all__ = [
+    "REFLECTION_SYSTEM",
+    "REVIEW_SYSTEM",
+    "TASK_SYSTEM",
+    "answer_feedback",
+    "plan_feedback",
+    "plan_request",
+    "plan_system",
+    "program_feedback",
+    "program_system",
+    "refine_request",
+    "refine_system",
+    "reflection_messages",
+    "review_request",
+    "task_brief",
+]
+
+# Planning: a goal -> a plan, a composite task -> a sub-plan.
+
+_KIND_HELP: dict[TaskKind, str] = {
+    "llm": "'llm' = a step a language model answers in text",
+    "code": "'code' = a step that needs a Python program (exact computation, data parsing)",
+    "composite": "'composite' = a big step that will be broken down into smaller ones later",
+}
+
+_RULES = """Rules:
+- A task has: id, title, kind, instructions, inputs, outputs, acceptance, value (1-10), \
+effort (1-10).
+- kind is one of: {kinds}.
+- inputs and outputs are short snake_case names, never the data itself. Every task has \
+at least one output.
+- Every input is {sources}. Each output has exactly one producing task.
+- Every output is consumed by another task or is {sinks}.
+- Use as few tasks as needed (at most {max_tasks}). Tasks that do not depend on each \
+other run in parallel."""
+
+
+# One worked example: small models copy its shape far more reliably than they follow rules.
+_EXAMPLE = json.dumps(
+    {
+        "inputs": [{"name": "article", "value": "(the article text, copied from the goal)"}],
+        "deliverables": ["french_summary"],
+        "tasks": [
+            {
+                "id": "summarise",
+                "title": "Summarise the article",
+                "kind": "llm",
+                "instructions": "Summarise the article in three sentences.",
+                "inputs": ["article"],
+                "outputs": ["summary"],
+                "acceptance": "three sentences",
+                "value": 8,
+                "effort": 2,
+            },
+            {
+                "id": "keywords",
+                "title": "Pick keywords",
+                "kind": "llm",
+                "instructions": "List the five most important keywords of the article.",
+                "inputs": ["article"],
+                "outputs": ["keywords"],
+                "acceptance": "",
+                "value": 5,
+                "effort": 1,
+            },
+            {
+                "id": "translate",
+                "title": "Write the French summary",
+                "kind": "llm",
+                "instructions": "Translate the summary into French and add the keywords.",
+                "inputs": ["summary", "keywords"],
+                "outputs": ["french_summary"],
+                "acceptance": "written in French",
+                "value": 8,
+                "effort": 2,
+            },
+        ],
+    }
+)
+
+
+def plan_system(kinds: Sequence[TaskKind], *, max_tasks: int) -> str:
+    """The system prompt that asks for a whole goal's plan, with tasks of ``kinds``."""
+    return (
+        "You plan the work of an autonomous agent: break the user's goal into tasks that "
+        "pass named values to each other.\n"
+        + _RULES.format(
+            kinds="; ".join(_KIND_HELP[k] for k in kinds),
+            sources="a plan input or an output of another task",
+            sinks="listed in the plan's deliverables",
+            max_tasks=max_tasks,
+        )
+        + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
+        '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
+        '- "deliverables" names the final outputs that answer the whole goal. When the goal '
+        "asks to combine, compare or use earlier results, a last task does that, and its "
+        "output is the deliverable.\n"
+        'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
+        f"\nExample, for the goal 'Summarise this article in French, with keywords: ...':\n"
+        f"{_EXAMPLE}"
+    )
+
+
+def plan_request(goal: str) -> str:
+    """The user message that asks for a plan of ``goal``."""
+    return f"Goal: {goal}"
+
+
+def refine_system(kinds: Sequence[TaskKind], task: TaskSpec, *, max_tasks: int) -> str:
+    """The system prompt that asks for the breakdown of the composite ``task``."""
+    return (
+        "You break one step of a larger plan into smaller tasks that pass named values to "
+        "each other.\n"
+        + _RULES.format(
+            kinds="; ".join(_KIND_HELP[k] for k in kinds),
+            sources=f"one of the step's inputs ({_listing(task.inputs)}) or an output of "
+            "another task",
+            sinks=f"one of the step's outputs ({_listing(task.outputs)}), which must all be "
+            "produced",
+            max_tasks=max_tasks,
+        )
+        + '\nAnswer with a JSON object: {"tasks": [...]}.'
+    )
+
+
+def refine_request(goal: str, task: TaskSpec) -> str:
+    """The user message that names the step to break down, within the overall goal."""
+    return (
+        f"Overall goal: {goal}\nStep to break down: {task.title}\n"
+        f"Its instructions: {task.instructions}\n"
+        f"Its inputs: {_listing(task.inputs)}\nIts outputs: {_listing(task.outputs)}"
+    )
+
+
+def plan_feedback(errors: Sequence[str]) -> str:
+    """What a plan (or sub-plan) that breaks the rules gets back: the rules it broke."""
+    broken = "\n- ".join(errors)
+    return f"This plan breaks the rules:\n- {broken}\nAnswer with the whole corrected plan."
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+# Tasks: an ``llm`` task's answer, a code task's brief, the review of either.
+
+_INPUT_PREVIEW = 6000
+_FILE_PREVIEW = 1500  # a program reads the whole file; the model needs only its shape
+
+TASK_SYSTEM = (
+    "You carry out one task of a larger plan. Use the inputs you are given, follow the "
+    "instructions, and answer with a JSON object holding one text value per named output."
+)
+
+
+def task_brief(
+    goal: str, task: TaskSpec, inputs: Mapping[str, str], *, as_files: bool = False
+) -> str:
+    """What the model is told about one task: the goal, the task, its inputs, its outputs.
+
+    ``as_files``: the inputs and outputs are files of a program (a code task), so the
+    inputs are previews, with their size.
+    """
+    preview = _FILE_PREVIEW if as_files else _INPUT_PREVIEW
+    lines = [f"Overall goal: {goal}", f"Your task: {task.title}", task.instructions]
+    for name, value in inputs.items():
+        shown = value if len(value) <= preview else value[:preview] + " […]"
+        if as_files:
+            lines.append(f"Input file {name} ({len(value.encode())} bytes), begins:\n{shown}")
+        else:
+            lines.append(f"Input {name}:\n{shown}")
+    outputs = ", ".join(task.outputs)
+    lines.append(
+        f"Output files to write: {outputs}" if as_files else f"Outputs to produce: {outputs}"
+    )
+    if task.acceptance:
+        lines.append(f"They must satisfy: {task.acceptance}")
+    return "\n\n".join(lines)
+
+
+def answer_feedback(reason: str) -> str:
+    """What an ``llm`` task's answer gets back when the reviewer rejected it."""
+    return f"A reviewer rejected this answer: {reason}\nAnswer again, fixing that."
+
+
+REVIEW_SYSTEM = (
+    "You review one task's outputs against its acceptance check. Be "
+    "strict about the check and ignore everything else."
+)
+
+
+def review_request(task: TaskSpec, outputs: Mapping[str, str]) -> str:
+    """The user message that shows a task's outputs to the reviewer, with the check."""
+    shown = "\n\n".join(f"{name}:\n{value}" for name, value in outputs.items())
+    return (
+        f"Task: {task.title}\n{task.instructions}\n\nAcceptance check: "
+        f"{task.acceptance}\n\nOutputs:\n{shown}"
+    )
+
+
+# Programs: what a code task's program may use, and how a failed run comes back.
+
+_STDERR_SHOWN = 3000
+_STDOUT_SHOWN = 1000
+
+
+def program_system(limits: ProgramLimits) -> str:
+    """The system prompt of a code task: the file contract and the sandbox's limits."""
+    network = "a network" if limits.network else "no network"
+    return (
+        "You write one Python 3 program that does one task of a larger plan. It runs "
+        f"unattended with {network}, the standard library only, {limits.memory} of memory "
+        f"and {limits.timeout:g} seconds. Each input is a UTF-8 text file in the current "
+        "directory, named exactly as the input. Write each output, as UTF-8 text, to a file "
+        "in the current directory named exactly as the output. Answer with a JSON object "
+        'whose "code" is the whole program.'
+    )
+
+
+def program_feedback(reason: str, result: SandboxResult) -> str:
+    """What a failed program gets back: why, and the end of its stderr and stdout."""
+    lines = [f"That program failed: {reason}."]
+    if result.stderr.strip():
+        lines.append("The end of its stderr:\n" + result.stderr[-_STDERR_SHOWN:])
+    if result.stdout.strip():
+        lines.append("The end of its stdout:\n" + result.stdout[-_STDOUT_SHOWN:])
+    lines.append("Write the whole program again, fixing that.")
+    return "\n\n".join(lines)
+
+
+# Reflection: the verdict on a goal run in progress (goalflow.core.revision's models).
+
+_VALUE_PREVIEW = 300
+_PRODUCED_BUDGET = 3000  # characters of finished results shown to the model
+
+REFLECTION_SYSTEM = """You review an autonomous agent's run of a goal while it runs. Judge \
+it and answer with a JSON object {"verdict": ..., "reason": ..., "patch": ...}.
+Verdicts:
+- "on_track": the plan still leads to the goal; no patch.
+- "revise": change the plan with a patch {"cancel": [ids of unfinished tasks], "add": \
+[new tasks], "priorities": [{"id", "value", "effort"}]}. New tasks have the plan's task \
+fields (id, title, kind, instructions, inputs, outputs, acceptance, value, effort), new \
+ids, kind 'llm' or 'code', and may consume finished results by name. Finished results \
+are kept: never redo them. Every unfinished task must still be needed, and every \
+deliverable must still be produced by one task.
+- "stuck": the run loops or cannot finish. "off_topic": the outputs drift away from the \
+goal. Either stops the run; when a revision could still fix it, include the patch.
+- "done": the finished results already answer the goal.
+A task that was looping must not be added again unchanged: take a different approach."""
+
+
+def reflection_messages(state: RunState, signals: Sequence[StuckSignal], why: str) -> list[Message]:
+    """The prompt of one reflection: goal, plan, results so far, spend, time, signals."""
+    lines = [
+        f"Goal: {state.goal}",
+        f"Deliverables: {', '.join(state.deliverables)}",
+        f"Goal inputs: {', '.join(state.inputs) or 'none'}",
+        "Plan (id [status] kind: title; inputs -> outputs):",
+    ]
+    for task in state.tasks:
+        status = state.status.get(task.id, "pending")
+        error = f" - failed: {_clip(state.errors[task.id], 200)}" if task.id in state.errors else ""
+        lines.append(
+            f"- {task.id} [{status}] {task.kind}: {task.title}; "
+            f"{', '.join(task.inputs) or '-'} -> {', '.join(task.outputs)}{error}"
+        )
+    for tid, error in state.errors.items():
+        if tid not in {task.id for task in state.tasks}:
+            lines.append(f"- {tid} [failed]: {_clip(error, 200)}")
+    lines.append("Produced so far:" if state.produced else "Produced so far: nothing")
+    left = _PRODUCED_BUDGET
+    for name, value in state.produced.items():
+        shown = _clip(value, min(_VALUE_PREVIEW, max(left, 40)))
+        left -= len(shown)
+        lines.append(f"- {name}: {shown}")
+    limit = f" of ${state.limit_usd:g}" if state.limit_usd else " (no limit)"
+    clock = f" of {state.max_seconds:g} s" if state.max_seconds else " (no limit)"
+    lines += [
+        f"Spent: ${state.spent_usd:.4f}{limit} in {state.calls} model calls; "
+        f"time: {state.elapsed_seconds:.0f} s{clock}; revisions left: {state.revisions_left}",
+        "Stuck signals: " + ("none" if not signals else ""),
+        *(f"- {s.name}: {s.evidence}" for s in signals),
+        f"Why you are asked now: {why}",
+    ]
+    return [
+        {"role": "system", "content": REFLECTION_SYSTEM},
+        {"role": "user", "content": "\n".join(lines)},
+    ]
+
+
+def _clip(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
