@@ -41,6 +41,7 @@ from goalflow.errors import (
     LLMUnreachableError,
     StructuredOutputError,
 )
+from goalflow.llm import prompts
 from goalflow.llm.config import LLMConfig, StructuredMode
 
 __all__ = ["LLM"]
@@ -116,15 +117,10 @@ class LLM:
             except ValidationError as e:
                 errors = describe_validation_error(e)
             if finish_reason == "length":
-                errors.append("the answer was cut off at the token limit: answer more briefly")
+                errors.append(prompts.CUT_OFF)
             conversation += [
                 {"role": "assistant", "content": content},
-                {
-                    "role": "user",
-                    "content": "That answer is not valid:\n- "
-                    + "\n- ".join(errors)
-                    + "\nAnswer again with only the corrected JSON object.",
-                },
+                {"role": "user", "content": prompts.reask(errors)},
             ]
         shown = content if len(content) <= 400 else content[:400] + "…"
         raise StructuredOutputError(
@@ -275,10 +271,7 @@ class LLM:
     ) -> list[Message]:
         if self._mode != "json_object":
             return messages
-        hint = "Answer with one JSON object that follows this JSON schema:\n" + json.dumps(
-            json_schema, separators=(",", ":")
-        )
-        return [{"role": "system", "content": hint}, *messages]
+        return [{"role": "system", "content": prompts.schema_hint(json_schema)}, *messages]
 
     async def _settle(
         self, response: Any, purpose: str, reservation: tuple[float, str], seconds: float
