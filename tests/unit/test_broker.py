@@ -18,7 +18,7 @@ from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_llm
 from goalflow.llm.client import LLM, LLMConfig
 from goalflow.orchestration.task_runners import check_address
 from goalflow.testing import OpenAITestServer
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY
 
 ASK = [{"role": "user", "content": "Name a colour."}]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from goalflow.agent.coder import CodeAttempt, Program, attempt_markdown
 from goalflow.core.program import SandboxResult
-from tests.builders import spec
+from tests.helpers import spec
 
 
 def test_a_fenced_program_is_unwrapped() -> None:

@@ -29,7 +29,7 @@ from goalflow.core.plan import (
     resolve_task_ids,
     wire_dangling_outputs,
 )
-from tests.builders import spec
+from tests.helpers import spec
 
 
 def task(

@@ -9,7 +9,7 @@ from goalflow.core.plan import TaskSpec
 from goalflow.core.revision import PlanPatch, RunState, check_patch, reflection_messages
 from goalflow.core.scheduler import GraphRun
 from goalflow.core.stuck import StuckSignal
-from tests.builders import spec
+from tests.helpers import spec
 
 # facts -> analysis -> report, with facts finished and analysis running.
 TASKS = [spec("facts", [], ["facts"]), spec("analysis", ["facts"], ["analysis"])]

@@ -15,7 +15,7 @@ import pytest
 
 from goalflow.core.plan import TaskSpec, priority_order
 from goalflow.core.scheduler import TaskOutcome, TaskStatus, run_graph
-from tests.builders import spec
+from tests.helpers import spec
 
 SHORT = 0.02
 

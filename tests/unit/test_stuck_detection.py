@@ -6,7 +6,7 @@ import pytest
 
 from goalflow.core.plan import Task
 from goalflow.core.stuck import StuckDetector, report_failed_attempt, reporting_attempts
-from tests.builders import spec
+from tests.helpers import spec
 
 
 class Clock:
