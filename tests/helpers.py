@@ -1,4 +1,4 @@
-"""What more than one test module needs: plans, scripted answers, waits on a server.
+"""What more than one test module needs: plans, scripted answers, a model double, waits.
 
 Tests tell model calls apart by the response schema's name (PlanDraft, SubPlanDraft,
 TaskAnswer, Program, Verdict, Reflection), never by prompt wording. The one exception,
@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from uuid import UUID
 
+from pydantic import BaseModel, ValidationError
+
+from goalflow.core.chat import Message
 from goalflow.core.plan import TaskKind, TaskSpec
+from goalflow.errors import StructuredOutputError
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 
 __all__ = [
@@ -26,6 +32,9 @@ __all__ = [
     "NUMBERS_PLAN",
     "SUMS",
     "TEST_KEY",
+    "Answer",
+    "ChatCall",
+    "ScriptedChat",
     "asked_tasks",
     "asks_for",
     "children",
@@ -40,6 +49,8 @@ __all__ = [
 ]
 
 TEST_KEY = "sk-test-0123456789abcdefghijklmnop"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 # --- Plans, as the model writes them ------------------------------------------------
@@ -182,6 +193,79 @@ def echo_answer(request: ChatRequest) -> str | Reply:
     title = task_title(request) if len(asks) == 1 else None
     named = title or request.last_user.split("\n", 1)[0]
     return json.dumps({name: f"<{name} from {named}>" for name in properties})
+
+
+# --- A model double for the agent layer ---------------------------------------------
+
+Answer = Mapping[str, Any] | BaseException | Callable[[list[Message]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """One call a ``ScriptedChat`` answered, with the conversation as it was then."""
+
+    schema: type[BaseModel]
+    messages: list[Message]
+    purpose: str
+    max_tokens: int | None
+
+    @property
+    def schema_name(self) -> str:
+        return self.schema.__name__
+
+    @property
+    def last_user(self) -> str:
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
+
+
+class ScriptedChat:
+    """A ``goalflow.core.chat.ChatModel`` whose answers are scripted by response schema.
+
+    ``answers`` maps a schema's name to the answers of its calls, in order: a mapping
+    (validated into the schema), a function of the conversation that returns one, or an
+    exception to raise. An answer the schema refuses raises ``StructuredOutputError``, as
+    the real client does once its re-asks are spent; a call with no answer left fails the
+    test. Every call is kept in ``calls``.
+    """
+
+    def __init__(self, answers: Mapping[str, Sequence[Answer]]) -> None:
+        self._answers = {name: deque(items) for name, items in answers.items()}
+        self.calls: list[ChatCall] = []
+
+    async def structured(
+        self,
+        schema: type[M],
+        messages: list[Message],
+        *,
+        purpose: str,
+        max_attempts: int = 3,
+        max_tokens: int | None = None,
+    ) -> M:
+        name = schema.__name__
+        # A copy: callers extend the same list for their next call.
+        self.calls.append(ChatCall(schema, list(messages), purpose, max_tokens))
+        left = self._answers.get(name)
+        if not left:
+            raise AssertionError(
+                f"no answer scripted for call {len(self.calls)}: {name} ({purpose})"
+            )
+        answer = left.popleft()
+        if isinstance(answer, BaseException):
+            raise answer
+        data = answer(list(messages)) if callable(answer) else answer
+        try:
+            return schema.model_validate(data)
+        except ValidationError as e:
+            raise StructuredOutputError(
+                f"the model never gave a valid {name} for {purpose!r}: {e}",
+                schema_name=name,
+                n_attempts=max_attempts,
+                last_completion=json.dumps(data),
+            ) from e
+
+    def calls_for(self, schema_name: str) -> list[ChatCall]:
+        """The calls that asked for ``schema_name``, in order."""
+        return [call for call in self.calls if call.schema_name == schema_name]
 
 
 # --- Waiting on a Prefect server ----------------------------------------------------
