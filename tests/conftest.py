@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-
-TEST_KEY = "sk-test-0123456789abcdefghijklmnop"
+from goalflow.testing import OpenAITestServer
+from tests.helpers import TEST_KEY, echo_answer
 
 
 @pytest.fixture(autouse=True)
@@ -43,17 +41,6 @@ def prefect_server() -> Iterator[str]:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no phoning home in tests
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
-
-
-def echo_answer(request: ChatRequest) -> str | Reply:
-    """A task answer naming each output and the task, so tests can trace values."""
-    properties = (request.schema or {}).get("properties", {})
-    if request.schema_name == "Verdict":
-        return json.dumps({"passed": True, "reason": "fine"})
-    if request.schema_name == "Reflection":
-        return json.dumps({"verdict": "on_track", "reason": "the plan still leads to the goal"})
-    task = request.last_user.split("Your task: ", 1)[-1].split("\n", 1)[0]
-    return json.dumps({name: f"<{name} from {task}>" for name in properties})
 
 
 @pytest.fixture

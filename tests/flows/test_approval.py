@@ -33,7 +33,7 @@ from goalflow.core.report import GoalResult
 from goalflow.errors import GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer
-from tests.flows.test_goal_flow import DIAMOND, _is_plan, _task, _task_requests
+from tests.helpers import DIAMOND, is_plan, task, task_requests
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 GOAL = "Write a short report on green tea"
@@ -136,7 +136,7 @@ async def _final_state(run_id: UUID) -> tuple[str, str]:
 async def test_approve_pauses_with_the_plan_and_an_approval_from_the_form_runs_it(
     llm_server: OpenAITestServer,
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     async with _goal_with_approval(goal=GOAL) as (run, waits):
         run_id, problems = await waits.next_wait(1)
@@ -159,7 +159,7 @@ async def test_approve_pauses_with_the_plan_and_an_approval_from_the_form_runs_i
 
 
 async def test_a_rejection_ends_the_run_with_the_note(llm_server: OpenAITestServer) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     async with _goal_with_approval(goal=GOAL) as (run, waits):
         run_id, _ = await waits.next_wait(1)
@@ -178,12 +178,12 @@ async def test_a_rejection_ends_the_run_with_the_note(llm_server: OpenAITestServ
 async def test_an_edited_plan_runs_instead_and_is_published(
     llm_server: OpenAITestServer,
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
     edited = {
         "goal": GOAL,
         "inputs": {"topic": "green tea"},
         "deliverables": ["report"],
-        "tasks": [_task("memo", "Write memo", ["topic"], ["report"])],
+        "tasks": [task("memo", "Write memo", ["topic"], ["report"])],
     }
 
     async with _goal_with_approval(goal=GOAL) as (run, waits):
@@ -194,9 +194,9 @@ async def test_an_edited_plan_runs_instead_and_is_published(
     assert result.status == "completed"
     assert result.deliverables == {"report": "<report from Write memo>"}
     assert [t.path for t in result.tasks] == ["memo"]
-    assert len(_task_requests(llm_server, "Write memo")) == 1
+    assert len(task_requests(llm_server, "Write memo")) == 1
     for title in ("Gather facts", "List pros", "List cons", "Write report"):
-        assert not _task_requests(llm_server, title)
+        assert not task_requests(llm_server, title)
     plan_artifact = await _latest_artifact(run_id, "goal-plan")
     assert "| memo | Write memo |" in plan_artifact and "List pros" not in plan_artifact
 
@@ -204,11 +204,11 @@ async def test_an_edited_plan_runs_instead_and_is_published(
 async def test_an_unusable_edit_pauses_again_with_the_errors(
     llm_server: OpenAITestServer,
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
     cyclic = {
         "goal": GOAL,
         "deliverables": ["b"],
-        "tasks": [_task("x", "X", ["b"], ["a"]), _task("y", "Y", ["a"], ["b"])],
+        "tasks": [task("x", "X", ["b"], ["a"]), task("y", "Y", ["a"], ["b"])],
     }
 
     async with _goal_with_approval(goal=GOAL) as (run, waits):
@@ -231,7 +231,7 @@ async def test_an_unusable_edit_pauses_again_with_the_errors(
 
 
 async def test_no_decision_within_the_timeout_rejects(llm_server: OpenAITestServer) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     async with _goal_with_approval(goal=GOAL, approval_timeout=3) as (run, waits):
         run_id, _ = await waits.next_wait(1)
@@ -247,7 +247,7 @@ async def test_no_decision_within_the_timeout_rejects(llm_server: OpenAITestServ
 async def test_the_wait_for_approval_does_not_count_against_the_time_budget(
     llm_server: OpenAITestServer,
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     async with _goal_with_approval(goal=GOAL, max_seconds=4) as (run, waits):
         run_id, _ = await waits.next_wait(1)
@@ -294,7 +294,7 @@ async def _newest_paused_run(since: datetime) -> UUID:
 async def test_cli_run_approve_says_how_to_decide_and_goalflow_approve_rejects(
     llm_server: OpenAITestServer, prefect_server: str
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
     started = datetime.now(UTC)
     running = asyncio.create_task(
         asyncio.to_thread(CliRunner().invoke, app, ["run", GOAL, "--approve", "--json"])
@@ -322,14 +322,14 @@ async def test_cli_run_approve_says_how_to_decide_and_goalflow_approve_rejects(
 async def test_goalflow_approve_shows_the_waiting_plan_and_sends_an_edit(
     llm_server: OpenAITestServer, prefect_server: str, tmp_path: Path
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     async with _goal_with_approval(goal=GOAL) as (run, waits):
         run_id, _ = await waits.next_wait(1)
         code, shown, err = await _goalflow(prefect_server, "approve", str(run_id), "--show")
         assert code == 0, err
         plan = json.loads(shown)
-        plan["tasks"] = [_task("memo", "Write memo", ["topic"], ["report"])]
+        plan["tasks"] = [task("memo", "Write memo", ["topic"], ["report"])]
         plan_file = tmp_path / "plan.json"
         plan_file.write_text(json.dumps(plan))
         code, _, err = await _goalflow(
@@ -339,7 +339,7 @@ async def test_goalflow_approve_shows_the_waiting_plan_and_sends_an_edit(
         result = await asyncio.wait_for(run, 60)
 
     assert result.deliverables == {"report": "<report from Write memo>"}
-    assert not _task_requests(llm_server, "Gather facts")
+    assert not task_requests(llm_server, "Gather facts")
 
 
 def test_goalflow_approve_refuses_a_run_that_waits_for_nothing() -> None:

@@ -10,8 +10,7 @@ from typer.testing import CliRunner, Result
 
 from goalflow.cli.app import app
 from goalflow.testing import OpenAITestServer, Reply
-from tests.conftest import TEST_KEY
-from tests.flows.test_goal_flow import DIAMOND, _is_plan, _task
+from tests.helpers import DIAMOND, TEST_KEY, asks_for, is_plan, task
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 GOAL = "Write a short report on green tea"
@@ -22,7 +21,7 @@ def invoke(*args: str) -> Result:
 
 
 def test_run_json_prints_the_result_on_stdout(llm_server: OpenAITestServer) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     result = invoke("run", GOAL, "--json")
 
@@ -36,7 +35,7 @@ def test_run_json_prints_the_result_on_stdout(llm_server: OpenAITestServer) -> N
 
 
 def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     result = invoke("run", GOAL)
 
@@ -52,7 +51,7 @@ def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
 def test_saved_plan_is_written_then_run_without_planning(
     llm_server: OpenAITestServer, tmp_path: Path
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
     plan_file = tmp_path / "plan.json"
 
     planned = invoke("plan", GOAL, "-o", str(plan_file))
@@ -63,17 +62,17 @@ def test_saved_plan_is_written_then_run_without_planning(
     assert json.loads(plan_file.read_text())["deliverables"] == ["report"]
     assert ran.exit_code == 0, ran.stderr
     assert json.loads(ran.stdout)["status"] == "completed"
-    assert not [r for r in llm_server.requests if _is_plan(r)]
+    assert not [r for r in llm_server.requests if is_plan(r)]
 
 
 def test_failed_goal_exits_1_and_still_reports(llm_server: OpenAITestServer) -> None:
     plan = {
         "inputs": [],
         "deliverables": ["a", "b"],
-        "tasks": [_task("left", "Left", [], ["a"]), _task("right", "Right", [], ["b"])],
+        "tasks": [task("left", "Left", [], ["a"]), task("right", "Right", [], ["b"])],
     }
-    llm_server.script(_is_plan, json.dumps(plan))
-    llm_server.script(lambda r: "Your task: Left" in r.last_user, Reply(status=400))
+    llm_server.script(is_plan, json.dumps(plan))
+    llm_server.script(asks_for("TaskAnswer", "Left"), Reply(status=400))
 
     result = invoke("run", "Two things", "--json")
 
@@ -102,7 +101,7 @@ def test_empty_goal_is_refused(llm_server: OpenAITestServer, goal: str) -> None:
                 {
                     "goal": "loop",
                     "deliverables": ["b"],
-                    "tasks": [_task("x", "X", ["b"], ["a"]), _task("y", "Y", ["a"], ["b"])],
+                    "tasks": [task("x", "X", ["b"], ["a"]), task("y", "Y", ["a"], ["b"])],
                 }
             ),
             "tasks form a cycle",
@@ -163,7 +162,7 @@ def test_wrong_api_key_is_reported_without_showing_any_key(
 
 
 def test_model_answering_prose_fails_clearly(llm_server: OpenAITestServer) -> None:
-    llm_server.script(_is_plan, "Sure! Here is my plan: first research, then write.")
+    llm_server.script(is_plan, "Sure! Here is my plan: first research, then write.")
 
     result = invoke("run", GOAL)
 
@@ -180,7 +179,7 @@ def test_unknown_model_names_the_served_ones(llm_server: OpenAITestServer) -> No
 
 
 def test_failed_planning_writes_no_plan_file(llm_server: OpenAITestServer, tmp_path: Path) -> None:
-    llm_server.script(_is_plan, '{"tasks": [')
+    llm_server.script(is_plan, '{"tasks": [')
     plan_file = tmp_path / "plan.json"
 
     result = invoke("plan", GOAL, "-o", str(plan_file))
@@ -191,7 +190,7 @@ def test_failed_planning_writes_no_plan_file(llm_server: OpenAITestServer, tmp_p
 
 def test_json_schema_refusal_falls_back_to_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
     server = OpenAITestServer(reject_json_schema=True)
-    server.script(_is_plan, json.dumps(DIAMOND))
+    server.script(is_plan, json.dumps(DIAMOND))
     server.script(
         lambda r: True,
         lambda r: json.dumps(dict.fromkeys((r.schema or {}).get("properties", {}), "v")),

@@ -12,27 +12,10 @@ from goalflow.core.plan import Plan, PlanDraft
 from goalflow.errors import GoalFailedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer
-from tests.flows.test_goal_flow import _children, _is_plan, _task
+from tests.helpers import NUMBERS, NUMBERS_PLAN, SUMS, asks_for, children, is_plan
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-NUMBERS = "4 8 15 16 23 42"
-PLAN = {
-    "inputs": [],
-    "deliverables": ["total"],
-    "tasks": [
-        _task("list", "List numbers", [], ["numbers"]),
-        {
-            **_task("sum", "Sum numbers", ["numbers"], ["total"]),
-            "kind": "code",
-            "acceptance": "the total is one integer",
-        },
-    ],
-}
-SUMS = (
-    "nums = [int(x) for x in open('numbers').read().split()]\n"
-    "open('total', 'w').write(str(sum(nums)))\n"
-)
 BROKEN = "open('total', 'w').write(str(int(open('numbers').read())))\n"
 
 
@@ -46,10 +29,8 @@ def _program(code: str) -> str:
 
 @pytest.fixture
 def numbers(llm_server: OpenAITestServer) -> OpenAITestServer:
-    llm_server.script(_is_plan, json.dumps(PLAN))
-    llm_server.script(
-        lambda r: "Your task: List numbers" in r.last_user, json.dumps({"numbers": NUMBERS})
-    )
+    llm_server.script(is_plan, json.dumps(NUMBERS_PLAN))
+    llm_server.script(asks_for("TaskAnswer", "List numbers"), json.dumps({"numbers": NUMBERS}))
     return llm_server
 
 
@@ -60,7 +41,7 @@ async def test_a_code_task_computes_from_an_upstream_output(numbers: OpenAITestS
 
     assert result.status == "completed"
     assert result.deliverables == {"total": "108"}
-    plan_request = next(r for r in numbers.requests if _is_plan(r))
+    plan_request = next(r for r in numbers.requests if is_plan(r))
     assert "'code' = a step that needs a Python program" in plan_request.text  # offered
     ask = next(r for r in numbers.requests if _is_program(r))
     assert f"Input file numbers ({len(NUMBERS)} bytes), begins:\n{NUMBERS}" in ask.last_user
@@ -68,7 +49,7 @@ async def test_a_code_task_computes_from_an_upstream_output(numbers: OpenAITestS
     assert "named exactly as the output" in ask.text
     verdicts = [r for r in numbers.requests if r.schema_name == "Verdict"]
     assert len(verdicts) == 1 and "total:\n108" in verdicts[0].last_user
-    seen = await _children(UUID(result.flow_run_id))
+    seen = await children(UUID(result.flow_run_id))
     assert seen["task_runs"]["code attempt 1: Sum numbers"].state.is_completed()
     artifact = seen["artifacts"]["Code attempt 1 of sum"]
     assert "Code attempt 1 of `sum`: succeeded" in artifact and SUMS in artifact
@@ -86,7 +67,7 @@ async def test_a_failing_program_is_fixed_on_the_next_attempt(numbers: OpenAITes
     feedback = asks[1].last_user
     assert feedback.startswith("That program failed: it exited with code 1.")
     assert "ValueError: invalid literal for int()" in feedback
-    seen = await _children(UUID(result.flow_run_id))
+    seen = await children(UUID(result.flow_run_id))
     assert {"code attempt 1: Sum numbers", "code attempt 2: Sum numbers"} <= set(seen["task_runs"])
     assert "ValueError" in seen["artifacts"]["Code attempt 1 of sum"]
 
@@ -130,8 +111,8 @@ async def test_with_no_engine_code_tasks_fail_saying_how_to_fix_it(
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/goalflow/docker.sock")
-    data: dict[str, Any] = {**PLAN, "inputs": [{"name": "numbers", "value": NUMBERS}]}
-    data["tasks"] = PLAN["tasks"][1:]
+    data: dict[str, Any] = {**NUMBERS_PLAN, "inputs": [{"name": "numbers", "value": NUMBERS}]}
+    data["tasks"] = NUMBERS_PLAN["tasks"][1:]
     plan = Plan.from_draft("Add up some numbers", PlanDraft.model_validate(data))
 
     with pytest.raises(GoalFailedError) as caught:

@@ -9,92 +9,35 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterParentFlowRunId,
     LogFilter,
     LogFilterTaskRunId,
 )
-from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 from prefect.logging.handlers import APILogHandler
 
 from goalflow.core.plan import Plan
 from goalflow.errors import ConfigError, GoalFailedError, PlanFileError, PlanningError
 from goalflow.orchestration.goal_flow import achieve_goal
-from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.conftest import TEST_KEY, echo_answer
+from goalflow.testing import OpenAITestServer, Reply
+from tests.helpers import (
+    DIAMOND,
+    TEST_KEY,
+    asks_for,
+    children,
+    echo_answer,
+    is_plan,
+    task,
+    task_requests,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-def _task(
-    tid: str, title: str, inputs: list[str], outputs: list[str], **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "title": title,
-        "kind": "llm",
-        "instructions": f"Do {title}.",
-        "inputs": inputs,
-        "outputs": outputs,
-        **extra,
-    }
-
-
-DIAMOND = {
-    "inputs": [{"name": "topic", "value": "green tea"}],
-    "deliverables": ["report"],
-    "tasks": [
-        _task("facts", "Gather facts", ["topic"], ["facts"]),
-        _task("pros", "List pros", ["facts"], ["pros"]),
-        _task("cons", "List cons", ["facts"], ["cons"]),
-        _task("report", "Write report", ["pros", "cons"], ["report"]),
-    ],
-}
-
-
-def _is_plan(request: ChatRequest) -> bool:
-    return request.schema_name == "PlanDraft"
-
-
-def _task_requests(server: OpenAITestServer, title: str) -> list[ChatRequest]:
-    return [r for r in server.requests if f"Your task: {title}\n" in r.last_user]
-
-
-async def _children(flow_run_id: UUID) -> dict[str, Any]:
-    """Task runs, subflow runs and artifacts of one flow run, by name/key."""
-    async with get_client() as client:
-        runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        task_runs = await client.read_task_runs(
-            flow_run_filter=runs, limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC
-        )
-        subflows = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
-            ),
-            limit=200,
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-        )
-        # The typed read_artifacts() joins task runs whenever a task-run filter is sent
-        # (and 3.9.1's server refuses it when absent), hiding flow-level artifacts.
-        response = await client.request(
-            "POST",
-            "/artifacts/filter",
-            json={"artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200},
-        )
-    return {
-        "task_runs": {t.name: t for t in task_runs},
-        "subflows": {f.name: f for f in subflows},
-        "artifacts": {a["key"] or a["description"]: a["data"] for a in response.json()},
-    }
 
 
 async def test_diamond_runs_middle_tasks_concurrently_and_passes_outputs_by_name(
     llm_server: OpenAITestServer,
 ) -> None:
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
     llm_server.script(
-        lambda r: "Your task: " in r.last_user,
+        asks_for("TaskAnswer"),
         lambda r: Reply(content=str(echo_answer(r)), delay=1.0),
     )
 
@@ -102,22 +45,22 @@ async def test_diamond_runs_middle_tasks_concurrently_and_passes_outputs_by_name
 
     assert result.status == "completed"
     pros, cons = (
-        _task_requests(llm_server, "List pros")[0],
-        _task_requests(llm_server, "List cons")[0],
+        task_requests(llm_server, "List pros")[0],
+        task_requests(llm_server, "List cons")[0],
     )
     # Both middle tasks were asked before either could have been answered (1 s latency).
     assert abs(pros.received_at - cons.received_at) < 0.5
     # Values travel by name: each consumer sees exactly its producers' outputs.
     assert "<facts from Gather facts>" in pros.last_user
-    report = _task_requests(llm_server, "Write report")[0]
+    report = task_requests(llm_server, "Write report")[0]
     assert "<pros from List pros>" in report.last_user
     assert "<cons from List cons>" in report.last_user
-    assert "green tea" in _task_requests(llm_server, "Gather facts")[0].last_user
+    assert "green tea" in task_requests(llm_server, "Gather facts")[0].last_user
     assert result.deliverables == {"report": "<report from Write report>"}
     assert [t.status for t in result.tasks] == ["completed"] * 4
     assert result.usage.calls == 5 and result.usage.prompt_tokens > 0
 
-    seen = await _children(UUID(result.flow_run_id))
+    seen = await children(UUID(result.flow_run_id))
     assert {
         "plan goal",
         "task: Gather facts",
@@ -141,17 +84,17 @@ async def test_composite_task_runs_as_a_subflow_with_its_subplan(
         "inputs": [],
         "deliverables": ["essay"],
         "tasks": [
-            _task("brief", "Write brief", [], ["brief"]),
-            {**_task("draft", "Draft essay", ["brief"], ["essay"]), "kind": "composite"},
+            task("brief", "Write brief", [], ["brief"]),
+            {**task("draft", "Draft essay", ["brief"], ["essay"]), "kind": "composite"},
         ],
     }
     subplan = {
         "tasks": [
-            _task("outline", "Make outline", ["brief"], ["outline"]),
-            _task("write", "Write from outline", ["outline"], ["essay"]),
+            task("outline", "Make outline", ["brief"], ["outline"]),
+            task("write", "Write from outline", ["outline"], ["essay"]),
         ]
     }
-    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(is_plan, json.dumps(plan))
     llm_server.script(lambda r: r.schema_name == "SubPlanDraft", json.dumps(subplan))
 
     result = await achieve_goal(goal="Write an essay")
@@ -160,11 +103,11 @@ async def test_composite_task_runs_as_a_subflow_with_its_subplan(
     assert [t.path for t in result.tasks] == ["brief", "draft", "draft/outline", "draft/write"]
     refine = next(r for r in llm_server.requests if r.schema_name == "SubPlanDraft")
     assert "Its inputs: brief" in refine.last_user and "Its outputs: essay" in refine.last_user
-    seen = await _children(UUID(result.flow_run_id))
+    seen = await children(UUID(result.flow_run_id))
     assert "composite: Draft essay" in seen["subflows"]
     subflow = seen["subflows"]["composite: Draft essay"]
     assert subflow.state.is_completed()
-    inner = await _children(subflow.id)
+    inner = await children(subflow.id)
     assert {"task: Make outline", "task: Write from outline"} == set(inner["task_runs"])
 
 
@@ -190,14 +133,14 @@ async def test_invalid_plans_are_re_asked_with_the_errors_then_fail_clearly(
     cyclic = {
         "inputs": [],
         "deliverables": ["b"],
-        "tasks": [_task("x", "X", ["b"], ["a"]), _task("y", "Y", ["a"], ["b"])],
+        "tasks": [task("x", "X", ["b"], ["a"]), task("y", "Y", ["a"], ["b"])],
     }
-    llm_server.script(_is_plan, json.dumps(cyclic))
+    llm_server.script(is_plan, json.dumps(cyclic))
 
     with pytest.raises(PlanningError) as caught:
         await achieve_goal(goal="Go round in circles")
 
-    plan_requests = [r for r in llm_server.requests if _is_plan(r)]
+    plan_requests = [r for r in llm_server.requests if is_plan(r)]
     assert len(plan_requests) == 3
     assert "tasks form a cycle" in plan_requests[1].text  # the errors went back to the model
     assert "cycle" in str(caught.value) and caught.value.n_attempts == 3
@@ -207,15 +150,15 @@ async def test_invalid_plans_are_re_asked_with_the_errors_then_fail_clearly(
 async def test_an_invalid_plan_corrected_on_re_ask_is_run(llm_server: OpenAITestServer) -> None:
     ghost = {
         **DIAMOND,
-        "tasks": [*DIAMOND["tasks"][:3], _task("report", "R", ["pros", "ghost"], ["report"])],
+        "tasks": [*DIAMOND["tasks"][:3], task("report", "R", ["pros", "ghost"], ["report"])],
     }
-    llm_server.script(_is_plan, json.dumps(ghost), times=1)
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(ghost), times=1)
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     result = await achieve_goal(goal="Write a short report on green tea")
 
     assert result.status == "completed"
-    second = [r for r in llm_server.requests if _is_plan(r)][1]
+    second = [r for r in llm_server.requests if is_plan(r)][1]
     assert "task 'report' consumes 'ghost', which no task produces" in second.text
 
 
@@ -226,14 +169,14 @@ async def test_failed_task_fails_its_dependants_and_independent_branches_go_on(
         "inputs": [],
         "deliverables": ["left_done", "right_done"],
         "tasks": [
-            _task("left", "Left start", [], ["left_mid"]),
-            _task("left2", "Left end", ["left_mid"], ["left_done"]),
-            _task("right", "Right only", [], ["right_done"]),
+            task("left", "Left start", [], ["left_mid"]),
+            task("left2", "Left end", ["left_mid"], ["left_done"]),
+            task("right", "Right only", [], ["right_done"]),
         ],
     }
-    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(is_plan, json.dumps(plan))
     llm_server.script(
-        lambda r: "Your task: Left start" in r.last_user,
+        asks_for("TaskAnswer", "Left start"),
         Reply(status=400, error_message="this request is malformed"),
     )
 
@@ -258,9 +201,9 @@ async def test_rejected_answer_is_retried_with_the_reviewers_reason(
     plan = {
         "inputs": [],
         "deliverables": ["poem"],
-        "tasks": [_task("poem", "Write poem", [], ["poem"], acceptance="exactly three lines")],
+        "tasks": [task("poem", "Write poem", [], ["poem"], acceptance="exactly three lines")],
     }
-    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(is_plan, json.dumps(plan))
     llm_server.script(
         lambda r: r.schema_name == "Verdict",
         json.dumps({"passed": False, "reason": "it has two lines, not three"}),
@@ -284,7 +227,7 @@ async def test_code_task_without_sandbox_fails_with_a_clear_reason(
         "inputs": [{"name": "numbers", "value": "3 1 2"}],
         "deliverables": ["sorted_numbers"],
         "tasks": [
-            {**_task("sort", "Sort numbers", ["numbers"], ["sorted_numbers"]), "kind": "code"}
+            {**task("sort", "Sort numbers", ["numbers"], ["sorted_numbers"]), "kind": "code"}
         ],
     }
     plan = Plan.from_draft("Sort the numbers", _draft(data))
@@ -318,7 +261,7 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
     from goalflow.orchestration.blocks import LLMProvider
 
     server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer)
-    server.script(_is_plan, json.dumps(DIAMOND))
+    server.script(is_plan, json.dumps(DIAMOND))
     async with server:
         await LLMProvider(
             base_url=server.base_url,
@@ -347,11 +290,11 @@ async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_step(
     plan = {
         "inputs": [],
         "deliverables": ["essay"],
-        "tasks": [{**_task("draft", "Draft essay", [], ["essay"]), "kind": "composite"}],
+        "tasks": [{**task("draft", "Draft essay", [], ["essay"]), "kind": "composite"}],
     }
-    llm_server.script(_is_plan, json.dumps(plan))
+    llm_server.script(is_plan, json.dumps(plan))
     # Every breakdown misses the parent's output.
-    broken = {"tasks": [_task("outline", "Make outline", [], ["outline"])]}
+    broken = {"tasks": [task("outline", "Make outline", [], ["outline"])]}
     llm_server.script(lambda r: r.schema_name == "SubPlanDraft", json.dumps(broken))
 
     result = await achieve_goal(goal="Write an essay")
@@ -366,12 +309,12 @@ async def test_a_plan_over_the_artifact_limit_logs_each_output_on_its_task_run(
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GOALFLOW_OUTPUT_ARTIFACTS", "3")  # DIAMOND has 4 leaf tasks
-    llm_server.script(_is_plan, json.dumps(DIAMOND))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
 
     result = await achieve_goal(goal="Write a short report on green tea")
 
     assert result.status == "completed"
-    seen = await _children(UUID(result.flow_run_id))
+    seen = await children(UUID(result.flow_run_id))
     assert not [key for key in seen["artifacts"] if key.startswith("Output of")]
     assert "&lt;report from Write report>" in seen["artifacts"]["goal-report"]
     await APILogHandler.aflush()

@@ -12,7 +12,7 @@ from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.orchestration.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
-from tests.conftest import TEST_KEY, echo_answer
+from tests.helpers import TEST_KEY, echo_answer
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

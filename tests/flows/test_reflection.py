@@ -16,9 +16,15 @@ from goalflow.errors import GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.orchestration.reflector import reflect
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.conftest import echo_answer
-from tests.flows.test_goal_flow import _children, _task, _task_requests
-from tests.flows.test_stops import _wait_for, _wait_for_run
+from tests.helpers import (
+    asks_for,
+    children,
+    echo_answer,
+    task,
+    task_requests,
+    wait_for,
+    wait_for_run,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -26,9 +32,9 @@ CHAIN = {
     "inputs": [{"name": "topic", "value": "green tea"}],
     "deliverables": ["report"],
     "tasks": [
-        _task("facts", "Gather facts", ["topic"], ["facts"]),
-        _task("analysis", "Analyse facts", ["facts"], ["analysis"], acceptance="cites a source"),
-        _task("report", "Write report", ["analysis"], ["report"]),
+        task("facts", "Gather facts", ["topic"], ["facts"]),
+        task("analysis", "Analyse facts", ["facts"], ["analysis"], acceptance="cites a source"),
+        task("report", "Write report", ["analysis"], ["report"]),
     ],
 }
 
@@ -79,13 +85,13 @@ async def test_a_task_failing_identically_is_caught_and_revised_and_finished_wor
 ) -> None:
     monkeypatch.setenv("GOALFLOW_TASK_ATTEMPTS", "6")  # it would try 6 times on its own
     llm_server.script(
-        lambda r: r.schema_name == "Verdict" and "Task: Analyse facts" in r.last_user,
+        asks_for("Verdict", "Analyse facts"),
         json.dumps({"passed": False, "reason": "no source is cited"}),
     )
     different_approach = {
         "cancel": ["analysis"],
         "add": [
-            _task(
+            task(
                 "analysis_sourced",
                 "Analyse facts with sources",
                 ["facts"],
@@ -112,23 +118,23 @@ async def test_a_task_failing_identically_is_caught_and_revised_and_finished_wor
         "analysis_sourced": "completed",
     }
     # The finished result of the first plan was reused: asked once, never again.
-    assert len(_task_requests(llm_server, "Gather facts")) == 1
+    assert len(task_requests(llm_server, "Gather facts")) == 1
     assert (
         "<facts from Gather facts>"
-        in _task_requests(llm_server, "Analyse facts with sources")[0].last_user
+        in task_requests(llm_server, "Analyse facts with sources")[0].last_user
     )
     assert (
         "<analysis from Analyse facts with sources>"
-        in _task_requests(llm_server, "Write report")[0].last_user
+        in task_requests(llm_server, "Write report")[0].last_user
     )
     # Caught after N=3 identical failures: the looping task stopped there, not after the
     # 6 tries it had, and the reflection was asked after its third review.
-    tries = [r for r in llm_server.requests if "Your task: Analyse facts\n" in r.text]
+    tries = task_requests(llm_server, "Analyse facts")
     assert len([r for r in tries if r.schema_name == "TaskAnswer"]) == 3
     analysis = next(t for t in result.tasks if t.path == "analysis")
     assert "stopped as stuck: task 'analysis' failed 3 times" in (analysis.error or "")
     reflection = next(r for r in llm_server.requests if _is_reflection(r))
-    reviews = [r for r in llm_server.requests if "Task: Analyse facts\n" in r.last_user]
+    reviews = [r for r in task_requests(llm_server, "Analyse facts") if r.schema_name == "Verdict"]
     assert len(reviews) == 3 and reviews[-1].received_at < reflection.received_at
     assert "repeated_failure: task 'analysis' failed 3 times" in reflection.last_user
     assert "no source is cited" in reflection.last_user
@@ -139,7 +145,7 @@ async def test_a_task_failing_identically_is_caught_and_revised_and_finished_wor
     assert [t.id for t in result.plan.tasks] == ["facts", "report", "analysis_sourced"]
 
     assert result.flow_run_id is not None
-    seen = await _children(UUID(result.flow_run_id))
+    seen = await children(UUID(result.flow_run_id))
     reflect_runs = [name for name in seen["task_runs"] if name.startswith("reflect: stuck: ")]
     assert reflect_runs and "repeated_failure" in reflect_runs[0]
     artifact = next(v for k, v in seen["artifacts"].items() if k.startswith("Reflection: "))
@@ -156,7 +162,7 @@ async def test_outputs_drifting_off_the_goal_stop_the_run_as_off_topic(
     llm_server: OpenAITestServer,
 ) -> None:
     llm_server.script(
-        lambda r: "Your task: Write report" in r.last_user,
+        asks_for("TaskAnswer", "Write report"),
         lambda r: Reply(content=str(echo_answer(r)), delay=30),
     )
     llm_server.script(
@@ -191,7 +197,7 @@ async def test_an_invalid_patch_is_rejected_with_the_reason_and_the_run_goes_on(
     llm_server: OpenAITestServer,
 ) -> None:
     llm_server.script(  # time for the reflections to be answered while the run goes on
-        lambda r: "Your task: Write report" in r.last_user,
+        asks_for("TaskAnswer", "Write report"),
         lambda r: Reply(content=str(echo_answer(r)), delay=2),
     )
     llm_server.script(_is_reflection, "{this is not json", times=1)
@@ -237,17 +243,17 @@ async def test_the_reflect_flow_asks_a_running_goal_which_reflects_at_once(
     llm_server: OpenAITestServer,
 ) -> None:
     llm_server.script(
-        lambda r: "Your task: " in r.last_user,
+        asks_for("TaskAnswer"),
         lambda r: Reply(content=str(echo_answer(r)), delay=30),
     )
     llm_server.script(
-        lambda r: _is_reflection(r) and "asked by the server: nothing moves" in r.last_user,
+        lambda r: _is_reflection(r) and "nothing moves" in r.last_user,
         _verdict("stuck", "every task has hung for minutes"),
     )
     goal = f"Hang {time.time()}"
     running = asyncio.create_task(achieve_goal(plan=_plan(CHAIN, goal)))
-    flow_run_id = await _wait_for_run(f"goal: {goal}")
-    await _wait_for(lambda: any("Your task: " in r.last_user for r in llm_server.requests))
+    flow_run_id = await wait_for_run(f"goal: {goal}")
+    await wait_for(lambda: any(r.schema_name == "TaskAnswer" for r in llm_server.requests))
 
     answer = await reflect(goal_run_id=str(flow_run_id), reason="nothing moves")
     with pytest.raises(GoalStoppedError) as caught:

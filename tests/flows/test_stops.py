@@ -15,15 +15,12 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-from prefect.client.schemas.sorting import FlowRunSort
 
 from goalflow.core.plan import Plan, PlanDraft
 from goalflow.errors import GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.conftest import echo_answer
-from tests.flows.test_goal_flow import _task
+from tests.helpers import asks_for, echo_answer, task, wait_for, wait_for_run
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -32,8 +29,8 @@ WIDE = {
     "inputs": [],
     "deliverables": ["summary"],
     "tasks": [
-        *(_task(f"part{i}", f"Part {i}", [], [f"p{i}"]) for i in range(6)),
-        _task("sum", "Summarise", [f"p{i}" for i in range(6)], ["summary"]),
+        *(task(f"part{i}", f"Part {i}", [], [f"p{i}"]) for i in range(6)),
+        task("sum", "Summarise", [f"p{i}" for i in range(6)], ["summary"]),
     ],
 }
 
@@ -77,7 +74,7 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
-    llm_server.script(lambda r: "Your task: " in r.last_user, _slow(0.3))
+    llm_server.script(asks_for("TaskAnswer"), _slow(0.3))
     # A task call holds ~1,500 tokens at worst (~$0.0015) and spends ~$0.0002: a few
     # tasks finish, then no call fits any more.
     budget = 0.002
@@ -132,8 +129,8 @@ async def test_money_budget_with_an_unpriced_model_is_refused(
 async def test_time_budget_stops_the_goal_and_keeps_finished_results(
     llm_server: OpenAITestServer,
 ) -> None:
-    llm_server.script(lambda r: "Your task: Part 0" in r.last_user, _slow(0.1))
-    llm_server.script(lambda r: "Your task: " in r.last_user, _slow(30))
+    llm_server.script(asks_for("TaskAnswer", "Part 0"), _slow(0.1))
+    llm_server.script(asks_for("TaskAnswer"), _slow(30))
     started = time.monotonic()
 
     with pytest.raises(GoalStoppedError) as caught:
@@ -153,11 +150,11 @@ async def test_time_budget_stops_the_goal_and_keeps_finished_results(
 async def test_a_directly_started_goal_obeys_prefect_flow_run_cancel(
     llm_server: OpenAITestServer, prefect_server: str
 ) -> None:
-    llm_server.script(lambda r: "Your task: " in r.last_user, _slow(60))
+    llm_server.script(asks_for("TaskAnswer"), _slow(60))
     goal = f"Cancel me {time.time()}"
     running = asyncio.create_task(achieve_goal(plan=_wide_plan(goal), concurrency=6))
-    flow_run_id = await _wait_for_run(f"goal: {goal}")
-    await _wait_for(lambda: len(llm_server.requests) >= 6)
+    flow_run_id = await wait_for_run(f"goal: {goal}")
+    await wait_for(lambda: len(llm_server.requests) >= 6)
 
     cancelled_at = time.monotonic()
     cancel = await asyncio.create_subprocess_exec(
@@ -176,25 +173,3 @@ async def test_a_directly_started_goal_obeys_prefect_flow_run_cancel(
     result = caught.value.result
     assert "cancelled on the Prefect server" in result.message
     assert {t.status for t in result.tasks} == {"failed", "pending"}
-
-
-async def _wait_for(condition: Callable[[], bool]) -> None:
-    for _ in range(300):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out")
-
-
-async def _wait_for_run(name: str) -> UUID:
-    async with get_client() as client:
-        for _ in range(300):
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
-                limit=1,
-                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-            )
-            if runs:
-                return runs[0].id
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no flow run named {name!r}")

@@ -25,18 +25,9 @@ from goalflow.errors import GoalFailedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
-from tests.conftest import echo_answer
+from tests.helpers import asked_tasks, asks_for, echo_answer
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-def _asked(server: OpenAITestServer) -> list[str]:
-    """The titles of the tasks the model was asked to do, in order."""
-    return [
-        r.last_user.split("Your task: ", 1)[1].split("\n", 1)[0]
-        for r in server.requests
-        if "Your task: " in r.last_user
-    ]
 
 
 async def _task_run_states(flow_run_id: UUID, *, settled: bool = True) -> dict[str, str]:
@@ -62,12 +53,12 @@ async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not
 ) -> None:
     plan = layered_plan(6, 2)
     first = await achieve_goal(plan=plan)
-    assert len(_asked(llm_server)) == 6
+    assert len(asked_tasks(llm_server)) == 6
 
     llm_server.reset()
     again = await achieve_goal(plan=plan)
 
-    assert _asked(llm_server) == []  # nothing paid twice
+    assert asked_tasks(llm_server) == []  # nothing paid twice
     assert again.deliverables == first.deliverables
     assert set((await _task_run_states(UUID(again.flow_run_id))).values()) == {"Cached"}
 
@@ -76,18 +67,18 @@ async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not
     await achieve_goal(plan=reseeded)
     # The first layer reads the seed and runs again; it answers as before (the test
     # server echoes names, not values), so the second layer's inputs are unchanged.
-    assert sorted(_asked(llm_server)) == ["step t0_0", "step t0_1", "step t0_2"]
+    assert sorted(asked_tasks(llm_server)) == ["step t0_0", "step t0_1", "step t0_2"]
 
     llm_server.reset()
     await achieve_goal(plan=plan, task_cache=False)
-    assert len(_asked(llm_server)) == 6
+    assert len(asked_tasks(llm_server)) == 6
 
 
 async def test_a_failed_task_is_not_cached_and_runs_again_with_its_dependants(
     llm_server: OpenAITestServer,
 ) -> None:
     llm_server.script(
-        lambda r: "Your task: step t0_1\n" in r.last_user,
+        asks_for("TaskAnswer", "step t0_1"),
         Reply(status=400, error_message="refused once"),
         times=1,
     )
@@ -99,7 +90,7 @@ async def test_a_failed_task_is_not_cached_and_runs_again_with_its_dependants(
     result = await achieve_goal(plan=plan)
 
     assert result.status == "completed"
-    assert sorted(_asked(llm_server)) == ["step t0_1", "step t1_0", "step t1_1"]
+    assert sorted(asked_tasks(llm_server)) == ["step t0_1", "step t1_0", "step t1_1"]
 
 
 async def test_a_run_killed_mid_way_is_resumed_without_paying_for_finished_tasks(
@@ -137,7 +128,7 @@ async def test_a_run_killed_mid_way_is_resumed_without_paying_for_finished_tasks
     result = await achieve_goal(plan=layered_plan(12, 3), concurrency=2)
 
     assert result.status == "completed"
-    asked = set(_asked(llm_server))
+    asked = set(asked_tasks(llm_server))
     assert not asked & finished  # no model call for a task that had finished
     assert len(asked) <= 12 - len(finished)
     states = await _task_run_states(UUID(result.flow_run_id))

@@ -26,7 +26,7 @@ from goalflow.errors import GoalStoppedError, RunnerUnreachableError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.plans import layered_plan
-from tests.conftest import TEST_KEY, echo_answer
+from tests.helpers import TEST_KEY, echo_answer, task_requests
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -97,9 +97,7 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     assert result.deliverables == {
         f"v2_{i}": f"<v2_{i} from step t2_{i}>" for i in range(4)
     }  # values travelled by name across workers
-    assert "<v0_1 from step t0_1>" in next(
-        r.last_user for r in server.requests if "Your task: step t1_0\n" in r.last_user
-    )
+    assert "<v0_1 from step t0_1>" in task_requests(server, "step t1_0")[0].last_user
     assert server.stats.completed == 12 and server.stats.rate_limited == 0
     assert time.monotonic() - started >= 60  # the 11th and 12th calls waited for the window
     assert result.usage.calls == 12  # every worker's call is in the flow's ledger

@@ -20,8 +20,7 @@ import pytest
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack, model_env, run_seconds
-from tests.conftest import TEST_KEY, echo_answer
-from tests.flows.test_goal_flow import DIAMOND, _task
+from tests.helpers import DIAMOND, TEST_KEY, echo_answer, task, task_title
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKSTOP_SECONDS = 10
@@ -35,11 +34,11 @@ def _answer(request: ChatRequest) -> str | Reply:
             plan = {
                 "inputs": [],
                 "deliverables": ["a"],
-                "tasks": [_task("left", "Doomed", [], ["a"])],
+                "tasks": [task("left", "Doomed", [], ["a"])],
             }
             return json.dumps(plan)
         return json.dumps(DIAMOND)
-    if "Your task: Doomed" in request.last_user:
+    if task_title(request) == "Doomed":
         return Reply(status=400, error_message="refused")
     if "Slow" in request.text:
         return Reply(content=str(echo_answer(request)), delay=60)
@@ -98,8 +97,8 @@ def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
         "inputs": {},
         "deliverables": ["summary"],
         "tasks": [
-            *(_task(f"part{i}", f"Part {i}", [], [f"p{i}"]) for i in range(6)),
-            _task("sum", "Summarise", [f"p{i}" for i in range(6)], ["summary"]),
+            *(task(f"part{i}", f"Part {i}", [], [f"p{i}"]) for i in range(6)),
+            task("sum", "Summarise", [f"p{i}" for i in range(6)], ["summary"]),
         ],
     }
     plan_file = tmp_path / "wide.json"

@@ -29,9 +29,7 @@ from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
 from goalflow.deploy.work_pools import K8S_POOL, load_template
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack
-from tests.conftest import TEST_KEY, echo_answer
-from tests.flows.test_code_tasks import NUMBERS, PLAN, SUMS
-from tests.flows.test_goal_flow import DIAMOND
+from tests.helpers import DIAMOND, NUMBERS, NUMBERS_PLAN, SUMS, TEST_KEY, echo_answer, task_title
 
 ROOT = Path(__file__).resolve().parents[2]
 MISSING = "goalflow-runner:not-built"
@@ -41,10 +39,10 @@ pytestmark = pytest.mark.slow
 
 def _answer(request: ChatRequest) -> str | Reply:
     if request.schema_name == "PlanDraft":
-        return json.dumps(PLAN if "Add up some numbers" in request.text else DIAMOND)
+        return json.dumps(NUMBERS_PLAN if "Add up some numbers" in request.text else DIAMOND)
     if request.schema_name == "Program":
         return json.dumps({"code": SUMS})
-    if "Your task: List numbers" in request.last_user:
+    if task_title(request) == "List numbers":
         return json.dumps({"numbers": NUMBERS})
     return echo_answer(request)
 

@@ -18,7 +18,7 @@ import pytest
 
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.prefect_process import PrefectServerProcess
-from tests.conftest import TEST_KEY, echo_answer
+from tests.helpers import TEST_KEY, echo_answer
 
 pytestmark = pytest.mark.postgres
 

@@ -13,8 +13,7 @@ import pytest
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack, model_env
-from tests.conftest import TEST_KEY, echo_answer
-from tests.flows.test_goal_flow import DIAMOND
+from tests.helpers import DIAMOND, TEST_KEY, echo_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

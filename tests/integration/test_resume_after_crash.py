@@ -19,7 +19,7 @@ import pytest
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack
 from goalflow.testing.plans import layered_plan
-from tests.conftest import TEST_KEY, echo_answer
+from tests.helpers import TEST_KEY, asked_tasks, echo_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,14 +48,6 @@ def _process_of(flow_run_id: str) -> int:
         if marker in environ:
             return int(entry.name)
     raise AssertionError(f"no process runs flow run {flow_run_id}")
-
-
-def _asked(server: OpenAITestServer) -> set[str]:
-    return {
-        r.last_user.split("Your task: ", 1)[1].split("\n", 1)[0]
-        for r in server.requests
-        if "Your task: " in r.last_user
-    }
 
 
 def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
@@ -87,7 +79,7 @@ def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
             )
             if run["name"].startswith("task: ") and run["state_type"] == "COMPLETED"
         }
-        asked_before = _asked(llm)
+        asked_before = set(asked_tasks(llm))
         llm.reset()
         code, second = stack.deployment_run(plan_file=plan_file, concurrency=2)
 
@@ -95,7 +87,7 @@ def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
         report = stack.report(second)
     assert "SIGKILL" in (crashed["state"]["message"] or "")
     assert 4 <= len(finished) < 12 and finished <= asked_before
-    asked = _asked(llm)
+    asked = set(asked_tasks(llm))
     assert not asked & finished  # nothing paid twice
     assert len(asked) <= 12 - len(finished)
     assert "&lt;v2_3 from step t2_3>" in report

@@ -28,8 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.deployment_stack import DeploymentStack, model_env
-from tests.conftest import TEST_KEY, echo_answer
-from tests.flows.test_goal_flow import DIAMOND, _task
+from tests.helpers import DIAMOND, TEST_KEY, echo_answer, task
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "ui"
@@ -54,8 +53,8 @@ GOAL = "Write a short report on green tea"
 PLAN = {**DIAMOND, "tasks": [*DIAMOND["tasks"][:3], {**DIAMOND["tasks"][3], "kind": "composite"}]}
 SUBPLAN = {
     "tasks": [
-        _task("outline", "Outline report", ["pros", "cons"], ["outline"]),
-        _task("write", "Write final report", ["outline"], ["report"]),
+        task("outline", "Outline report", ["pros", "cons"], ["outline"]),
+        task("write", "Write final report", ["outline"], ["report"]),
     ]
 }
 

@@ -19,7 +19,7 @@ from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.orchestration.task_runners import check_address
 from goalflow.testing import OpenAITestServer
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY
 
 ASK = [{"role": "user", "content": "Name a colour."}]
 

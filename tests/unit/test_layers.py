@@ -1,5 +1,5 @@
 """The package's layers, as folders: imports point down only, and the lowest two layers
-run without prefect, openai or docker installed."""
+(and the agent's unit tests) run without prefect, openai or docker installed."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ BELOW: dict[str, set[str]] = {
 BELOW["testing"] = set(BELOW) - {"testing"}
 BELOW["__init__"] = {"errors", "core", "orchestration"}  # the public API
 THIRD_PARTY_FREE = ("core", "agent")
+AGENT_TESTS = ("test_planner.py", "test_executor.py", "test_coder.py")
 
 
 def _layer(module: str) -> str:
@@ -88,25 +89,52 @@ def test_imports_point_down(module: str, path: Path) -> None:
     assert not wrong, f"{module} ({layer}) imports a layer above it: {wrong}"
 
 
-def test_core_and_agent_import_without_prefect_openai_or_docker() -> None:
-    modules = [m for m, _ in _modules() if _layer(m) in THIRD_PARTY_FREE]
-    script = f"""
+def _blocking_third_party(script: str) -> str:
+    """``script``, run after a hook that makes any import of prefect, openai or docker fail."""
+    return (
+        """
 import importlib, importlib.abc, sys
 
 class Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("prefect", "openai", "docker"):
-            raise ImportError(f"{{name}} is blocked in this test")
+            raise ImportError(f"{name} is blocked in this test")
         return None
 
 sys.meta_path.insert(0, Blocked())
+"""
+        + script
+    )
+
+
+def test_core_and_agent_import_without_prefect_openai_or_docker() -> None:
+    modules = [m for m, _ in _modules() if _layer(m) in THIRD_PARTY_FREE]
+    script = _blocking_third_party(f"""
 for name in {modules!r}:
     importlib.import_module(name)
 print(len({modules!r}))
-"""
+""")
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
 
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == len(modules) > 10
+
+
+def test_the_agent_unit_tests_run_without_prefect_openai_or_docker() -> None:
+    # Without the conftest, whose fixtures are for the Prefect tests.
+    paths = [str(Path(__file__).with_name(name)) for name in AGENT_TESTS]
+    script = _blocking_third_party(f"""
+import pytest
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "--noconftest", *{paths!r}]))
+""")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr

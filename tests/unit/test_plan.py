@@ -27,7 +27,7 @@ from goalflow.core.rules import (
 )
 from goalflow.core.task import DEFAULT_MAX_TASKS, GoalInput, Task, TaskKind, TaskSpec
 from goalflow.errors import PlanPatchError
-from tests.builders import spec
+from tests.helpers import spec
 
 
 def task(

@@ -11,7 +11,7 @@ from goalflow.core.revision import RunState, check_patch
 from goalflow.core.scheduler import GraphRun
 from goalflow.core.stuck import StuckSignal
 from goalflow.core.task import Task, TaskSpec
-from tests.builders import spec
+from tests.helpers import spec
 
 # facts -> analysis -> report, with facts finished and analysis running.
 TASKS = [spec("facts", [], ["facts"]), spec("analysis", ["facts"], ["analysis"])]

@@ -17,7 +17,7 @@ from goalflow.core.rules import priority_order
 from goalflow.core.scheduler import TaskOutcome, TaskStatus, run_graph
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError
-from tests.builders import spec
+from tests.helpers import spec
 
 SHORT = 0.02
 

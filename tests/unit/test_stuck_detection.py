@@ -7,7 +7,7 @@ import pytest
 from goalflow.core.stuck import StuckDetector, report_failed_attempt, reporting_attempts
 from goalflow.core.task import Task
 from goalflow.errors import ConfigError
-from tests.builders import spec
+from tests.helpers import spec
 
 
 class Clock:

@@ -1,0 +1,203 @@
+"""Planning with a scripted model: a valid plan, re-asks that show the broken rules, a
+typed failure, and composite tasks broken down as far as the depth limit allows.
+
+The model is a ``ScriptedChat`` answering by response schema; no Prefect, no server.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from goalflow.agent.planner import PlanningOptions, make_plan
+from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
+from tests.helpers import DIAMOND, Answer, ChatCall, ScriptedChat, task
+
+GOAL = "Write a short report on green tea"
+CYCLIC = {
+    "inputs": [],
+    "deliverables": ["b"],
+    "tasks": [task("x", "X", ["b"], ["a"]), task("y", "Y", ["a"], ["b"])],
+}
+ESSAY = {
+    "inputs": [],
+    "deliverables": ["essay"],
+    "tasks": [
+        task("brief", "Write brief", [], ["brief"]),
+        {**task("draft", "Draft essay", ["brief"], ["essay"]), "kind": "composite"},
+    ],
+}
+
+
+def _kinds_offered(call: ChatCall) -> set[str]:
+    """The task kinds the response schema of ``call`` lets the model write."""
+    kind = call.schema.model_json_schema()["$defs"]["TaskSpec"]["properties"]["kind"]
+    return set(kind["enum"]) if "enum" in kind else {kind["const"]}
+
+
+async def test_a_valid_first_draft_is_the_plan() -> None:
+    chat = ScriptedChat({"PlanDraft": [DIAMOND]})
+
+    plan = await make_plan(chat, GOAL, PlanningOptions())
+
+    assert plan.goal == GOAL
+    assert plan.inputs == {"topic": "green tea"}
+    assert plan.deliverables == ["report"]
+    assert [t.id for t in plan.tasks] == ["facts", "pros", "cons", "report"]
+    assert plan.errors() == []
+    assert [c.schema_name for c in chat.calls] == ["PlanDraft"]
+    assert GOAL in chat.calls[0].last_user
+
+
+async def test_an_invalid_draft_is_re_asked_with_the_rules_it_broke() -> None:
+    ghost = {
+        **DIAMOND,
+        "tasks": [*DIAMOND["tasks"][:3], task("report", "R", ["pros", "ghost"], ["report"])],
+    }
+    chat = ScriptedChat({"PlanDraft": [ghost, DIAMOND]})
+
+    plan = await make_plan(chat, GOAL, PlanningOptions())
+
+    assert [t.title for t in plan.tasks] == [
+        "Gather facts",
+        "List pros",
+        "List cons",
+        "Write report",
+    ]
+    first, second = chat.calls
+    # The same conversation goes on: the model sees its own draft, then what is wrong.
+    assert second.messages[: len(first.messages)] == first.messages
+    shown = second.messages[len(first.messages)]
+    assert shown["role"] == "assistant"
+    assert "ghost" in json.loads(shown["content"])["tasks"][3]["inputs"]
+    assert "task 'report' consumes 'ghost', which no task produces" in second.last_user
+
+
+async def test_drafts_that_stay_invalid_end_in_a_planning_error_after_the_attempts() -> None:
+    chat = ScriptedChat({"PlanDraft": [CYCLIC, CYCLIC]})
+
+    with pytest.raises(PlanningError) as caught:
+        await make_plan(chat, "Go round in circles", PlanningOptions(attempts=2))
+
+    assert len(chat.calls) == 2
+    assert caught.value.n_attempts == 2
+    assert any("tasks form a cycle" in error for error in caught.value.last_errors)
+    message = str(caught.value)
+    assert "cycle" in message and "GOALFLOW_PLAN_ATTEMPTS" in message  # what to change
+
+
+async def test_a_composite_task_is_broken_down_into_a_sub_plan_of_its_own() -> None:
+    subplan = {
+        "tasks": [
+            task("outline", "Make outline", ["brief"], ["outline"]),
+            task("write", "Write from outline", ["outline"], ["essay"]),
+        ]
+    }
+    chat = ScriptedChat({"PlanDraft": [ESSAY], "SubPlanDraft": [subplan]})
+
+    plan = await make_plan(chat, "Write an essay", PlanningOptions())
+
+    draft = plan.tasks[1]
+    assert draft.kind == "composite"
+    assert [(t.id, t.inputs, t.outputs) for t in draft.subtasks] == [
+        ("outline", ["brief"], ["outline"]),
+        ("write", ["outline"], ["essay"]),
+    ]
+    assert plan.errors() == []
+    assert [c.schema_name for c in chat.calls] == ["PlanDraft", "SubPlanDraft"]
+
+
+async def test_composite_tasks_are_broken_down_to_max_depth_and_no_further() -> None:
+    book = {
+        "inputs": [],
+        "deliverables": ["book"],
+        "tasks": [{**task("book", "Write book", [], ["book"]), "kind": "composite"}],
+    }
+    chapters_and_binding = {
+        "tasks": [
+            {**task("chapters", "Write chapters", [], ["chapters"]), "kind": "composite"},
+            task("bind", "Bind book", ["chapters"], ["book"]),
+        ]
+    }
+    chapters = {
+        "tasks": [
+            task("one", "Chapter one", [], ["one"]),
+            task("two", "Chapter two", ["one"], ["chapters"]),
+        ]
+    }
+    chat = ScriptedChat({"PlanDraft": [book], "SubPlanDraft": [chapters_and_binding, chapters]})
+
+    plan = await make_plan(chat, "Write a book", PlanningOptions(max_depth=2))
+
+    assert [(t.id, t.kind) for t in plan.walk()] == [
+        ("book", "composite"),
+        ("chapters", "composite"),
+        ("one", "llm"),
+        ("two", "llm"),
+        ("bind", "llm"),
+    ]
+    assert plan.errors() == []
+    planned, first_breakdown, second_breakdown = chat.calls
+    assert _kinds_offered(planned) == {"llm", "code", "composite"}
+    assert _kinds_offered(first_breakdown) == {"llm", "code", "composite"}
+    assert _kinds_offered(second_breakdown) == {"llm", "code"}  # at the depth limit
+
+
+@pytest.mark.parametrize(
+    "breakdowns",
+    [
+        # Every breakdown misses the parent's output.
+        [{"tasks": [task("outline", "Make outline", ["brief"], ["outline"])]}] * 3,
+        [
+            StructuredOutputError(
+                "never valid", schema_name="SubPlanDraft", n_attempts=3, last_completion="{"
+            )
+        ],
+    ],
+    ids=["breakdowns-break-the-rules", "no-valid-answer"],
+)
+async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_llm_step(
+    breakdowns: list[Answer],
+) -> None:
+    chat = ScriptedChat({"PlanDraft": [ESSAY], "SubPlanDraft": breakdowns})
+    steps: list[str] = []
+
+    plan = await make_plan(chat, "Write an essay", PlanningOptions(), on_step=steps.append)
+
+    assert [(t.id, t.kind, t.subtasks) for t in plan.walk()] == [
+        ("brief", "llm", []),
+        ("draft", "llm", []),
+    ]
+    assert plan.errors() == []
+    assert len(chat.calls_for("SubPlanDraft")) == len(breakdowns)
+    assert any("could not break down 'draft'" in step for step in steps)
+
+
+@pytest.mark.parametrize(
+    ("options", "offered"),
+    [
+        (PlanningOptions(), {"llm", "code", "composite"}),
+        (PlanningOptions(allowed_kinds=("llm", "composite")), {"llm", "composite"}),
+        (PlanningOptions(max_depth=0), {"llm", "code"}),
+    ],
+    ids=["all", "no-code", "no-breakdown"],
+)
+async def test_the_plan_schema_offers_only_the_kinds_that_can_run(
+    options: PlanningOptions, offered: set[str]
+) -> None:
+    chat = ScriptedChat({"PlanDraft": [DIAMOND]})
+
+    await make_plan(chat, GOAL, options)
+
+    assert _kinds_offered(chat.calls[0]) == offered
+
+
+async def test_options_that_leave_no_kind_to_run_fail_before_any_model_call() -> None:
+    chat = ScriptedChat({})
+    options = PlanningOptions(allowed_kinds=("composite",), max_depth=0)
+
+    with pytest.raises(GoalflowError, match="allow 'llm' or 'code' tasks"):
+        await make_plan(chat, GOAL, options)
+
+    assert chat.calls == []
