@@ -3,13 +3,22 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_GOAL ?= Translate 'good morning, friends' into French and into Spanish.
+# llama.cpp for the offline model, as pinned in pyproject.toml. It compiles from source
+# (~10-15 min once) for x86-64-v3 (AVX2, FMA, F16C) rather than for this CPU: a native
+# build uses AMX on CPUs that announce it, and AMX faults in virtual machines that do
+# not enable it (general protection fault in libggml-cpu, seen here). Its wheel is cached
+# apart from pip's own cache, which may hold a native build of the same version.
+LLAMA := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml | head -1)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_CACHE ?= $(HOME)/.cache/goalflow/pip-llama
 
 .PHONY: setup demo test unit lint docker postgres browser
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# llama-cpp-python compiles from source here (~10-15 min once; pip caches the wheel).
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-deps --force-reinstall \
+		--cache-dir "$(LLAMA_CACHE)" "$(LLAMA)"
 	$(BIN)/pip install --quiet -e '.[local,test]'
 	touch $@
 

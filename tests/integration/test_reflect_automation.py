@@ -6,8 +6,10 @@ worker, which asks the running goal to reflect; the goal reflects and acts on it
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,9 +66,18 @@ def test_a_goal_without_progress_is_asked_by_the_server_to_reflect_and_does(
     assert runs[0]["state"]["type"] == "COMPLETED"
     report = stack.report(flow_run_id)
     assert "| stuck | no task has answered for a long time | run stopped |" in report
-    found = stack.post(
-        "/events/filter", {"filter": {"event": {"prefix": ["goalflow.reflection."]}}, "limit": 10}
-    )
-    events = found["events"]
+    events = _reflection_events(stack)
     assert [e["event"] for e in events] == ["goalflow.reflection.stuck"]
     assert events[0]["payload"]["flow_run_id"] == flow_run_id
+
+
+def _reflection_events(stack: DeploymentStack) -> list[dict[str, Any]]:
+    """The reflection events on the server, waiting up to 30 s for the first: the server
+    persists events in batches, so they can land after the run has ended."""
+    query = {"filter": {"event": {"prefix": ["goalflow.reflection."]}}, "limit": 10}
+    for _ in range(60):
+        events: list[dict[str, Any]] = stack.post("/events/filter", query)["events"]
+        if events:
+            return events
+        time.sleep(0.5)
+    return []

@@ -13,6 +13,7 @@ from goalflow.core.plan import Plan
 from goalflow.core.revision import ReflectionRecord
 from goalflow.core.scheduler import GraphRun, TaskOutcome, TaskStatus
 from goalflow.core.task import Task, TaskSpec
+from goalflow.errors import GoalFailedError, GoalStoppedError
 
 __all__ = [
     "GoalResult",
@@ -56,6 +57,16 @@ class GoalResult(BaseModel):
     reflections: list[ReflectionRecord] = Field(
         default_factory=list, description="Every reflection of the run, in order."
     )
+
+    def raise_for_status(self) -> GoalResult:
+        """This result when the goal was achieved; else :class:`GoalStoppedError` (it
+        was stopped) or :class:`GoalFailedError` (it ran and missed a deliverable),
+        holding this result."""
+        if self.status == "stopped":
+            raise GoalStoppedError(self.message, self)
+        if self.status == "failed":
+            raise GoalFailedError(self.message, self)
+        return self
 
 
 def task_reports(

@@ -11,19 +11,16 @@ produce every deliverable raises :class:`~goalflow.errors.GoalFailedError` (stop
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 
 from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
-from goalflow.core.report import GoalResult, report_markdown
-from goalflow.errors import GoalFailedError, GoalStoppedError
-from goalflow.orchestration.goal_run import GoalRun, checked_plan, load_plan
+from goalflow.core.report import GoalResult
+from goalflow.orchestration.goal_run import GoalRun, given_plan
 from goalflow.orchestration.options import resolve_options
 from goalflow.settings import GoalOptions
 
@@ -71,20 +68,9 @@ async def achieve_goal(
     (``goalflow.settings.GoalOptions``); unset, the environment and blocks decide."""
     given = {k: v for k, v in locals().items() if k not in ("goal", "plan", "plan_file")}
     options = await resolve_options(GoalOptions.given(given))
-    max_tasks = options.settings.max_tasks  # a plan is checked once, here or on load
-    if plan is None and plan_file:
-        plan = load_plan(Path(plan_file), max_tasks=max_tasks)
-    elif plan is not None:
-        plan = checked_plan(plan, max_tasks=max_tasks)
+    plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks)
     run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
     run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
     result = await run.run()
-    await acreate_markdown_artifact(
-        report_markdown(result), key="goal-report", description="The goal report"
-    )
     get_run_logger().info(result.message)
-    if result.status == "stopped":
-        raise GoalStoppedError(result.message, result)
-    if result.status == "failed":
-        raise GoalFailedError(result.message, result)
-    return result
+    return result.raise_for_status()

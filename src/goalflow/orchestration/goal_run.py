@@ -43,6 +43,7 @@ from goalflow.core.report import (
     goal_result,
     graph_markdown,
     plan_markdown,
+    report_markdown,
 )
 from goalflow.core.rules import describe_validation_error
 from goalflow.core.scheduler import GraphRun, TaskOutcome
@@ -64,7 +65,14 @@ from goalflow.orchestration.task_cache import cache_scope, cached
 from goalflow.orchestration.task_runners import RemoteLeaves, open_remote_leaves
 from goalflow.settings import Settings
 
-__all__ = ["GoalRun", "check_goal", "checked_plan", "load_plan", "planning_options"]
+__all__ = [
+    "GoalRun",
+    "check_goal",
+    "checked_plan",
+    "given_plan",
+    "load_plan",
+    "planning_options",
+]
 
 
 def check_goal(goal: str) -> str:
@@ -90,6 +98,13 @@ def load_plan(path: Path, *, max_tasks: int | None = None) -> Plan:
             + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
         ) from e
     return checked_plan(plan, max_tasks=max_tasks, source=f"the plan in {path}")
+
+
+def given_plan(plan: Plan | None, plan_file: str | None, *, max_tasks: int) -> Plan | None:
+    """The plan a goal run was given, as an object or a file, checked once; None: plan."""
+    if plan is None and plan_file:
+        return load_plan(Path(plan_file), max_tasks=max_tasks)
+    return checked_plan(plan, max_tasks=max_tasks) if plan is not None else None
 
 
 def checked_plan(plan: Plan, *, max_tasks: int | None = None, source: str = "the plan") -> Plan:
@@ -164,7 +179,7 @@ class GoalRun:
                 emit_goal_event("goalflow.goal.finished", self.flow_run_id, {})
             if stopped is not None:
                 values = finished_values(self.plan, self.outcomes)
-        return goal_result(
+        result = goal_result(
             self.goal,
             self.planned or self.plan,
             self.plan,
@@ -177,6 +192,10 @@ class GoalRun:
             flow_run_id=str(self.flow_run_id) if self.flow_run_id else None,
             reflections=self.reflector.records if self.reflector else [],
         )
+        await acreate_markdown_artifact(
+            report_markdown(result), key="goal-report", description="The goal report"
+        )
+        return result
 
     async def _open(self, stack: AsyncExitStack) -> None:
         """The model, the sandbox, the reflector and the task runner, in that order: an
