@@ -41,7 +41,7 @@ from goalflow.core.rules import check_tasks
 from goalflow.core.task import Task, TaskKind, TaskSpec
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 
-__all__ = ["PlanningOptions", "make_plan"]
+__all__ = ["PlanningOptions", "SubPlanDraft", "make_plan"]
 
 D = TypeVar("D", bound=BaseModel)
 

@@ -25,7 +25,7 @@ from goalflow.core.plan import Plan
 from goalflow.core.progress import observe
 from goalflow.errors import ConfigError, GoalflowError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "approve_command", "main", "plan_command", "run"]
 
 app = typer.Typer(
     help="goalflow: give it a goal; an LLM plans it, Prefect runs it.",

@@ -17,7 +17,7 @@ from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
 from goalflow.errors import ConfigError, GoalflowError
 from goalflow.sandbox.config import DEFAULT_IMAGE, SandboxConfig
 
-__all__ = ["image_app"]
+__all__ = ["build", "check", "image_app"]
 
 image_app = typer.Typer(
     help="The goal runner image (goalflow installed) that the goal-docker deployment runs in.",

@@ -16,7 +16,7 @@ from rich.console import Console
 from goalflow.errors import ConfigError, GoalflowError
 from goalflow.sandbox.config import DEFAULT_IMAGE, SandboxConfig
 
-__all__ = ["sandbox_app"]
+__all__ = ["build", "check", "clean", "sandbox_app"]
 
 sandbox_app = typer.Typer(
     help="The Docker sandbox that code tasks run in: build its image, check it, clean up.",

@@ -18,7 +18,7 @@ from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
 from goalflow.errors import GoalflowError
 from goalflow.settings import Settings
 
-__all__ = ["server_app", "setup"]
+__all__ = ["server_app", "setup", "start", "status", "stop"]
 
 server_app = typer.Typer(
     help="The local Prefect server goal runs use when PREFECT_API_URL is unset.",
