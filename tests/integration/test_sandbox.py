@@ -1,8 +1,9 @@
 """The Docker sandbox's contract, against the real engine (``make docker`` starts it).
 
-One class of behaviours any sandbox backend must have: files in and out, no network, a
-read-only system, limits on processes, memory, time and output, an unprivileged
-process, and no container left behind whatever happened, cancellation included.
+One class of behaviours any sandbox backend must have: files in and out, inputs as
+variables and outputs printed (the code-task protocol), no network, a read-only system,
+limits on processes, memory, time and output, an unprivileged process, and no container
+left behind whatever happened, cancellation included.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from goalflow.core.protocol import input_variables
 from goalflow.errors import SandboxUnavailableError
 from goalflow.sandbox.config import SandboxConfig
 from goalflow.sandbox.engine import LABEL, Sandbox, check
@@ -65,7 +67,79 @@ class TestDockerSandbox:
         assert result.exit_code == 0 and result.stdout == "hello\n"
         assert result.outputs == {"report.txt": b"done"}
         assert result.missing == ["summary.txt"]
-        assert result.failure == "it did not write summary.txt in its working directory"
+        assert result.failure == (
+            'it did not hand back summary.txt: print one JSON object with the keys "report.txt", '
+            '"summary.txt"'
+        )
+
+    async def test_inputs_are_variables_and_one_output_is_what_the_program_prints(
+        self, sandbox: Sandbox
+    ) -> None:
+        files = {"numbers": b"4 8 15 16 23 42", "prices.csv": "item,price\nth\u00e9,3\n".encode()}
+        program = (
+            "print(sum(int(x) for x in numbers.split()))\n"
+            "assert prices_csv == open('prices.csv', encoding='utf-8').read()\n"
+        )
+
+        result = await sandbox.run(program, files, ["total"], variables=input_variables(files))
+
+        assert result.failure is None, result.stderr
+        assert result.outputs == {"total": b"108"} and result.missing == []
+
+    async def test_several_outputs_come_back_as_the_json_object_printed_last(
+        self, sandbox: Sandbox
+    ) -> None:
+        program = (
+            "import json\n"
+            "values = sorted(int(x) for x in numbers.split())\n"
+            "print('sorted', len(values), 'numbers')\n"
+            "print(json.dumps({'low': values[0], 'high': values[-1], 'word': 'caf\u00e9'}))\n"
+        )
+        files = {"numbers": b"15 4 42 8"}
+
+        result = await sandbox.run(
+            program, files, ["low", "high", "word"], variables=input_variables(files)
+        )
+
+        assert result.failure is None, result.stderr
+        assert result.outputs == {"low": b"4", "high": b"42", "word": "caf\u00e9".encode()}
+
+    async def test_a_program_that_prints_nothing_is_told_which_output_is_missing(
+        self, sandbox: Sandbox
+    ) -> None:
+        result = await sandbox.run("total = 108\n", {}, ["total"])
+
+        assert result.exit_code == 0 and result.missing == ["total"]
+        assert result.failure == "it printed nothing: print the value of total"
+
+    async def test_ten_megabytes_printed_as_the_output_are_capped_and_reported(
+        self, sandbox: Sandbox
+    ) -> None:
+        program = "import sys\nfor _ in range(10):\n    sys.stdout.write('7' * (1 << 20))\n"
+
+        result = await sandbox.run(program, {}, ["total"])
+
+        assert result.exit_code == 0 and result.truncated
+        assert result.outputs == {} and result.missing == ["total"]
+        assert result.failure == (
+            f"it printed 10485760 bytes, more than the {LIMITS.output_cap} the sandbox keeps, "
+            "so total would arrive cut short: print only the result"
+        )
+
+    async def test_a_traceback_shows_the_program_s_own_lines(self, sandbox: Sandbox) -> None:
+        files = {"numbers": b"4 8"}
+        program = "import sys\nprint('reading', file=sys.stderr)\ntotal = int(numbers)\n"
+
+        result = await sandbox.run(program, files, ["total"], variables=input_variables(files))
+
+        assert result.failure == "it exited with code 1"
+        assert result.stderr.splitlines()[:4] == [
+            "reading",
+            "Traceback (most recent call last):",
+            '  File "/work/.program.py", line 3, in <module>',
+            "    total = int(numbers)",
+        ]
+        assert result.stderr.endswith("ValueError: invalid literal for int() with base 10: '4 8'\n")
 
     async def test_inputs_arrive_intact_text_and_binary(self, sandbox: Sandbox) -> None:
         text = "naïve café, 東京\nline two\n".encode()

@@ -39,7 +39,9 @@ class SandboxResult:
 
     Each outcome is reported on its own: a run stopped at the timeout has no exit code,
     an out-of-memory kill is named as such rather than as exit code 137, and every
-    requested output file the program did not write is listed in ``missing``.
+    requested output the program did not hand back (as a file or on stdout, see
+    :mod:`goalflow.core.protocol`) is listed in ``missing``; ``outputs`` holds those it
+    did hand back.
     """
 
     exit_code: int | None
@@ -84,9 +86,11 @@ class OutputCapture:
 
 
 def describe_failure(
-    *, timeout: float | None, oom_memory: str | None, exit_code: int | None, missing: list[str]
+    *, timeout: float | None, oom_memory: str | None, exit_code: int | None
 ) -> str | None:
-    """Why a run failed, worded for the model that wrote the program; None if it did not.
+    """Why a run did not end well, worded for the model that wrote the program; None if
+    it exited with code 0. What it handed back is judged apart
+    (:func:`goalflow.core.protocol.hand_back`).
 
     ``timeout`` is set when the run was stopped at it, ``oom_memory`` (the limit) when
     it was killed for memory.
@@ -97,6 +101,4 @@ def describe_failure(
         return f"it was killed for using more than its memory limit of {oom_memory}"
     if exit_code != 0:
         return f"it exited with code {exit_code}"
-    if missing:
-        return "it did not write " + ", ".join(missing) + " in its working directory"
     return None

@@ -17,9 +17,13 @@ with the container. Such a volume holds data only while a container has it mount
 the container's main process is a keeper that sleeps until a deadline and the program
 runs as an ``exec`` in the running container::
 
-    create, start the keeper -> put_archive(inputs, program) -> exec python3
+    create, start the keeper -> put_archive(inputs, program, launcher) -> exec python3
     -> stream stdout/stderr, capped -> exit code, OOM kills -> get_archive(each output)
     -> remove (force, with the volume)
+
+What runs is a launcher (:func:`goalflow.core.protocol.launcher`) that gives the program
+its input files as variables and then runs it as ``__main__``; what the program hands
+back, as files or on stdout, is read by :func:`goalflow.core.protocol.hand_back`.
 
 The keeper's deadline plus ``auto_remove`` make a container whose owner died remove
 itself. Docker sets ``State.OOMKilled`` only when the main process dies, so an out-of-
@@ -44,7 +48,8 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.types import DriverConfig, Mount
 
 from goalflow.core.program import OutputCapture, SandboxResult, describe_failure
-from goalflow.errors import SandboxError, SandboxUnavailableError
+from goalflow.core.protocol import hand_back, launcher
+from goalflow.errors import ConfigError, SandboxError, SandboxUnavailableError
 from goalflow.sandbox.client import Api, connect, explain
 from goalflow.sandbox.config import (
     CleanReport,
@@ -59,7 +64,9 @@ __all__ = ["LABEL", "WORKDIR", "Sandbox", "SandboxConfig", "check", "clean"]
 LABEL = "goalflow.sandbox"
 WORKDIR = "/work"
 _DEADLINE_LABEL = "goalflow.sandbox.deadline"
-_PROGRAM = ".program.py"  # check_file_name refuses names starting with ".": never an input
+# check_file_name refuses names starting with ".": neither is ever an input.
+_PROGRAM = ".program.py"
+_LAUNCHER = ".launch.py"
 _GRACE_SECONDS = 60
 _ENV = {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 # Reads the container cgroup's count of out-of-memory kills (cgroup v2, then v1).
@@ -87,21 +94,30 @@ class Sandbox:
         files: Mapping[str, bytes],
         outputs: Sequence[str],
         *,
+        variables: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> SandboxResult:
         """Run ``program`` with ``files`` in its working directory; bring back ``outputs``.
 
+        ``variables`` (file name -> variable name) are files of ``files`` the program
+        also gets as ``str`` variables. Each output comes back from the file of its name,
+        or from what the program printed (:func:`goalflow.core.protocol.hand_back`).
         Raises ``SandboxUnavailableError`` when the engine or image is missing and
         ``SandboxError`` when the engine fails around the program; the program's own
         failures are in the result.
         """
         for file_name in [*files, *outputs]:
             check_file_name(file_name)
+        unknown = [name for name in variables or {} if name not in files]
+        if unknown:
+            raise ConfigError(f"variables are asked of files that are not given: {unknown}")
+        start = launcher(f"{WORKDIR}/{_PROGRAM}", variables or {})
+        staged = {**files, _PROGRAM: program.encode(), _LAUNCHER: start.encode()}
         config = self.config
         name = f"goalflow-sandbox-{uuid.uuid4().hex[:12]}"
         api = await _finish(connect, config, config.timeout + _GRACE_SECONDS)
         try:
-            return await self._run(api, name, program, files, outputs, dict(labels or {}))
+            return await self._run(api, name, staged, outputs, dict(labels or {}))
         except (DockerException, OSError) as e:  # requests' errors are OSErrors
             raise SandboxError(
                 f"the Docker engine at {config.where} failed while running a program: {explain(e)}"
@@ -114,7 +130,6 @@ class Sandbox:
         self,
         api: Api,
         name: str,
-        program: str,
         files: Mapping[str, bytes],
         outputs: Sequence[str],
         labels: dict[str, str],
@@ -122,8 +137,8 @@ class Sandbox:
         config = self.config
         await _finish(_create, api, name, config, labels)
         await _finish(_start, api, name)
-        await _finish(_put, api, name, pack_files({**files, _PROGRAM: program.encode()}), config)
-        command = ["python3", f"{WORKDIR}/{_PROGRAM}"]
+        await _finish(_put, api, name, pack_files(files), config)
+        command = ["python3", f"{WORKDIR}/{_LAUNCHER}"]
         exec_id = (
             await _finish(
                 api.exec_create, name, command, user=config.user, workdir=WORKDIR, environment=_ENV
@@ -152,6 +167,13 @@ class Sandbox:
                 data = await _finish(_get_file, api, name, output)
                 if data is not None:
                     collected[output] = data
+        failure = describe_failure(
+            timeout=config.timeout if timed_out else None,
+            oom_memory=config.memory if oom else None,
+            exit_code=exit_code,
+        )
+        if failure is None:
+            collected, failure = hand_back(outputs, collected, out)
         missing = [] if timed_out else [o for o in outputs if o not in collected]
         return SandboxResult(
             exit_code=exit_code,
@@ -163,12 +185,7 @@ class Sandbox:
             outputs=collected,
             missing=missing,
             seconds=round(seconds, 3),
-            failure=describe_failure(
-                timeout=config.timeout if timed_out else None,
-                oom_memory=config.memory if oom else None,
-                exit_code=exit_code,
-                missing=missing,
-            ),
+            failure=failure,
         )
 
 
