@@ -17,6 +17,8 @@ from tests.helpers import NUMBERS, NUMBERS_PLAN, SUMS, asks_for, children, is_pl
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 BROKEN = "open('total', 'w').write(str(int(open('numbers').read())))\n"
+PRINTS_SUM = "print(sum(int(x) for x in numbers.split()))\n"
+PRINTS_WORDS = "print('one hundred and eight')\n"
 
 
 def _is_program(request: ChatRequest) -> bool:
@@ -35,24 +37,24 @@ def numbers(llm_server: OpenAITestServer) -> OpenAITestServer:
 
 
 async def test_a_code_task_computes_from_an_upstream_output(numbers: OpenAITestServer) -> None:
-    numbers.script(_is_program, _program(SUMS))
+    numbers.script(_is_program, _program(PRINTS_SUM))
 
     result = await achieve_goal(goal="Add up some numbers")
 
     assert result.status == "completed"
-    assert result.deliverables == {"total": "108"}
+    assert result.deliverables == {"total": "108"}  # what it printed, from the variable
     plan_request = next(r for r in numbers.requests if is_plan(r))
     assert "'code' = a step that needs a Python program" in plan_request.text  # offered
     ask = next(r for r in numbers.requests if _is_program(r))
-    assert f"Input file numbers ({len(NUMBERS)} bytes), begins:\n{NUMBERS}" in ask.last_user
-    assert "Output files to write: total" in ask.last_user
-    assert "named exactly as the output" in ask.text
+    assert f"the str variable numbers, {len(NUMBERS)} characters):\n{NUMBERS}" in ask.last_user
+    assert "print(total)" in ask.last_user
+    # The acceptance is prose: the model's review of it is asked, as advice.
     verdicts = [r for r in numbers.requests if r.schema_name == "Verdict"]
     assert len(verdicts) == 1 and "total:\n108" in verdicts[0].last_user
     seen = await children(UUID(result.flow_run_id))
     assert seen["task_runs"]["code attempt 1: Sum numbers"].state.is_completed()
     artifact = seen["artifacts"]["Code attempt 1 of sum"]
-    assert "Code attempt 1 of `sum`: succeeded" in artifact and SUMS in artifact
+    assert "Code attempt 1 of `sum`: succeeded" in artifact and PRINTS_SUM in artifact
 
 
 async def test_a_failing_program_is_fixed_on_the_next_attempt(numbers: OpenAITestServer) -> None:
@@ -72,13 +74,10 @@ async def test_a_failing_program_is_fixed_on_the_next_attempt(numbers: OpenAITes
     assert "ValueError" in seen["artifacts"]["Code attempt 1 of sum"]
 
 
-async def test_outputs_the_reviewer_rejects_go_back_to_the_model(
+async def test_a_reviewer_s_doubt_about_a_code_task_s_outputs_is_only_advice(
     numbers: OpenAITestServer,
 ) -> None:
-    numbers.script(
-        _is_program, _program("open('total', 'w').write('one hundred and eight')"), times=1
-    )
-    numbers.script(_is_program, _program(SUMS))
+    numbers.script(_is_program, _program(PRINTS_WORDS))
     numbers.script(
         lambda r: r.schema_name == "Verdict" and "one hundred" in r.last_user,
         json.dumps({"passed": False, "reason": "it is words, not an integer"}),
@@ -86,16 +85,38 @@ async def test_outputs_the_reviewer_rejects_go_back_to_the_model(
 
     result = await achieve_goal(goal="Add up some numbers")
 
+    assert result.deliverables == {"total": "one hundred and eight"}
+    assert len([r for r in numbers.requests if _is_program(r)]) == 1
+    assert [r for r in numbers.requests if r.schema_name == "Verdict"]  # asked, not obeyed
+
+
+async def test_an_executable_acceptance_check_runs_in_the_sandbox_and_decides(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan: dict[str, Any] = json.loads(json.dumps(NUMBERS_PLAN))
+    plan["tasks"][1]["acceptance"] = "int(total) == sum(int(x) for x in numbers.split())"
+    llm_server.script(is_plan, json.dumps(plan))
+    llm_server.script(asks_for("TaskAnswer", "List numbers"), json.dumps({"numbers": NUMBERS}))
+    llm_server.script(_is_program, _program(PRINTS_WORDS), times=1)
+    llm_server.script(_is_program, _program(PRINTS_SUM))
+
+    result = await achieve_goal(goal="Add up some numbers")
+
     assert result.deliverables == {"total": "108"}
-    second = [r for r in numbers.requests if _is_program(r)][1]
-    assert "did not pass the acceptance check" in second.last_user
-    assert "it is words, not an integer" in second.last_user
+    assert not [r for r in llm_server.requests if r.schema_name == "Verdict"]
+    second = [r for r in llm_server.requests if _is_program(r)][1]
+    assert "did not pass the acceptance check int(total) == sum(" in second.last_user
+    assert "ValueError: invalid literal for int()" in second.last_user  # the check's traceback
+    seen = await children(UUID(result.flow_run_id))
+    assert seen["task_runs"]["acceptance check 1: Sum numbers"].state.is_completed()
+    assert "Acceptance check 2 of `sum`: passed" in seen["artifacts"]["Acceptance check 2 of sum"]
 
 
 async def test_a_program_that_never_works_fails_the_task_with_the_last_reason(
     numbers: OpenAITestServer,
 ) -> None:
-    numbers.script(_is_program, _program("import time\ntime.sleep(0.1)"))
+    for seconds in (0.1, 0.2, 0.3):  # each retry changes the program, none prints anything
+        numbers.script(_is_program, _program(f"import time\ntime.sleep({seconds})"), times=1)
 
     with pytest.raises(GoalFailedError) as caught:
         await achieve_goal(goal="Add up some numbers")
@@ -103,7 +124,7 @@ async def test_a_program_that_never_works_fails_the_task_with_the_last_reason(
     error = caught.value.result.tasks[1].error or ""
     # Three identical failures are a stuck signal: the task stops there, with the reason.
     assert "failed 3 times with the same inputs and the same failure" in error
-    assert error.endswith("it did not write total in its working directory")
+    assert error.endswith("it printed nothing: print the value of total")
     assert len([r for r in numbers.requests if _is_program(r)]) == 3
 
 

@@ -1,19 +1,25 @@
 """Code tasks without a sandbox: the model's program once parsed, how an attempt is
-shown, and the write-run-feedback loop with a scripted model and scripted runs."""
+shown, and the write-run-feedback loop with a scripted model and scripted runs: what the
+program is told, outputs handed back on stdout, deterministic acceptance (an executable
+check runs, a review of prose acceptance is advice only) and retries that must change
+the program."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from collections.abc import Mapping, Sequence
 
 import pytest
 
 from goalflow.agent.coder import CodeAttempt, Program, attempt_markdown, code_runner
 from goalflow.agent.executor import CodeRunner
-from goalflow.core.program import ProgramLimits, SandboxResult
+from goalflow.core.program import OutputCapture, ProgramLimits, SandboxResult, describe_failure
+from goalflow.core.protocol import hand_back
 from goalflow.core.stuck import reporting_attempts
 from goalflow.core.task import TaskSpec
 from goalflow.errors import TaskError
-from tests.helpers import Answer, ScriptedChat, spec
+from tests.helpers import ScriptedChat, spec
 
 
 def test_a_fenced_program_is_unwrapped() -> None:
@@ -24,7 +30,7 @@ def test_a_fenced_program_is_unwrapped() -> None:
 
 
 def test_an_attempt_shows_code_outcome_and_streams_unbroken_by_backticks() -> None:
-    attempt = CodeAttempt(spec("count"), 2, 'print("```")', {})
+    attempt = CodeAttempt(spec("count"), 2, 'print("```")', {}, {}, ("count_out",))
     result = SandboxResult(
         exit_code=1,
         timed_out=False,
@@ -42,37 +48,82 @@ def test_an_attempt_shows_code_outcome_and_streams_unbroken_by_backticks() -> No
 
     assert text.startswith("## Code attempt 2 of `count`: it exited with code 1")
     assert '````python\nprint("```")\n````' in text
-    assert "Exit code 1 after 0.25 s. Outputs written: none; missing: count_out" in text
+    assert "Exit code 1 after 0.25 s. Outputs handed back: none; missing: count_out" in text
     assert "ValueError: x" in text
 
 
-def _result(
-    *, failure: str | None = None, outputs: dict[str, bytes] | None = None, stderr: str = ""
-) -> SandboxResult:
+def _result(*, failure: str, stderr: str = "") -> SandboxResult:
+    """A run that failed, as the sandbox reports it."""
     return SandboxResult(
-        exit_code=1 if failure else 0,
+        exit_code=1,
         timed_out=False,
         oom_killed=False,
         stdout="",
         stderr=stderr,
         truncated=False,
-        outputs=outputs or {},
+        outputs={},
         missing=[],
         seconds=0.1,
         failure=failure,
     )
 
 
-class _Sandbox:
-    """Runs each attempt by handing back the next scripted result; keeps the attempts."""
+def _ran(
+    outputs: Sequence[str] = ("total",),
+    *,
+    stdout: str | bytes = "",
+    files: Mapping[str, bytes] | None = None,
+    exit_code: int = 0,
+    stderr: str = "",
+    cap: int = 64 * 1024,
+) -> SandboxResult:
+    """What the sandbox reports of a program that printed ``stdout``, wrote ``files`` and
+    exited with ``exit_code``: the outputs read by the protocol, as the engine reads them."""
+    printed = OutputCapture(cap)
+    printed.add(stdout.encode() if isinstance(stdout, str) else stdout)
+    handed: dict[str, bytes] = dict(files or {})
+    failure = describe_failure(timeout=None, oom_memory=None, exit_code=exit_code)
+    if failure is None:
+        handed, failure = hand_back(outputs, handed, printed)
+    return SandboxResult(
+        exit_code=exit_code,
+        timed_out=False,
+        oom_killed=False,
+        stdout=printed.text(),
+        stderr=stderr,
+        truncated=printed.truncated,
+        outputs=handed,
+        missing=[name for name in outputs if name not in handed],
+        seconds=0.1,
+        failure=failure,
+    )
 
-    def __init__(self, *results: SandboxResult) -> None:
+
+class _Sandbox:
+    """Runs each attempt by handing back the next scripted result; keeps the attempts.
+
+    Acceptance checks are answered by ``checks`` (the check passed when True), programs
+    by ``results``.
+    """
+
+    def __init__(self, *results: SandboxResult, checks: Sequence[bool] = ()) -> None:
         self._results = deque(results)
+        self._checks = deque(checks)
         self.attempts: list[CodeAttempt] = []
 
     async def run(self, attempt: CodeAttempt) -> SandboxResult:
         self.attempts.append(attempt)
-        return self._results.popleft()
+        if not attempt.check:
+            return self._results.popleft()
+        if self._checks.popleft():
+            return _ran(())
+        return _ran(
+            (), exit_code=1, stderr="Traceback ...\n    int(total) == 108\nAssertionError\n"
+        )
+
+    @property
+    def programs(self) -> list[tuple[int, str]]:
+        return [(a.number, a.code) for a in self.attempts if not a.check]
 
 
 SUM = spec("sum", ["numbers"], ["total"], kind="code")
@@ -85,11 +136,47 @@ def _runner(chat: ScriptedChat, sandbox: _Sandbox, attempts: int = 3) -> CodeRun
     )
 
 
+def _accepting(acceptance: str) -> TaskSpec:
+    return SUM.model_copy(update={"acceptance": acceptance})
+
+
+async def test_inputs_are_variables_and_the_model_sees_the_outline_of_a_program() -> None:
+    inputs = {"numbers": "4 8 15 16 23 42", "prices.csv": "item,price\ntea,3\n"}
+    task = spec("sum", list(inputs), ["total"], kind="code")
+    chat = ScriptedChat({"Program": [{"code": "print(sum(map(int, numbers.split())))"}]})
+    sandbox = _Sandbox(_ran(stdout="108\n"))
+
+    outputs = await _runner(chat, sandbox)(task, inputs)
+
+    assert outputs == {"total": "108"}
+    # Every input is a file, and a variable of its name, or of a name made from it.
+    (attempt,) = sandbox.attempts
+    assert attempt.files == {name: value.encode() for name, value in inputs.items()}
+    assert attempt.variables == {"numbers": "numbers", "prices.csv": "prices_csv"}
+    assert attempt.outputs == ("total",)
+    brief = chat.calls[0].last_user
+    assert "the str variable numbers" in brief and "the str variable prices_csv" in brief
+    assert "print(total)" in brief  # the outline ends the way the protocol reads
+
+
+async def test_several_outputs_come_back_as_a_json_object_and_are_outlined_so() -> None:
+    task = spec("stats", ["numbers"], ["low", "high"], kind="code")
+    chat = ScriptedChat({"Program": [{"code": "print(...)"}]})
+    printed = 'checking...\n{"low": 4, "high": "42"}\n'  # a debug line, then the object
+    sandbox = _Sandbox(_ran(["low", "high"], stdout=printed))
+
+    outputs = await _runner(chat, sandbox)(task, NUMBERS)
+
+    assert outputs == {"low": "4", "high": "42"}
+    assert 'print(json.dumps({"low": low, "high": high}))' in chat.calls[0].last_user
+
+
 async def test_a_failed_run_goes_back_to_the_model_and_a_later_program_succeeds() -> None:
     chat = ScriptedChat({"Program": [{"code": "```python\nbroken()\n```"}, {"code": "fixed()"}]})
+    traceback = "Traceback (most recent call last):\n" + "  ...\n" * 30 + "NameError: broken\n"
     sandbox = _Sandbox(
-        _result(failure="it exited with code 1", stderr="Traceback ...\nNameError: broken"),
-        _result(outputs={"total": b"108"}),
+        _result(failure="it exited with code 1", stderr=traceback),
+        _ran(files={"total": b"108"}),  # an output file still counts
     )
     failures: list[str] = []
 
@@ -98,40 +185,122 @@ async def test_a_failed_run_goes_back_to_the_model_and_a_later_program_succeeds(
 
     assert outputs == {"total": "108"}
     # What runs is the model's program, unfenced, with each input as a file.
-    assert [(a.number, a.code) for a in sandbox.attempts] == [(1, "broken()"), (2, "fixed()")]
+    assert sandbox.programs == [(1, "broken()"), (2, "fixed()")]
     assert sandbox.attempts[0].files == {"numbers": b"4 8 15 16 23 42"}
     first, retry = chat.calls
     assert retry.messages[: len(first.messages)] == first.messages
     assert "it exited with code 1" in retry.last_user
-    assert "NameError: broken" in retry.last_user  # the end of its stderr
+    # The last lines of the traceback, not all of it, and what was expected.
+    assert "NameError: broken" in retry.last_user and "Traceback" not in retry.last_user
+    assert "prints the value of total" in retry.last_user
     assert failures == ["it exited with code 1"]
 
 
 @pytest.mark.parametrize(
-    ("task", "first_outputs", "verdicts", "reason"),
+    ("first", "reason"),
     [
-        (SUM, {"total": b"\xff\xfe"}, [], "the output file total is not UTF-8 text"),
+        (_ran(files={"total": b"\xff\xfe"}), "the output total is not UTF-8 text"),
+        (_ran(stdout="\n"), "it printed nothing: print the value of total"),
+        (_ran(files={"total": b" \n"}), "total came back empty"),
         (
-            SUM.model_copy(update={"acceptance": "the total is one integer"}),
-            {"total": b"one hundred and eight"},
-            [{"passed": False, "reason": "it is words"}, {"passed": True, "reason": "ok"}],
-            "it is words",
+            _ran(stdout="7\n" * 5_000_000),  # 10 MB
+            "it printed 10000000 bytes, more than the 65536 the sandbox keeps, so total "
+            "would arrive cut short",
         ),
     ],
-    ids=["not-text", "rejected-by-review"],
+    ids=["not-text", "printed-nothing", "blank-file", "printed-10-MB"],
 )
 async def test_outputs_that_will_not_do_go_back_to_the_model_with_the_reason(
-    task: TaskSpec, first_outputs: dict[str, bytes], verdicts: list[Answer], reason: str
+    first: SandboxResult, reason: str
 ) -> None:
-    chat = ScriptedChat(
-        {"Program": [{"code": "first()"}, {"code": "second()"}], "Verdict": verdicts}
-    )
-    sandbox = _Sandbox(_result(outputs=first_outputs), _result(outputs={"total": b"108"}))
+    chat = ScriptedChat({"Program": [{"code": "first()"}, {"code": "second()"}]})
+    sandbox = _Sandbox(first, _ran(stdout="108\n"))
 
-    outputs = await _runner(chat, sandbox)(task, NUMBERS)
+    outputs = await _runner(chat, sandbox)(SUM, NUMBERS)
 
     assert outputs == {"total": "108"}
     assert reason in chat.calls_for("Program")[1].last_user
+
+
+async def test_a_review_of_prose_acceptance_is_advice_and_never_rejects_outputs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chat = ScriptedChat(
+        {
+            "Program": [{"code": "print('one hundred and eight')"}],
+            "Verdict": [{"passed": False, "reason": "it is words"}],
+        }
+    )
+    sandbox = _Sandbox(_ran(stdout="one hundred and eight\n"))
+
+    with caplog.at_level(logging.INFO, logger="goalflow.coder"):
+        outputs = await _runner(chat, sandbox)(_accepting("the total is one integer"), NUMBERS)
+
+    assert outputs == {"total": "one hundred and eight"}
+    assert len(chat.calls_for("Program")) == 1
+    assert "the total is one integer" in chat.calls_for("Verdict")[0].last_user
+    assert "it is words" in caplog.text  # recorded, as advice
+
+
+async def test_an_executable_acceptance_check_runs_on_the_outputs_and_decides() -> None:
+    chat = ScriptedChat({"Program": [{"code": "print('one hundred')"}, {"code": "print(108)"}]})
+    sandbox = _Sandbox(_ran(stdout="one hundred\n"), _ran(stdout="108\n"), checks=[False, True])
+    failures: list[str] = []
+
+    with reporting_attempts(failures.append):
+        outputs = await _runner(chat, sandbox)(_accepting("int(total) == 108"), NUMBERS)
+
+    assert outputs == {"total": "108"}
+    assert not chat.calls_for("Verdict")  # no model review: the check decides
+    checks = [a for a in sandbox.attempts if a.check]
+    assert [c.number for c in checks] == [1, 2]
+    # The check gets the task's inputs and outputs, as files and variables.
+    assert checks[0].files == {"numbers": b"4 8 15 16 23 42", "total": b"one hundred"}
+    assert checks[0].variables == {"numbers": "numbers", "total": "total"}
+    assert checks[0].outputs == ()
+    assert "int(total) == 108" in checks[0].code
+    retry = chat.calls_for("Program")[1].last_user
+    assert "did not pass the acceptance check int(total) == 108" in retry
+    assert "total = 'one hundred'" in retry and "AssertionError" in retry
+    assert "int(total) == 108" in chat.calls[0].last_user  # told before, too
+    assert len(failures) == 1
+
+
+async def test_a_program_sent_again_is_not_a_retry_and_the_model_is_asked_to_change_it() -> None:
+    again = {"code": "# same thing\nprint( total_of(numbers) )"}  # same code, other layout
+    chat = ScriptedChat(
+        {"Program": [{"code": "print(total_of(numbers))"}, again, {"code": "print(108)"}]}
+    )
+    sandbox = _Sandbox(
+        _result(failure="it exited with code 1", stderr="NameError: total_of"),
+        _ran(stdout="108\n"),
+    )
+    failures: list[str] = []
+
+    with reporting_attempts(failures.append):
+        outputs = await _runner(chat, sandbox, attempts=2)(SUM, NUMBERS)
+
+    assert outputs == {"total": "108"}
+    # The resent program was not run and did not use up the second attempt.
+    assert sandbox.programs == [(1, "print(total_of(numbers))"), (2, "print(108)")]
+    assert failures == ["it exited with code 1"]
+    re_ask = chat.calls_for("Program")[2].last_user
+    assert "same program as attempt 1" in re_ask and "must change" in re_ask
+
+
+async def test_a_model_that_keeps_sending_the_same_program_is_asked_a_bounded_number_of_times() -> (
+    None
+):
+    chat = ScriptedChat({"Program": [{"code": "print(total_of(numbers))"}] * 10})
+    sandbox = _Sandbox(_result(failure="it exited with code 1"))
+
+    with pytest.raises(TaskError) as caught:
+        await _runner(chat, sandbox)(SUM, NUMBERS)
+
+    assert "sent one it had already tried" in str(caught.value)
+    assert str(caught.value).endswith("it exited with code 1")
+    assert len(sandbox.attempts) == 1
+    assert len(chat.calls) == 4  # the program, then three answers that repeat it
 
 
 async def test_a_task_whose_programs_all_fail_ends_in_a_task_error_with_the_last_reason() -> None:

@@ -3,9 +3,9 @@
 An ``llm`` task's answer is checked against the task's acceptance criterion by the
 model; a rejected answer is retried with the reviewer's reason, a bounded number of
 times (each rejection is reported to stuck detection). A ``code`` task goes to the code
-runner (:mod:`goalflow.agent.coder`), which applies the same ``review``; with no sandbox it
-fails with a message that says how to fix that, and nothing runs model-written code on
-the host.
+runner (:mod:`goalflow.agent.coder`), which accepts outputs by deterministic checks and
+uses the same ``review`` only as advice; with no sandbox it fails with a message that
+says how to fix that, and nothing runs model-written code on the host.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 At the start of a goal the sandbox is checked once (engine reachable, image present).
 When it passes, plans may contain ``code`` tasks and each program the model writes runs
-as a task run ``code attempt N: <title>`` with a Markdown artifact holding the program
+as a task run ``code attempt N: <title>`` (a task's executable acceptance check of its
+outputs as ``acceptance check N: <title>``) with a Markdown artifact holding the program
 and its stdout and stderr. When it does not, the reason and its fix are logged, the
 planner is not offered ``code`` tasks, and a saved plan's code tasks fail saying so.
 """
@@ -47,19 +48,18 @@ async def sandbox_code_runner(
     )
 
 
-@task(
-    name="code-attempt",
-    task_run_name="code attempt {attempt.number}: {attempt.task.title}",
-    cache_policy=NO_CACHE,
-)
+@task(name="code-attempt", task_run_name="{attempt.label}", cache_policy=NO_CACHE)
 async def run_code_attempt(sandbox: Sandbox, attempt: CodeAttempt) -> SandboxResult:
-    """Run one program in the sandbox; its code and output become an artifact."""
+    """Run one program (or acceptance check) in the sandbox; its code and output become
+    an artifact."""
     labels = {"goalflow.task": attempt.task.id, "goalflow.flow-run": flow_run.get_id() or ""}
-    result = await sandbox.run(attempt.code, attempt.files, attempt.task.outputs, labels=labels)
+    result = await sandbox.run(
+        attempt.code, attempt.files, attempt.outputs, variables=attempt.variables, labels=labels
+    )
     await acreate_markdown_artifact(
-        attempt_markdown(attempt, result),
-        description=f"Code attempt {attempt.number} of {attempt.task.id}",
+        attempt_markdown(attempt, result), description=attempt.description
     )
     if result.failure:
-        get_run_logger().warning("program failed: %s", result.failure)
+        what = "acceptance check" if attempt.check else "program"
+        get_run_logger().warning("%s failed: %s", what, result.failure)
     return result
