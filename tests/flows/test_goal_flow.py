@@ -10,6 +10,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     LogFilter,
+    LogFilterFlowRunId,
     LogFilterTaskRunId,
 )
 from prefect.logging.handlers import APILogHandler
@@ -109,6 +110,38 @@ async def test_composite_task_runs_as_a_subflow_with_its_subplan(
     assert subflow.state.is_completed()
     inner = await children(subflow.id)
     assert {"task: Make outline", "task: Write from outline"} == set(inner["task_runs"])
+
+
+async def test_the_deliverable_is_the_value_in_the_form_asked_with_each_settlement_logged(
+    llm_server: OpenAITestServer,
+) -> None:
+    plan = {
+        "inputs": [{"name": "text", "value": "Bob met Ada"}],
+        "deliverables": ["answer"],  # the one task makes 'names'
+        "tasks": [
+            task("names", "List names", ["text"], ["names"], format="names, comma-separated")
+        ],
+    }
+    llm_server.script(is_plan, json.dumps(plan))
+    llm_server.script(
+        asks_for("TaskAnswer"), json.dumps({"names": "Sure! Here are the names:\nBob\nAda"})
+    )
+
+    result = await achieve_goal(goal="Which names are in 'Bob met Ada'? Comma-separated.")
+
+    assert result.status == "completed"
+    assert result.deliverables == {"names": "Bob, Ada"}
+    assert "names, comma-separated" in task_requests(llm_server, "List names")[0].last_user
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(result.flow_run_id)])),
+            limit=200,
+            offset=0,
+        )
+    settled = [log.message for log in logs if log.message.startswith("settled: ")]
+    assert any("'answer'" in line and "'names'" in line for line in settled), settled
+    assert any(line.startswith("settled: deliverable 'names'") for line in settled), settled
 
 
 async def test_saved_plan_runs_without_a_planning_call(llm_server: OpenAITestServer) -> None:

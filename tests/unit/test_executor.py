@@ -45,6 +45,20 @@ async def test_an_llm_task_returns_one_text_value_per_declared_output() -> None:
     assert "source" in call.last_user  # the model sees the task's inputs
 
 
+async def test_the_form_a_task_must_answer_in_reaches_the_model() -> None:
+    chat = ScriptedChat({"TaskAnswer": [{"names": "Ada, Bob"}]})
+    names = spec("names", ["text"], ["names"]).model_copy(
+        update={"format": "first names, comma-separated"}
+    )
+
+    await run_leaf(chat, GOAL, names, {"text": "Ada met Bob"}, attempts=1)
+
+    (call,) = chat.calls
+    assert "first names, comma-separated" in call.last_user
+    field = call.schema.model_json_schema()["properties"]["names"]
+    assert "first names, comma-separated" in field["description"]
+
+
 async def test_an_answer_that_is_not_text_is_kept_as_json_text() -> None:
     chat = ScriptedChat({"TaskAnswer": [{"kinds": ["sencha", "matcha"]}]})
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from goalflow.core.plan import Plan, PlanDraft, PlanPatch, PriorityChange
 from goalflow.core.repairs import (
     deliver_final_task,
+    deliver_only_task,
     match_deliverables,
     resolve_task_ids,
     wire_dangling_outputs,
@@ -402,6 +403,42 @@ def test_a_nested_plan_survives_a_json_round_trip() -> None:
     assert loaded.errors() == []
 
 
+def test_a_saved_plan_from_before_the_format_field_loads_with_no_format() -> None:
+    saved = {
+        "goal": "Sum 1, 2, 3.",
+        "inputs": {"numbers": "1, 2, 3"},
+        "deliverables": ["total"],
+        "tasks": [
+            {
+                "id": "add",
+                "title": "Add",
+                "kind": "code",
+                "instructions": "Add the numbers.",
+                "inputs": ["numbers"],
+                "outputs": ["total"],
+                "acceptance": "",
+                "value": 1.0,
+                "effort": 1.0,
+                "subtasks": [],
+            }
+        ],
+    }
+
+    plan = Plan.model_validate(saved)
+
+    assert plan.tasks[0].format == ""
+    assert plan.errors() == []
+
+
+def test_a_tasks_format_survives_the_saved_plan_file() -> None:
+    plan = nested_plan()
+    plan.tasks[1].format = "three sentences, one per line"
+
+    loaded = Plan.model_validate_json(plan.model_dump_json())
+
+    assert loaded.tasks[1].format == "three sentences, one per line"
+
+
 # -- priority -------------------------------------------------------------------------
 
 
@@ -496,6 +533,28 @@ def test_the_one_task_that_combines_every_deliverable_delivers_too() -> None:
     # A dead end that does not use every deliverable is not the answer.
     partial = [spec("autumn"), spec("spring"), spec("note", ["autumn_out"])]
     assert deliver_final_task(partial, ["autumn_out", "spring_out"]) == ["autumn_out", "spring_out"]
+
+
+def test_a_one_task_plan_delivers_its_single_output() -> None:
+    count = [spec("count", ["sentence"], ["vowel_count"])]
+
+    for named in (["answer"], ["sentence"], []):  # nothing made, the input, nothing named
+        final = deliver_only_task(count, named)
+        assert final == ["vowel_count"]
+        assert check_tasks(count, available=["sentence"], deliverables=final) == []
+    assert deliver_only_task(count, ["vowel_count"]) == ["vowel_count"]
+
+
+def test_a_one_task_plan_that_could_mean_several_things_is_left_for_the_rules() -> None:
+    two_outputs = [spec("split", [], ["title", "body"])]
+    assert deliver_only_task(two_outputs, ["answer"]) == ["answer"]
+    two_deliverables = [spec("count", [], ["vowels"])]
+    assert deliver_only_task(two_deliverables, ["vowels_n", "consonants_n"]) == [
+        "vowels_n",
+        "consonants_n",
+    ]
+    two_tasks = [spec("a", [], ["x"]), spec("b", ["x"], ["y"])]
+    assert deliver_only_task(two_tasks, ["answer"]) == ["answer"]
 
 
 def _chain_plan() -> Plan:

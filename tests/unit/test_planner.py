@@ -7,10 +7,15 @@ The model is a ``ScriptedChat`` answering by response schema; no Prefect, no ser
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from goalflow.agent.planner import PlanningOptions, make_plan
+from goalflow.agent.prompts import plan_examples
+from goalflow.core.plan import PlanDraft
+from goalflow.core.rules import check_tasks
+from goalflow.core.task import TaskKind
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 from tests.helpers import DIAMOND, Answer, ChatCall, ScriptedChat, task
 
@@ -30,10 +35,23 @@ ESSAY = {
 }
 
 
+def _kind_field(call: ChatCall) -> dict[str, Any]:
+    field: dict[str, Any] = call.schema.model_json_schema()["$defs"]["TaskSpec"]["properties"][
+        "kind"
+    ]
+    return field
+
+
 def _kinds_offered(call: ChatCall) -> set[str]:
     """The task kinds the response schema of ``call`` lets the model write."""
-    kind = call.schema.model_json_schema()["$defs"]["TaskSpec"]["properties"]["kind"]
+    kind = _kind_field(call)
     return set(kind["enum"]) if "enum" in kind else {kind["const"]}
+
+
+def _kinds_described(call: ChatCall) -> set[str]:
+    """The task kinds the schema's description of ``kind`` explains to the model."""
+    described = _kind_field(call)["description"]
+    return {kind for kind in ("llm", "code", "composite") if f"'{kind}'" in described}
 
 
 async def test_a_valid_first_draft_is_the_plan() -> None:
@@ -191,6 +209,8 @@ async def test_the_plan_schema_offers_only_the_kinds_that_can_run(
     await make_plan(chat, GOAL, options)
 
     assert _kinds_offered(chat.calls[0]) == offered
+    # The field's description explains only those: no 'code' advice without a sandbox.
+    assert _kinds_described(chat.calls[0]) == offered
 
 
 async def test_options_that_leave_no_kind_to_run_fail_before_any_model_call() -> None:
@@ -201,3 +221,108 @@ async def test_options_that_leave_no_kind_to_run_fail_before_any_model_call() ->
         await make_plan(chat, GOAL, options)
 
     assert chat.calls == []
+
+
+COUNT_VOWELS = {
+    "inputs": [{"name": "sentence", "value": "green tea is good"}],
+    "deliverables": ["answer"],
+    "tasks": [
+        {
+            **task("count", "Count vowels", ["sentence"], ["vowel_count"]),
+            "kind": "code",
+            "format": "one integer",
+        }
+    ],
+}
+
+
+async def test_a_one_task_plan_delivering_what_it_does_not_make_settles_without_a_re_ask() -> None:
+    chat = ScriptedChat({"PlanDraft": [COUNT_VOWELS]})
+    steps: list[str] = []
+
+    plan = await make_plan(chat, "Count the vowels", PlanningOptions(), on_step=steps.append)
+
+    assert plan.deliverables == ["vowel_count"]
+    assert plan.errors() == []
+    assert len(chat.calls) == 1  # settled, not sent back
+    settled = [step for step in steps if step.startswith("settled: ")]
+    assert len(settled) == 1
+    assert "'answer'" in settled[0] and "'vowel_count'" in settled[0]
+
+
+async def test_a_one_task_plan_with_no_deliverable_named_delivers_its_output() -> None:
+    chat = ScriptedChat({"PlanDraft": [{**COUNT_VOWELS, "deliverables": []}]})
+    steps: list[str] = []
+
+    plan = await make_plan(chat, "Count the vowels", PlanningOptions(), on_step=steps.append)
+
+    assert plan.deliverables == ["vowel_count"]
+    assert len(chat.calls) == 1
+    assert any(step.startswith("settled: ") and "'vowel_count'" in step for step in steps)
+
+
+async def test_the_form_the_goal_asks_for_is_kept_on_the_task_that_delivers_it() -> None:
+    chat = ScriptedChat({"PlanDraft": [COUNT_VOWELS]})
+
+    plan = await make_plan(chat, "Count the vowels; the number only", PlanningOptions())
+
+    assert plan.tasks[0].format == "one integer"
+    assert "format" in chat.calls[0].schema.model_json_schema()["$defs"]["TaskSpec"]["properties"]
+
+
+async def test_a_composite_tasks_form_passes_to_the_subtask_that_makes_its_output() -> None:
+    essay = {
+        **ESSAY,
+        "tasks": [
+            ESSAY["tasks"][0],
+            {**ESSAY["tasks"][1], "format": "three paragraphs"},
+        ],
+    }
+    subplan = {
+        "tasks": [
+            task("outline", "Make outline", ["brief"], ["outline"]),
+            task("write", "Write from outline", ["outline"], ["essay"]),
+        ]
+    }
+    chat = ScriptedChat({"PlanDraft": [essay], "SubPlanDraft": [subplan]})
+
+    plan = await make_plan(chat, "Write an essay in three paragraphs", PlanningOptions())
+
+    outline, write = plan.tasks[1].subtasks
+    assert write.format == "three paragraphs"
+    assert outline.format == ""  # an intermediate result keeps its own (free) form
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [("llm", "code", "composite"), ("llm", "composite"), ("llm", "code")],
+    ids=["all", "no-code", "no-breakdown"],
+)
+async def test_every_worked_example_shown_is_a_plan_that_keeps_the_rules(
+    kinds: tuple[TaskKind, ...],
+) -> None:
+    chat = ScriptedChat({"PlanDraft": [DIAMOND]})
+    await make_plan(chat, GOAL, PlanningOptions(allowed_kinds=kinds))
+    system = chat.calls[0].messages[0]["content"]
+
+    examples = plan_examples(kinds)
+
+    for _, example in examples:
+        assert json.dumps(example) in system  # the model sees it as written here
+        draft = PlanDraft.model_validate(example)
+        available = [item.name for item in draft.inputs]
+        assert (
+            check_tasks(
+                draft.tasks,
+                available=available,
+                deliverables=draft.deliverables,
+                allowed_kinds=kinds,
+            )
+            == []
+        )
+    shown = [PlanDraft.model_validate(example) for _, example in examples]
+    one_step_code = [
+        d for d in shown if len(d.tasks) == 1 and d.tasks[0].kind == "code" and d.tasks[0].format
+    ]
+    # Exact work as one code task in the form asked for, where code tasks can run.
+    assert bool(one_step_code) == ("code" in kinds)

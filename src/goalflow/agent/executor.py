@@ -20,6 +20,7 @@ from goalflow.agent.prompts import (
     REVIEW_SYSTEM,
     TASK_SYSTEM,
     answer_feedback,
+    answer_field,
     review_request,
     task_brief,
 )
@@ -97,7 +98,7 @@ async def run_leaf(
 def _answer_schema(task: TaskSpec) -> type[BaseModel]:
     # Output names may hold '.' or '-', so fields are positional with the name as alias.
     fields: dict[str, Any] = {
-        f"output_{i}": (OutputText, Field(alias=name, description=f"The value of '{name}'."))
+        f"output_{i}": (OutputText, Field(alias=name, description=answer_field(name, task.format)))
         for i, name in enumerate(task.outputs)
     }
     return create_model(

@@ -1,15 +1,15 @@
 """Goal -> plan with the model, then recursive refinement of composite tasks.
 
 Each answer is first settled where its meaning is unambiguous (a task id written where
-its output belongs; results left unwired before the one task that makes the
-deliverables: :func:`goalflow.core.plan.resolve_task_ids`,
-:func:`~goalflow.core.plan.wire_dangling_outputs`),
-then checked against
-the plan rules (:func:`goalflow.core.plan.check_tasks`);
+its output belongs; a deliverable named loosely, or after nothing a one-task plan makes;
+results left unwired before the one task that makes the deliverables:
+:mod:`goalflow.core.repairs`), each settlement logged as ``settled: ...``, then checked
+against the plan rules (:func:`goalflow.core.rules.check_tasks`);
 the broken rules go back to the model, a bounded number of times, before planning
 ends in :class:`PlanningError`. A composite task is planned again as a sub-goal whose
 inputs and outputs are its own, so the graph stays connected; at the depth limit the
-sub-plan may hold only executable tasks.
+sub-plan may hold only executable tasks. The subtask that makes a composite task's
+output keeps the form (``format``) the parent promised, unless it states its own.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, create_model
 
 from goalflow.agent.prompts import (
+    kind_description,
     plan_feedback,
     plan_request,
     plan_system,
@@ -33,6 +34,7 @@ from goalflow.core.chat import ChatModel, Message
 from goalflow.core.plan import Plan, PlanDraft
 from goalflow.core.repairs import (
     deliver_final_task,
+    deliver_only_task,
     match_deliverables,
     resolve_task_ids,
     wire_dangling_outputs,
@@ -81,6 +83,15 @@ async def make_plan(
         for before, after in zip(named, draft.deliverables, strict=True):
             if before != after:
                 on_step(f"settled: deliverable '{before}' is the output '{after}'")
+        only = deliver_only_task(draft.tasks, draft.deliverables)
+        if only != draft.deliverables:
+            made = f"the output '{only[0]}' of the only task '{draft.tasks[0].id}'"
+            on_step(
+                f"settled: deliverable '{draft.deliverables[0]}' is {made}"
+                if draft.deliverables
+                else f"settled: {made} is the deliverable"
+            )
+            draft.deliverables = only
         final = deliver_final_task(draft.tasks, draft.deliverables)
         if final != draft.deliverables:
             on_step(f"settled: {', '.join(final[len(draft.deliverables) :])} delivered too")
@@ -165,6 +176,9 @@ async def _refine_one(
         task.kind = "llm"
         return
     task.subtasks = [Task(**spec.model_dump()) for spec in sub.tasks]
+    for subtask in task.subtasks:
+        if task.format and not subtask.format and set(subtask.outputs) & set(task.outputs):
+            subtask.format = task.format
     await _refine(llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step)
 
 
@@ -207,7 +221,7 @@ def _restricted(draft: type[D], kinds: tuple[TaskKind, ...]) -> type[D]:
     and servers that constrain output to the schema cannot answer anything else."""
     allowed: Any = Literal[kinds]
     spec = create_model(
-        "TaskSpec", __base__=TaskSpec, kind=(allowed, TaskSpec.model_fields["kind"])
+        "TaskSpec", __base__=TaskSpec, kind=(allowed, Field(description=kind_description(kinds)))
     )
     tasks_field = draft.model_fields["tasks"]
     return create_model(draft.__name__, __base__=draft, tasks=(list[spec], tasks_field))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from goalflow.core.chat import Message
 from goalflow.core.program import ProgramLimits, SandboxResult
@@ -26,7 +27,10 @@ __all__ = [
     "REVIEW_SYSTEM",
     "TASK_SYSTEM",
     "answer_feedback",
+    "answer_field",
     "failed_check",
+    "kind_description",
+    "plan_examples",
     "plan_feedback",
     "plan_request",
     "plan_system",
@@ -44,15 +48,19 @@ __all__ = [
 # Planning: a goal -> a plan, a composite task -> a sub-plan.
 
 _KIND_HELP: dict[TaskKind, str] = {
-    "llm": "'llm' = a step a language model answers in text",
-    "code": "'code' = a step that needs a Python program (exact computation, data parsing)",
+    "llm": "'llm' = language work a model answers in text (writing, summarising, translating)",
+    "code": "'code' = exact work a Python program does (counting, arithmetic, sorting, "
+    "string manipulation, parsing, conversions)",
     "composite": "'composite' = a big step that will be broken down into smaller ones later",
 }
 
+# Said only when code tasks can run: with no sandbox, exact work has to be an 'llm' task.
+_EXACT_WORK = "\n- Exact work is a 'code' task, never 'llm', however small."
+
 _RULES = """Rules:
-- A task has: id, title, kind, instructions, inputs, outputs, acceptance, value (1-10), \
-effort (1-10).
-- kind is one of: {kinds}.
+- A task has: id, title, kind, instructions, inputs, outputs, format, acceptance, \
+value (1-10), effort (1-10).
+- kind is one of: {kinds}.{exact}
 - inputs and outputs are short snake_case names, never the data itself. Every task has \
 at least one output.
 - Every input is {sources}. Each output has exactly one producing task.
@@ -61,69 +69,119 @@ at least one output.
 other run in parallel."""
 
 
-# One worked example: small models copy its shape far more reliably than they follow rules.
-_EXAMPLE = json.dumps(
-    {
-        "inputs": [{"name": "article", "value": "(the article text, copied from the goal)"}],
-        "deliverables": ["french_summary"],
-        "tasks": [
-            {
-                "id": "summarise",
-                "title": "Summarise the article",
-                "kind": "llm",
-                "instructions": "Summarise the article in three sentences.",
-                "inputs": ["article"],
-                "outputs": ["summary"],
-                "acceptance": "three sentences",
-                "value": 8,
-                "effort": 2,
-            },
-            {
-                "id": "keywords",
-                "title": "Pick keywords",
-                "kind": "llm",
-                "instructions": "List the five most important keywords of the article.",
-                "inputs": ["article"],
-                "outputs": ["keywords"],
-                "acceptance": "",
-                "value": 5,
-                "effort": 1,
-            },
-            {
-                "id": "translate",
-                "title": "Write the French summary",
-                "kind": "llm",
-                "instructions": "Translate the summary into French and add the keywords.",
-                "inputs": ["summary", "keywords"],
-                "outputs": ["french_summary"],
-                "acceptance": "written in French",
-                "value": 8,
-                "effort": 2,
-            },
-        ],
-    }
+# Worked examples: small models copy their shape far more reliably than they follow rules.
+_LANGUAGE_GOAL = "Summarise this article in French, with keywords: ..."
+_LANGUAGE_EXAMPLE: dict[str, Any] = {
+    "inputs": [{"name": "article", "value": "(the article text, copied from the goal)"}],
+    "deliverables": ["french_summary"],
+    "tasks": [
+        {
+            "id": "summarise",
+            "title": "Summarise the article",
+            "kind": "llm",
+            "instructions": "Summarise the article in three sentences.",
+            "inputs": ["article"],
+            "outputs": ["summary"],
+            "acceptance": "three sentences",
+            "value": 8,
+            "effort": 2,
+        },
+        {
+            "id": "keywords",
+            "title": "Pick keywords",
+            "kind": "llm",
+            "instructions": "List the five most important keywords of the article.",
+            "inputs": ["article"],
+            "outputs": ["keywords"],
+            "value": 5,
+            "effort": 1,
+        },
+        {
+            "id": "translate",
+            "title": "Write the French summary",
+            "kind": "llm",
+            "instructions": "Translate the summary into French and add the keywords.",
+            "inputs": ["summary", "keywords"],
+            "outputs": ["french_summary"],
+            "acceptance": "written in French",
+            "value": 8,
+            "effort": 2,
+        },
+    ],
+}
+
+
+# The second example: one step of exact work is one 'code' task, in the form asked for.
+_EXACT_GOAL = (
+    "Which words of 'the quick brown fox jumps' have more than four letters? Comma-separated."
 )
+_EXACT_EXAMPLE: dict[str, Any] = {
+    "inputs": [{"name": "text", "value": "the quick brown fox jumps"}],
+    "deliverables": ["long_words"],
+    "tasks": [
+        {
+            "id": "long_words",
+            "title": "Keep the long words",
+            "kind": "code",
+            "instructions": "Split the text into words; keep those longer than four "
+            "letters, in order.",
+            "inputs": ["text"],
+            "outputs": ["long_words"],
+            "format": "words, comma-separated",
+        }
+    ],
+}
+
+
+def plan_examples(kinds: Sequence[TaskKind]) -> list[tuple[str, dict[str, Any]]]:
+    """The worked examples the planning prompt shows, as (goal, plan): the one-task code
+    example only where code tasks can run."""
+    examples = [(_LANGUAGE_GOAL, _LANGUAGE_EXAMPLE)]
+    if "code" in kinds:
+        examples.append((_EXACT_GOAL, _EXACT_EXAMPLE))
+    return examples
+
+
+def kind_description(kinds: Sequence[TaskKind]) -> str:
+    """What the plan schema's ``kind`` field says: only the ``kinds`` that can run."""
+    return "; ".join(_KIND_HELP[k] for k in kinds) + "."
 
 
 def plan_system(kinds: Sequence[TaskKind], *, max_tasks: int) -> str:
     """The system prompt that asks for a whole goal's plan, with tasks of ``kinds``."""
+    examples = "\n".join(
+        f"Example, for the goal {goal!r}:\n{json.dumps(plan)}"
+        for goal, plan in plan_examples(kinds)
+    )
     return (
         "You plan the work of an autonomous agent: break the user's goal into tasks that "
         "pass named values to each other.\n"
-        + _RULES.format(
-            kinds="; ".join(_KIND_HELP[k] for k in kinds),
+        + _rules(
+            kinds,
+            max_tasks=max_tasks,
             sources="a plan input or an output of another task",
             sinks="listed in the plan's deliverables",
-            max_tasks=max_tasks,
         )
+        + "\n- A goal that is one step is one task; its output is the deliverable."
         + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
         '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
         '- "deliverables" names the final outputs that answer the whole goal. When the goal '
         "asks to combine, compare or use earlier results, a last task does that, and its "
         "output is the deliverable.\n"
+        "- When the goal asks for a form (a number only, comma-separated, JSON keys), the "
+        'task making the deliverable says it in "format".\n'
         'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
-        f"\nExample, for the goal 'Summarise this article in French, with keywords: ...':\n"
-        f"{_EXAMPLE}"
+        f"\n{examples}"
+    )
+
+
+def _rules(kinds: Sequence[TaskKind], *, max_tasks: int, sources: str, sinks: str) -> str:
+    return _RULES.format(
+        kinds="; ".join(_KIND_HELP[k] for k in kinds),
+        exact=_EXACT_WORK if "code" in kinds else "",
+        sources=sources,
+        sinks=sinks,
+        max_tasks=max_tasks,
     )
 
 
@@ -137,13 +195,13 @@ def refine_system(kinds: Sequence[TaskKind], task: TaskSpec, *, max_tasks: int) 
     return (
         "You break one step of a larger plan into smaller tasks that pass named values to "
         "each other.\n"
-        + _RULES.format(
-            kinds="; ".join(_KIND_HELP[k] for k in kinds),
+        + _rules(
+            kinds,
+            max_tasks=max_tasks,
             sources=f"one of the step's inputs ({_listing(task.inputs)}) or an output of "
             "another task",
             sinks=f"one of the step's outputs ({_listing(task.outputs)}), which must all be "
             "produced",
-            max_tasks=max_tasks,
         )
         + '\nAnswer with a JSON object: {"tasks": [...]}.'
     )
@@ -174,7 +232,9 @@ _INPUT_PREVIEW = 6000
 
 TASK_SYSTEM = (
     "You carry out one task of a larger plan. Use the inputs you are given, follow the "
-    "instructions, and answer with a JSON object holding one text value per named output."
+    "instructions, and answer with a JSON object holding one text value per named output. "
+    "Each value is the output itself, in the form asked for: no introduction, no "
+    "explanation, no code fences."
 )
 
 
@@ -184,6 +244,8 @@ def task_brief(goal: str, task: TaskSpec, inputs: Mapping[str, str]) -> str:
     for name, value in inputs.items():
         lines.append(f"Input {name}:\n{_preview(value, _INPUT_PREVIEW)}")
     lines.append(f"Outputs to produce: {', '.join(task.outputs)}")
+    if task.format:
+        lines.append(f"Their form: {task.format}")
     if task.acceptance:
         lines.append(f"They must satisfy: {task.acceptance}")
     return "\n\n".join(lines)
@@ -191,6 +253,11 @@ def task_brief(goal: str, task: TaskSpec, inputs: Mapping[str, str]) -> str:
 
 def _preview(value: str, width: int) -> str:
     return value if len(value) <= width else value[:width] + " […]"
+
+
+def answer_field(name: str, form: str) -> str:
+    """The description of one output in an ``llm`` task's answer schema."""
+    return f"The value of '{name}' itself" + (f", as {form}." if form else ".")
 
 
 def answer_feedback(reason: str) -> str:
@@ -270,6 +337,8 @@ def program_brief(
             where = f"the str variable {variable}, also the file {name}, {size}"
         lines.append(f"Input {name} ({where}):\n{_preview(value, _CODE_PREVIEW)}")
     lines.append(_outputs_wanted(task.outputs))
+    if task.format:
+        lines.append(f"Their form: {task.format}")
     lines.append(f"The program, in outline:\n```python\n{_outline(task, variables)}\n```")
     if task.acceptance and check:
         lines.append(

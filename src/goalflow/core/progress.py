@@ -20,7 +20,7 @@ class Observer:
         """The goal's ledger (tokens, cost, money budget) and its time budget, if any."""
 
     def step(self, message: str) -> None:
-        """A planning step began."""
+        """A planning step began, or a plan or deliverable was settled ("settled: ...")."""
 
     def awaiting_approval(
         self, plan: Plan, flow_run_id: str, seconds_left: float, problems: Sequence[str]

@@ -1,9 +1,10 @@
 """Settling a model's plan where its meaning is unambiguous, before the rules judge it.
 
 Small models write a task id where its output belongs, name a deliverable a little
-differently from the output that makes it, forget the combining task's inputs, or
-forget to deliver the final task. Each repair here fixes one such slip in place or
-returns what it changed; the planner logs each as ``settled: ...``. No Prefect, no I/O.
+differently from the output that makes it, forget the combining task's inputs, forget
+to deliver the final task, or name a one-task plan's deliverable after nothing it
+makes. Each repair here fixes one such slip in place or returns what it changed; the
+planner logs each as ``settled: ...``. No Prefect, no I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from goalflow.core.task import TaskSpec
 
 __all__ = [
     "deliver_final_task",
+    "deliver_only_task",
     "match_deliverables",
     "resolve_task_ids",
     "wire_dangling_outputs",
@@ -86,6 +88,20 @@ def deliver_final_task(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -
     if len(dead_ends) != 1 or not set(deliverables) <= set(dead_ends[0].inputs):
         return list(deliverables)
     return [*deliverables, *dead_ends[0].outputs]
+
+
+def deliver_only_task(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
+    """The deliverables of a one-task plan: its single output, when it delivers nothing.
+
+    A goal that is one step is one task, and small models then name the deliverable
+    'answer' while the task makes 'vowel_count'. With one task making one output, and at
+    most one deliverable that the task does not make, nothing else can be meant. Several
+    deliverables, or several outputs, are left for the rules to report.
+    """
+    if len(tasks) != 1 or len(tasks[0].outputs) != 1 or len(deliverables) > 1:
+        return list(deliverables)
+    output = tasks[0].outputs[0]
+    return [output] if output not in deliverables else list(deliverables)
 
 
 def wire_dangling_outputs(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:

@@ -112,15 +112,16 @@ def plan_markdown(plan: Plan) -> str:
     lines = [
         f"# Plan\n\n**Goal:** {_text(plan.goal)}\n",
         f"**Deliverables:** {', '.join(plan.deliverables)}\n",
-        "| task | title | kind | inputs | outputs | value | effort | acceptance |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | title | kind | inputs | outputs | value | effort | acceptance | format |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def rows(tasks: Iterable[Task], prefix: str) -> Iterable[str]:
         for t in tasks:
             yield (
                 f"| {prefix}{t.id} | {_cell(t.title)} | {t.kind} | {', '.join(t.inputs)} | "
-                f"{', '.join(t.outputs)} | {t.value:g} | {t.effort:g} | {_cell(t.acceptance)} |"
+                f"{', '.join(t.outputs)} | {t.value:g} | {t.effort:g} | {_cell(t.acceptance)} | "
+                f"{_cell(t.format)} |"
             )
             yield from rows(t.subtasks, f"{prefix}{t.id}/")
 

@@ -48,8 +48,9 @@ class TaskSpec(BaseModel):
     id: str = Field(description="Short unique identifier, e.g. 'summarise'.")
     title: str = Field(description="A few words saying what the task does.")
     kind: TaskKind = Field(
-        description="'llm': answer in text; 'code': write and run a Python program; "
-        "'composite': too big for one step, to be broken down further."
+        description="'llm': language work, answered in text; 'code': exact work (counting, "
+        "arithmetic, sorting, string manipulation, parsing, conversions), done by a Python "
+        "program; 'composite': too big for one step, to be broken down further."
     )
     instructions: str = Field(description="What to do, precisely enough to do it.")
     inputs: list[str] = Field(
@@ -58,6 +59,12 @@ class TaskSpec(BaseModel):
     )
     outputs: list[str] = Field(
         description="Names of the values this task produces.", json_schema_extra=AT_LEAST_ONE
+    )
+    format: str = Field(
+        default="",
+        description="The exact form of the outputs when the goal asks for one, e.g. 'one "
+        "integer', 'names, comma-separated', 'a JSON object with keys name, capital' "
+        "(empty: free text).",
     )
     acceptance: str = Field(
         default="", description="How to tell that the outputs are right (empty: no check)."

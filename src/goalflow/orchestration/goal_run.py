@@ -10,9 +10,10 @@ task's output and the final report are Markdown artifacts.
 
 A run that is stopped (money or time budget spent, cancelled on the server, the plan
 rejected, judged stuck or off topic by reflection) keeps what finished and reports it;
-the result says why it stopped. While the top level runs, a
-:class:`~goalflow.orchestration.reflector.Reflector` watches it and may revise it. Each
-finished task emits a ``goalflow.progress`` event, and the end of the run
+the result says why it stopped. Each deliverable is handed back as the value itself: the
+chatter a model wraps it in is taken off (:mod:`goalflow.core.values`) and logged. While
+the top level runs, a :class:`~goalflow.orchestration.reflector.Reflector` watches it and
+may revise it. Each finished task emits a ``goalflow.progress`` event, and the end of the run
 ``goalflow.goal.finished``.
 """
 
@@ -49,6 +50,7 @@ from goalflow.core.rules import describe_validation_error
 from goalflow.core.scheduler import GraphRun, TaskOutcome
 from goalflow.core.stuck import reporting_attempts
 from goalflow.core.task import Task, TaskKind, TaskSpec
+from goalflow.core.values import clean_deliverables
 from goalflow.errors import ConfigError, GoalflowError, PlanFileError, PlanRejectedError, TaskError
 from goalflow.llm.client import LLM
 from goalflow.llm.provider import open_llm
@@ -179,6 +181,7 @@ class GoalRun:
                 emit_goal_event("goalflow.goal.finished", self.flow_run_id, {})
             if stopped is not None:
                 values = finished_values(self.plan, self.outcomes)
+        values = self._clean_deliverables(values)
         result = goal_result(
             self.goal,
             self.planned or self.plan,
@@ -240,6 +243,20 @@ class GoalRun:
             open_remote_leaves(self.settings, self.llm, self.concurrency)
         )
 
+    def _clean_deliverables(self, values: dict[str, str]) -> dict[str, str]:
+        """The values with each deliverable as the bare value, every change logged."""
+        if self.plan is None:
+            return values
+        cleaned, changes = clean_deliverables(self.plan, values)
+        for name, notes in changes.items():
+            self._step(f"settled: deliverable '{name}': {'; '.join(notes)}")
+        return cleaned
+
+    def _step(self, message: str) -> None:
+        """A step of planning or a settlement: in the run's logs, and to the observer."""
+        get_run_logger().info("%s", message)
+        self.observer.step(message)
+
     def _revised(self, plan: Plan) -> None:
         self.plan = plan
 
@@ -282,7 +299,7 @@ class GoalRun:
     async def new_plan(self) -> Plan:
         """The goal's plan from the model (the ``plan`` task run's work)."""
         options = planning_options(self.settings, code_tasks=self.code_runner is not None)
-        return await make_plan(self.llm, self.goal, options, on_step=self.observer.step)
+        return await make_plan(self.llm, self.goal, options, on_step=self._step)
 
     async def run_level(
         self, tasks: Sequence[Task], available: dict[str, str], *, prefix: str, top: bool = False

@@ -1,12 +1,12 @@
 """Which leaf-task results may be reused: the cache key of a leaf task run.
 
 A leaf task's answer depends on the model, the goal (its brief quotes it), the task's
-title, kind, instructions, acceptance check and declared outputs, and the values of its
-inputs; the key is a hash of exactly those. The task's id and path are left out (the
-same work under another name is the same work), and so are the endpoint and the API
-key. Prefect stores the outputs of a *completed* run under its key, in its result
-storage; a later run of a task with the same key is marked ``Cached`` and makes no
-model call. Nothing else is cached: a failed or cancelled task has no result, a task
+title, kind, instructions, acceptance check, declared outputs and their form, and the
+values of its inputs; the key is a hash of exactly those. The task's id and path are
+left out (the same work under another name is the same work), and so are the endpoint
+and the API key. Prefect stores the outputs of a *completed* run under its key, in its
+result storage; a later run of a task with the same key is marked ``Cached`` and makes
+no model call. Nothing else is cached: a failed or cancelled task has no result, a task
 whose inputs changed upstream gets another key, and planning is never cached.
 
 Reusing results across runs is the point (a run that crashed mid-way is re-run with the
@@ -57,6 +57,8 @@ def leaf_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str |
         "outputs": list(task.outputs),
         "inputs": {name: inputs[name] for name in sorted(inputs)},
     }
+    if task.format:  # only when set: the keys of tasks without a form stay as they were
+        material["format"] = task.format
     digest = hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
     return f"goalflow-leaf-{digest}"
 
