@@ -24,7 +24,8 @@ __all__ = ["GoalOutcome", "run_goal", "summary"]
 @dataclass(frozen=True)
 class GoalOutcome:
     """How one goal went: ``status`` is goalflow's (completed, failed, stopped), or
-    ``error`` when the run raised before it had a result (e.g. planning gave up)."""
+    ``error`` when the run raised before it had a result (e.g. planning gave up).
+    Solved means completed, with a deliverable the goal's check accepts."""
 
     goal: Goal
     solved: bool
@@ -85,8 +86,8 @@ async def run_goal(goal: Goal, *, options: dict[str, Any] | None = None) -> Goal
     if result is None:
         return GoalOutcome(goal, solved=False, status="error", reason=error, seconds=seconds)
     reason = goal.judge(result.deliverables)
-    if reason is not None and result.status != "completed":
-        reason = f"{result.message} ({reason})"
+    if result.status != "completed":  # goalflow itself says the goal was not achieved
+        reason = f"{result.message} ({reason or 'the deliverables it has are right'})"
     return GoalOutcome(
         goal,
         solved=reason is None,
