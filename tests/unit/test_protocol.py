@@ -4,8 +4,10 @@ are executable checks."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,13 +34,15 @@ def test_a_name_whose_variable_is_taken_is_a_file_only() -> None:
     assert input_variables(["a.b", "a-b"]) == {"a.b": "a_b"}
 
 
-def _launch(folder: Path, program: str, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _launch(
+    folder: Path, program: str, files: dict[str, str], outputs: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run ``program`` through the launcher in ``folder``, as the sandbox does."""
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     path = folder / ".program.py"
     path.write_text(program, encoding="utf-8")
-    (folder / ".launch.py").write_text(launcher(str(path), input_variables(files)))
+    (folder / ".launch.py").write_text(launcher(str(path), input_variables(files), outputs))
     return subprocess.run(
         [sys.executable, ".launch.py"], cwd=folder, capture_output=True, text=True, timeout=60
     )
@@ -224,3 +228,22 @@ def test_a_check_program_fails_exactly_when_the_check_does_not_hold(
     done = _launch(tmp_path, check, {"total": total})
 
     assert (done.returncode == 0) is passes
+
+
+def test_a_program_that_printed_nothing_hands_back_its_output_variables(tmp_path: Path) -> None:
+    one = _launch(tmp_path, "reversed_word = word[::-1]\n", {"word": "prefect"}, ["reversed_word"])
+    assert (one.returncode, one.stdout) == (0, "tceferp\n")
+
+    several = "low = min(int(x) for x in numbers.split())\nhigh = [1, 2]\n"
+    two = _launch(tmp_path, several, {"numbers": "4 8 15"}, ["low", "high"])
+    assert json.loads(two.stdout) == {"low": "4", "high": "[1, 2]"}
+
+
+def test_what_a_program_prints_wins_over_its_variables_and_a_missing_one_hands_back_nothing(
+    tmp_path: Path,
+) -> None:
+    printed = _launch(tmp_path, "total = 1\nprint(2)\n", {}, ["total"])
+    assert printed.stdout == "2\n"
+
+    partial = _launch(tmp_path, "low = 1\n", {}, ["low", "high"])
+    assert (partial.returncode, partial.stdout) == (0, "")

@@ -230,3 +230,19 @@ def test_deliverables_are_cleaned_with_the_form_of_the_task_that_makes_them() ->
     assert cleaned == {"names": "  Bob Ada ", "sorted_names": "Ada, Bob", "count": "2"}
     assert list(changes) == ["sorted_names"]  # only what changed is reported
     assert changes["sorted_names"] == ["joined 2 lines with commas, as the format asks"]
+
+
+def test_a_list_literal_is_written_with_the_separator_the_format_asks() -> None:
+    names = "['Amelia', 'Emily', 'Isla']"
+
+    assert clean_value(names, form="names, comma-separated").value == "Amelia, Emily, Isla"
+    assert clean_value("[2, 3, 5]", form="one per line").value == "2\n3\n5"
+    assert clean_value('["a", "b"]', form="comma-separated").value == "a, b"
+
+
+def test_a_list_literal_is_kept_without_a_format_or_when_its_items_hold_commas() -> None:
+    assert clean_value("['Amelia', 'Emily']").value == "['Amelia', 'Emily']"
+    kept = "['Paris, France', 'Rome, Italy']"
+    assert clean_value(kept, form="comma-separated").value == kept
+    nested = "[[1, 2], [3]]"
+    assert clean_value(nested, form="comma-separated").value == nested

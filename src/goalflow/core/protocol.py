@@ -11,8 +11,10 @@ wants to:
 - **Outputs are what it prints** (:func:`hand_back`). An output the program wrote to a
   file of its name is that file. Otherwise, with one output, the output is what the
   program printed on stdout; with several, stdout is one JSON object whose keys are the
-  output names. Every output must be handed back and not blank, and stdout that was cut
-  at the sandbox's cap is never delivered as an output.
+  output names. A program that printed nothing but left variables named as its outputs
+  hands those back instead (the launcher prints them). Every output must be handed
+  back and not blank, and stdout that was cut at the sandbox's cap is never delivered
+  as an output.
 - **An acceptance check can be code** (:func:`acceptance_program`). A task whose
   ``acceptance`` is a Python ``assert`` statement, or a Python expression, about its
   outputs is checked by running it in the sandbox; any other acceptance text is prose.
@@ -79,7 +81,20 @@ def input_variables(names: Iterable[str]) -> dict[str, str]:
 
 _LAUNCHER = """\
 def _launch():
+    import json
+    import os
     import sys
+
+    class Watched:
+        def __init__(self, stream):
+            self.stream, self.wrote = stream, False
+
+        def write(self, text):
+            self.wrote = self.wrote or bool(text)
+            return self.stream.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
 
     scope = globals()
     del scope["_launch"]
@@ -90,6 +105,7 @@ def _launch():
     scope["__file__"] = path
     with open(path, encoding="utf-8") as source:
         code = source.read()
+    out = sys.stdout = Watched(sys.stdout)
     try:
         exec(compile(code, path, "exec"), scope)
     except SystemExit:
@@ -102,15 +118,27 @@ def _launch():
             frames = frames.tb_next
         traceback.print_exception(type(error), error, frames)
         sys.exit(1)
+    sys.stdout = out.stream
+    # Printed nothing and wrote no file: hand back the variables named as the outputs.
+    wanted = {{n: v for n, v in {outputs!r}.items() if not os.path.exists(n)}}
+    if out.wrote or not wanted or any(v not in scope for v in wanted.values()):
+        return
+    values = {{n: scope[v] for n, v in wanted.items()}}
+    text = {{n: x if isinstance(x, str) else json.dumps(x, default=str) for n, x in values.items()}}
+    print(next(iter(text.values())) if len(text) == 1 else json.dumps(text))
 
 
 _launch()
 """
 
 
-def launcher(program: str, variables: Mapping[str, str]) -> str:
+def launcher(program: str, variables: Mapping[str, str], outputs: Sequence[str] = ()) -> str:
     """The source of a script that runs the program at path ``program`` as ``__main__``,
     with each file of ``variables`` (file -> variable) read into its variable first.
+
+    A program that ran to the end, printed nothing and wrote no output file, but left a
+    variable named as each of its ``outputs`` (:func:`variable_for`), hands those back as
+    if it had printed them: small models often compute the answer and forget to print.
 
     The program is compiled on its own, so its line numbers, ``from __future__``
     imports and ``if __name__ == "__main__":`` work as if it ran directly; a traceback
@@ -121,7 +149,8 @@ def launcher(program: str, variables: Mapping[str, str]) -> str:
             raise ConfigError(
                 f"{variable!r} cannot be a Python variable: use input_variables() for names"
             )
-    return _LAUNCHER.format(variables=dict(variables), program=program)
+    named = {name: variable_for(name) for name in outputs}
+    return _LAUNCHER.format(variables=dict(variables), program=program, outputs=named)
 
 
 def hand_back(

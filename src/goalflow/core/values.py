@@ -10,6 +10,7 @@ never by the goal's wording. No Prefect, no I/O.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import re
@@ -214,6 +215,10 @@ def _unquote(value: str, notes: list[str]) -> str:
 
 
 def _separate(value: str, notes: list[str], *, separator: str) -> str:
+    listed = _list_literal(value)
+    if listed is not None and (separator == "\n" or not any("," in i for i in listed)):
+        notes.append(f"wrote the list of {len(listed)} items with the separator the format asks")
+        return separator.join(listed)
     lines = [line.strip() for line in value.splitlines() if line.strip()]
     if len(lines) < 2:
         return value
@@ -227,6 +232,26 @@ def _separate(value: str, notes: list[str], *, separator: str) -> str:
         return value  # the items' own commas would make the list ambiguous
     notes.append(f"joined {len(items)} lines with commas, as the format asks")
     return separator.join(items)
+
+
+def _list_literal(value: str) -> list[str] | None:
+    """The items of a JSON array or Python list of plain values ("['a', 'b']", "[1, 2]"),
+    as text; None for anything else, or an empty list."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return None
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+    plain = (str, int, float)
+    if not isinstance(parsed, list | tuple) or not parsed:
+        return None
+    if not all(isinstance(item, plain) and not isinstance(item, bool) for item in parsed):
+        return None
+    return [str(item) for item in parsed]
 
 
 def _unmarked(lines: list[str], *, numbered: bool) -> list[str]:

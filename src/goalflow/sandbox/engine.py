@@ -111,7 +111,7 @@ class Sandbox:
         unknown = [name for name in variables or {} if name not in files]
         if unknown:
             raise ConfigError(f"variables are asked of files that are not given: {unknown}")
-        start = launcher(f"{WORKDIR}/{_PROGRAM}", variables or {})
+        start = launcher(f"{WORKDIR}/{_PROGRAM}", variables or {}, outputs)
         staged = {**files, _PROGRAM: program.encode(), _LAUNCHER: start.encode()}
         config = self.config
         name = f"goalflow-sandbox-{uuid.uuid4().hex[:12]}"
