@@ -60,6 +60,7 @@ __all__ = [
     "LocalModelError",
     "Plan",
     "PlanFileError",
+    "PlanPatch",
     "PlanPatchError",
     "PlanRejectedError",
     "PlanningError",
@@ -80,9 +81,14 @@ _HOME = {
     "GoalResult": "goalflow.core.report",
     "TaskReport": "goalflow.core.report",
     "Plan": "goalflow.core.plan",
-    "Task": "goalflow.core.plan",
-    "TaskSpec": "goalflow.core.plan",
+    "PlanPatch": "goalflow.core.plan",
+    "Task": "goalflow.core.task",
+    "TaskSpec": "goalflow.core.task",
 }
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

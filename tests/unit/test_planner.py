@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from goalflow.agent.planner import PlanningOptions, make_plan
-from goalflow.agent.prompts import plan_examples
+from goalflow.agent.prompts.planning import plan_examples
 from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import check_tasks
 from goalflow.core.task import TaskKind

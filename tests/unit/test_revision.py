@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from goalflow.agent.prompts import reflection_messages
+from goalflow.agent.prompts.reflection import reflection_messages
 from goalflow.core.plan import Plan, PlanPatch
 from goalflow.core.revision import RunState, check_patch
 from goalflow.core.scheduler import GraphRun

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field, field_validator
 
 from goalflow.agent.executor import CodeRunner, review
-from goalflow.agent.prompts import (
+from goalflow.agent.prompts.programs import (
     failed_check,
     program_brief,
     program_feedback,

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from goalflow.agent.prompts import (
+from goalflow.agent.prompts.tasks import (
     REVIEW_SYSTEM,
     TASK_SYSTEM,
     answer_feedback,

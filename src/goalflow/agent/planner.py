@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
-from goalflow.agent.prompts import (
+from goalflow.agent.prompts.planning import (
     kind_description,
     plan_feedback,
     plan_request,

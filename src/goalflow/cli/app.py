@@ -119,7 +119,7 @@ def run(
     from goalflow.deploy.local_server import prefect_api
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
-    from goalflow.orchestration.goal_run import check_goal, load_plan
+    from goalflow.orchestration.inputs import check_goal, load_plan
     from goalflow.settings import GoalOptions, Settings
 
     try:
@@ -186,7 +186,7 @@ def plan_command(
     from goalflow.agent.planner import make_plan
     from goalflow.llm.provider import open_llm
     from goalflow.orchestration.code_tasks import ready_sandbox
-    from goalflow.orchestration.goal_run import check_goal, planning_options
+    from goalflow.orchestration.inputs import check_goal, planning_options
     from goalflow.orchestration.options import resolve_options
     from goalflow.settings import GoalOptions
 
@@ -240,7 +240,7 @@ def approve_command(
     """
     from goalflow.deploy.local_server import prefect_api
     from goalflow.orchestration.approval import Decision, send_decision, waiting_plan
-    from goalflow.orchestration.goal_run import load_plan
+    from goalflow.orchestration.inputs import load_plan
     from goalflow.settings import Settings
 
     try:

@@ -20,7 +20,8 @@ from prefect.runtime import flow_run
 from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
 from goalflow.core.report import GoalResult
-from goalflow.orchestration.goal_run import GoalRun, given_plan
+from goalflow.orchestration.goal_run import GoalRun
+from goalflow.orchestration.inputs import given_plan
 from goalflow.orchestration.options import resolve_options
 from goalflow.settings import GoalOptions
 
@@ -66,7 +67,7 @@ async def achieve_goal(
     """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
     tasks, hand back the deliverables. The other parameters are the goal's options
     (``goalflow.settings.GoalOptions``); unset, the environment and blocks decide."""
-    given = {k: v for k, v in locals().items() if k not in ("goal", "plan", "plan_file")}
+    given = {k: v for k, v in locals().items() if k in GoalOptions.model_fields}
     options = await resolve_options(GoalOptions.given(given))
     plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks)
     run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None

@@ -6,7 +6,8 @@ the sandbox, starts the task runner, then plans (a ``plan`` task run), waits for
 approval when asked, and runs the graph: each composite task that was broken down runs
 as a subflow ``composite: <title>`` holding its sub-plan, each leaf task as a task run
 ``task: <title>`` (:mod:`goalflow.orchestration.leaf`). The plan, its graph, every
-task's output and the final report are Markdown artifacts.
+task's output (up to ``GOALFLOW_OUTPUT_ARTIFACTS`` leaf tasks) and the final report are
+Markdown artifacts.
 
 A run that is stopped (money or time budget spent, cancelled on the server, the plan
 rejected, judged stuck or off topic by reflection) keeps what finished and reports it;
@@ -23,17 +24,15 @@ import asyncio
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import ValidationError
 
 from goalflow.agent.executor import CodeRunner, run_leaf
-from goalflow.agent.planner import PlanningOptions, make_plan
+from goalflow.agent.planner import make_plan
 from goalflow.core.budget import BudgetAlert, MoneyBudget, spending_for
 from goalflow.core.pacing import task_concurrency
 from goalflow.core.plan import Plan
@@ -46,18 +45,18 @@ from goalflow.core.report import (
     plan_markdown,
     report_markdown,
 )
-from goalflow.core.rules import describe_validation_error
 from goalflow.core.scheduler import GraphRun, TaskOutcome
 from goalflow.core.stuck import reporting_attempts
-from goalflow.core.task import Task, TaskKind, TaskSpec
+from goalflow.core.task import Task, TaskSpec
 from goalflow.core.values import clean_deliverables
-from goalflow.errors import ConfigError, GoalflowError, PlanFileError, PlanRejectedError, TaskError
+from goalflow.errors import GoalflowError, PlanRejectedError, TaskError
 from goalflow.llm.client import LLM
 from goalflow.llm.provider import open_llm
 from goalflow.orchestration.approval import review_plan
 from goalflow.orchestration.code_tasks import sandbox_code_runner
 from goalflow.orchestration.events import emit_budget_event, emit_goal_event
 from goalflow.orchestration.guard import RunGuard, RunStopped
+from goalflow.orchestration.inputs import check_goal, planning_options
 from goalflow.orchestration.leaf import LeafContext, RunRef, host_of, hosting, run_leaf_task
 from goalflow.orchestration.options import ResolvedOptions
 from goalflow.orchestration.reflector import Reflector
@@ -65,69 +64,8 @@ from goalflow.orchestration.shared_limit import shared_gate
 from goalflow.orchestration.subflow_gate import SubflowGate, subflow_starts
 from goalflow.orchestration.task_cache import cache_scope, cached
 from goalflow.orchestration.task_runners import RemoteLeaves, open_remote_leaves
-from goalflow.settings import Settings
 
-__all__ = [
-    "GoalRun",
-    "check_goal",
-    "checked_plan",
-    "given_plan",
-    "load_plan",
-    "planning_options",
-]
-
-
-def check_goal(goal: str) -> str:
-    """The goal text, stripped; a clear error when there is none."""
-    text = goal.strip()
-    if not text:
-        raise ConfigError('the goal is empty: say what you want done, e.g. "Write a haiku"')
-    return text
-
-
-def load_plan(path: Path, *, max_tasks: int | None = None) -> Plan:
-    """A saved plan file, checked against the plan rules (once) before anything runs."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PlanFileError(f"cannot read the plan file {path}: {e.strerror}") from e
-    try:
-        plan = Plan.model_validate_json(text)
-    except ValidationError as e:
-        raise PlanFileError(
-            f"{path} is not a valid goalflow plan:\n- "
-            + "\n- ".join(describe_validation_error(e))
-            + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
-        ) from e
-    return checked_plan(plan, max_tasks=max_tasks, source=f"the plan in {path}")
-
-
-def given_plan(plan: Plan | None, plan_file: str | None, *, max_tasks: int) -> Plan | None:
-    """The plan a goal run was given, as an object or a file, checked once; None: plan."""
-    if plan is None and plan_file:
-        return load_plan(Path(plan_file), max_tasks=max_tasks)
-    return checked_plan(plan, max_tasks=max_tasks) if plan is not None else None
-
-
-def checked_plan(plan: Plan, *, max_tasks: int | None = None, source: str = "the plan") -> Plan:
-    """``plan`` when it keeps the plan rules, else a PlanFileError listing what it breaks."""
-    errors = plan.errors(max_tasks=max_tasks) if max_tasks else plan.errors()
-    if errors:
-        raise PlanFileError(f"{source} breaks the plan rules:\n- " + "\n- ".join(errors))
-    return plan
-
-
-def planning_options(settings: Settings, *, code_tasks: bool) -> PlanningOptions:
-    """How far planning may go for a goal; code tasks only where a sandbox runs them."""
-    kinds: tuple[TaskKind, ...] = (
-        ("llm", "code", "composite") if code_tasks else ("llm", "composite")
-    )
-    return PlanningOptions(
-        max_depth=settings.max_depth,
-        max_tasks=settings.max_tasks,
-        attempts=settings.plan_attempts,
-        allowed_kinds=kinds,
-    )
+__all__ = ["GoalRun", "plan_goal", "run_composite"]
 
 
 class GoalRun:
@@ -145,6 +83,7 @@ class GoalRun:
     ) -> None:
         self.plan = plan  # the goal's plan, revisions applied: the one owner
         self.planned: Plan | None = None  # the plan as it started running
+        self.artifacts = True
         self.goal = check_goal(plan.goal if plan else goal)
         self.options = options
         self.settings = options.settings
@@ -153,7 +92,7 @@ class GoalRun:
         max_seconds = options.budget.max_seconds if self.settings.time_guard else None
         self.guard = RunGuard(flow_run_id, max_seconds=max_seconds)
         self.outcomes: dict[str, TaskOutcome] = {}
-        self.graph: GraphRun | None = None  # the top level, once it runs
+        self.graph: GraphRun | None = None  # the top level, when reflection watches it
         self.reflector: Reflector | None = None
         self.subflows = SubflowGate(subflow_starts(self.settings.subflow_starts))
         self.started = time.monotonic()
@@ -287,6 +226,8 @@ class GoalRun:
                 plan = self.plan = approval.plan
                 await _publish_plan(plan)
         self.planned = plan
+        # Each task's output gets an artifact up to a plan size; larger plans log it.
+        self.artifacts = plan.leaf_count() <= self.settings.output_artifacts
         self.observer.plan_ready(plan)
         emit_goal_event("goalflow.progress", self.flow_run_id, {"stage": "plan ready"})
         get_run_logger().info(
@@ -347,7 +288,7 @@ class GoalRun:
 
     async def _leaf(self, spec: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
         scope = cache_scope(self.llm.config.model, self.goal) if self.settings.task_cache else None
-        artifact = self.plan is None or self.plan.leaf_count() <= self.settings.output_artifacts
+        artifact = self.artifacts
         if self.leaves is not None and spec.kind == "llm":
             async with self.slots:
                 return await self.leaves.run(

@@ -33,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.variables import Variable
 
-from goalflow.agent.prompts import reflection_messages
+from goalflow.agent.prompts.reflection import reflection_messages
 from goalflow.core.budget import LLMCall, spending_for
 from goalflow.core.plan import Plan, PlanPatch
 from goalflow.core.revision import (

@@ -1,0 +1,157 @@
+"""The prompts of a ``code`` task: the protocol the program follows (the protocol itself
+is :mod:`goalflow.core.protocol`), its brief, and how a failed run comes back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from goalflow.agent.prompts.tasks import preview
+from goalflow.core.program import ProgramLimits, SandboxResult
+from goalflow.core.protocol import variable_for
+from goalflow.core.task import TaskSpec
+
+__all__ = [
+    "failed_check",
+    "program_brief",
+    "program_feedback",
+    "program_repeated",
+    "program_system",
+]
+
+# Programs: a code task's brief, the protocol it follows, how a failed run comes back.
+# The protocol itself is goalflow.core.protocol; a 1.5B model follows it when it is shown
+# as the shape of a whole program, with the task's own names.
+
+_CODE_PREVIEW = 1500  # the program gets the whole value; the model needs only its shape
+_TRACEBACK_LINES = 12
+_TRACEBACK_SHOWN = 2000
+_STDOUT_SHOWN = 1000
+_VALUE_SHOWN = 200
+
+_PROGRAM_EXAMPLE = """temperatures_list = [float(t) for t in temperatures.split(",")]
+warmest = max(temperatures_list)
+print(warmest)"""
+
+
+def program_system(limits: ProgramLimits) -> str:
+    """The system prompt of a code task: the protocol, an example and the sandbox's limits."""
+    network = "a network" if limits.network else "no network"
+    return (
+        "You write one short Python 3 program that does one step of a larger plan. It runs "
+        f"unattended with {network}, the standard library only, {limits.memory} of memory "
+        f"and {limits.timeout:g} seconds.\n"
+        "- Each input is already a Python variable holding its text (a str), named as the "
+        "input. Use it; do not read files or call input().\n"
+        "- Compute the result in the program; never write an answer in by hand.\n"
+        "- Print the result and nothing else. One output: print its value. Several "
+        "outputs: print one JSON object whose keys are the output names.\n"
+        "Example, for a step with the input temperatures and the output warmest:\n"
+        f"{_PROGRAM_EXAMPLE}\n"
+        'Answer with a JSON object whose "code" is the whole program.'
+    )
+
+
+def program_brief(
+    goal: str,
+    task: TaskSpec,
+    inputs: Mapping[str, str],
+    variables: Mapping[str, str],
+    *,
+    check: bool,
+) -> str:
+    """What the model is told about a code task: the goal, the task, each input as the
+    variable (``variables``: input name -> variable) or file it is, how to hand back the
+    outputs, and the outline of a program that does. ``check``: the task's acceptance is
+    an executable check (:func:`goalflow.core.protocol.acceptance_program`)."""
+    lines = [f"Overall goal: {goal}", f"Your task: {task.title}", task.instructions]
+    for name, value in inputs.items():
+        size = f"{len(value)} characters"
+        variable = variables.get(name)
+        if variable is None:
+            where = f"the file {name}, {size}; read it with open({name!r}).read()"
+        elif variable == name:
+            where = f"the str variable {variable}, {size}"
+        else:
+            where = f"the str variable {variable}, also the file {name}, {size}"
+        lines.append(f"Input {name} ({where}):\n{preview(value, _CODE_PREVIEW)}")
+    lines.append(_outputs_wanted(task.outputs))
+    if task.format:
+        lines.append(f"Their form: {task.format}")
+    lines.append(f"The program, in outline:\n```python\n{_outline(task, variables)}\n```")
+    if task.acceptance and check:
+        lines.append(
+            "Its outputs must pass this check, run with each output as a str variable: "
+            + task.acceptance
+        )
+    elif task.acceptance:
+        lines.append(f"They must satisfy: {task.acceptance}")
+    return "\n\n".join(lines)
+
+
+def _outputs_wanted(outputs: Sequence[str]) -> str:
+    if len(outputs) == 1:
+        return f"Output: {outputs[0]}. Print its value and nothing else."
+    return (
+        f"Outputs: {', '.join(outputs)}. Print one JSON object with these keys, and nothing else."
+    )
+
+
+def _outline(task: TaskSpec, variables: Mapping[str, str]) -> str:
+    """A program the model completes: the task's own names, the protocol's last line."""
+    results = {name: variable_for(name) for name in task.outputs}
+    given = [variables[name] for name in task.inputs if name in variables]
+    lines = ["import json", ""] if len(results) > 1 else []
+    if given:
+        lines.append(f"# already defined: {', '.join(given)}")
+    lines.append(f"# compute {', '.join(results.values())} here")
+    if len(results) == 1:
+        lines.append(f"print({next(iter(results.values()))})")
+    else:
+        pairs = ", ".join(f"{json.dumps(name)}: {variable}" for name, variable in results.items())
+        lines.append(f"print(json.dumps({{{pairs}}}))")
+    return "\n".join(lines)
+
+
+def _expected(outputs: Sequence[str], check: str | None) -> str:
+    if len(outputs) == 1:
+        printed = f"prints the value of {outputs[0]} and nothing else"
+    else:
+        keys = ", ".join(json.dumps(name) for name in outputs)
+        printed = f"prints one JSON object with the keys {keys} and nothing else"
+    passes = f", and its outputs pass the check {check}" if check else ""
+    return f"Expected: the program runs to its end (exit code 0), {printed}{passes}."
+
+
+def program_feedback(
+    reason: str, result: SandboxResult, outputs: Sequence[str], check: str | None
+) -> str:
+    """What a failed program gets back: why, the last lines of its traceback (of the
+    check's, when the check failed) and of what it printed, and what was expected.
+    ``check``: the task's executable acceptance check, if it has one."""
+    lines = [f"That program failed: {reason}."]
+    traceback = "\n".join(result.stderr.rstrip().splitlines()[-_TRACEBACK_LINES:])
+    if traceback:
+        lines.append("The last lines of its traceback:\n" + traceback[-_TRACEBACK_SHOWN:])
+    if result.stdout.strip():
+        lines.append("The end of what it printed:\n" + result.stdout[-_STDOUT_SHOWN:])
+    lines.append(_expected(outputs, check))
+    lines.append("Write the whole program again, changed to fix that.")
+    return "\n\n".join(lines)
+
+
+def failed_check(acceptance: str, outputs: Mapping[str, str]) -> str:
+    """The reason an executable acceptance check failed, with the values it was run on."""
+    shown = "; ".join(
+        f"{name} = {preview(value, _VALUE_SHOWN)!r}" for name, value in outputs.items()
+    )
+    return f"its outputs did not pass the acceptance check {acceptance} (it handed back {shown})"
+
+
+def program_repeated(earlier: int, reason: str) -> str:
+    """What a retry gets back that sends a program the model already sent."""
+    return (
+        f"That is the same program as attempt {earlier}, which failed: {reason}. Sent again, "
+        "it fails again: a retry must change the program. Write the whole program again, "
+        "changed to fix that."
+    )

@@ -1,0 +1,76 @@
+"""What a goal run is given, checked before anything runs: the goal text, a saved plan
+(as an object or a file, checked once against the plan rules), and how far planning
+may go. The CLI uses the same checks, so a bad input fails before a run starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from goalflow.agent.planner import PlanningOptions
+from goalflow.core.plan import Plan
+from goalflow.core.rules import describe_validation_error
+from goalflow.core.task import TaskKind
+from goalflow.errors import ConfigError, PlanFileError
+from goalflow.settings import Settings
+
+__all__ = ["check_goal", "checked_plan", "given_plan", "load_plan", "planning_options"]
+
+
+def check_goal(goal: str) -> str:
+    """The goal text, stripped; a clear error when there is none."""
+    text = goal.strip()
+    if not text:
+        raise ConfigError('the goal is empty: say what you want done, e.g. "Write a haiku"')
+    return text
+
+
+def load_plan(path: Path, *, max_tasks: int | None = None) -> Plan:
+    """A saved plan file, checked against the plan rules (once) before anything runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlanFileError(f"cannot read the plan file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise PlanFileError(
+            f"the plan file {path} is not UTF-8 text ({e.reason} at byte {e.start}): save it "
+            "as UTF-8, e.g. with goalflow plan GOAL -o plan.json"
+        ) from e
+    try:
+        plan = Plan.model_validate_json(text)
+    except ValidationError as e:
+        raise PlanFileError(
+            f"{path} is not a valid goalflow plan:\n- "
+            + "\n- ".join(describe_validation_error(e))
+            + '\nWrite one with: goalflow plan "GOAL" -o plan.json'
+        ) from e
+    return checked_plan(plan, max_tasks=max_tasks, source=f"the plan in {path}")
+
+
+def given_plan(plan: Plan | None, plan_file: str | None, *, max_tasks: int) -> Plan | None:
+    """The plan a goal run was given, as an object or a file, checked once; None: plan."""
+    if plan is None and plan_file:
+        return load_plan(Path(plan_file), max_tasks=max_tasks)
+    return checked_plan(plan, max_tasks=max_tasks) if plan is not None else None
+
+
+def checked_plan(plan: Plan, *, max_tasks: int | None = None, source: str = "the plan") -> Plan:
+    """``plan`` when it keeps the plan rules, else a PlanFileError listing what it breaks."""
+    errors = plan.errors(max_tasks=max_tasks) if max_tasks else plan.errors()
+    if errors:
+        raise PlanFileError(f"{source} breaks the plan rules:\n- " + "\n- ".join(errors))
+    return plan
+
+
+def planning_options(settings: Settings, *, code_tasks: bool) -> PlanningOptions:
+    """How far planning may go for a goal; code tasks only where a sandbox runs them."""
+    kinds: tuple[TaskKind, ...] = (
+        ("llm", "code", "composite") if code_tasks else ("llm", "composite")
+    )
+    return PlanningOptions(
+        max_depth=settings.max_depth,
+        max_tasks=settings.max_tasks,
+        attempts=settings.plan_attempts,
+        allowed_kinds=kinds,
+    )
