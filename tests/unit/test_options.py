@@ -1,0 +1,50 @@
+"""One description of a goal run's options: the flow's parameters, the CLI and the
+environment all go through GoalOptions."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from goalflow.errors import ConfigError
+from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.settings import GoalOptions, Settings
+
+
+def test_the_flow_has_a_parameter_for_each_option_and_nothing_else() -> None:
+    parameters = set(inspect.signature(achieve_goal.fn).parameters)
+
+    assert parameters == {"goal", "plan", "plan_file"} | set(GoalOptions.model_fields)
+
+
+def test_every_option_is_a_setting_with_an_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert set(GoalOptions.model_fields) <= set(Settings.model_fields)
+    monkeypatch.setenv("GOALFLOW_MAX_USD", "0.25")
+    monkeypatch.setenv("GOALFLOW_CONCURRENCY", "3")
+
+    settings = Settings()
+
+    assert (settings.max_usd, settings.concurrency) == (0.25, 3)
+
+
+def test_an_option_set_explicitly_wins_over_the_environment_and_unset_ones_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOALFLOW_MAX_USD", "0.25")
+    monkeypatch.setenv("GOALFLOW_MAX_DEPTH", "1")
+
+    merged = Settings().with_options(GoalOptions.given({"max_usd": 1.0, "max_depth": None}))
+
+    assert merged.max_usd == 1.0  # given
+    assert merged.max_depth == 1  # None means unset: the environment's stays
+    assert GoalOptions.given({"max_usd": 1.0}).as_parameters() == {"max_usd": 1.0}
+
+
+def test_an_option_that_cannot_work_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="concurrency: Input should be greater than or equal"):
+        GoalOptions.given({"concurrency": 0})
+    with pytest.raises(ConfigError, match="concurrncy: Extra inputs are not permitted"):
+        GoalOptions.given({"concurrncy": 2})
