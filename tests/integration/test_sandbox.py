@@ -107,10 +107,17 @@ class TestDockerSandbox:
     async def test_a_program_that_prints_nothing_is_told_which_output_is_missing(
         self, sandbox: Sandbox
     ) -> None:
-        result = await sandbox.run("total = 108\n", {}, ["total"])
+        result = await sandbox.run("answer = 108\n", {}, ["total"])
 
         assert result.exit_code == 0 and result.missing == ["total"]
         assert result.failure == "it printed nothing: print the value of total"
+
+    async def test_a_program_that_prints_nothing_hands_back_its_output_variable(
+        self, sandbox: Sandbox
+    ) -> None:
+        result = await sandbox.run("total = 100 + 8\n", {}, ["total"])
+
+        assert result.failure is None and result.outputs == {"total": b"108"}
 
     async def test_ten_megabytes_printed_as_the_output_are_capped_and_reported(
         self, sandbox: Sandbox
