@@ -23,7 +23,7 @@ from goalflow.core.task import DEFAULT_MAX_TASKS
 from goalflow.errors import ConfigError
 from goalflow.llm.config import StructuredMode
 
-__all__ = ["GoalOptions", "Settings"]
+__all__ = ["GoalOptions", "Settings", "TaskRunnerKind"]
 
 TaskRunnerKind = Literal["threads", "dask", "ray"]
 

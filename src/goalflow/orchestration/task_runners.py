@@ -26,7 +26,7 @@ import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -41,11 +41,10 @@ from goalflow.llm.broker import LedgerBroker
 from goalflow.llm.client import LLM
 from goalflow.orchestration.leaf import LeafContext, run_leaf_task
 from goalflow.orchestration.task_cache import cached
-from goalflow.settings import Settings
+from goalflow.settings import Settings, TaskRunnerKind
 
-__all__ = ["RemoteLeaves", "RunnerKind", "check_address", "open_remote_leaves"]
+__all__ = ["RemoteLeaves", "check_address", "open_remote_leaves"]
 
-RunnerKind = Literal["threads", "dask", "ray"]
 _DEFAULT_PORTS = {"dask": 8786, "ray": 10001}
 _CONNECT_SECONDS = 5.0
 _MIN_RAY_CPUS = 0.25
@@ -56,7 +55,7 @@ class RemoteLeaves:
 
     def __init__(
         self,
-        kind: RunnerKind,
+        kind: TaskRunnerKind,
         runner: TaskRunner[Any],
         broker: LedgerBroker,
         *,
@@ -165,7 +164,7 @@ def _cancel(future: PrefectFuture[Any]) -> None:
         pass
 
 
-def check_address(kind: RunnerKind, address: str, timeout: float = _CONNECT_SECONDS) -> None:
+def check_address(kind: TaskRunnerKind, address: str, timeout: float = _CONNECT_SECONDS) -> None:
     """Raise :class:`RunnerUnreachableError` unless something answers at ``address``."""
     what = "Dask scheduler" if kind == "dask" else "Ray cluster"
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
@@ -191,7 +190,7 @@ def check_address(kind: RunnerKind, address: str, timeout: float = _CONNECT_SECO
         ) from e
 
 
-def _task_runner(kind: RunnerKind, settings: Settings, concurrency: int) -> TaskRunner[Any]:
+def _task_runner(kind: TaskRunnerKind, settings: Settings, concurrency: int) -> TaskRunner[Any]:
     threads = math.ceil(concurrency / settings.runner_workers)
     try:
         if kind == "dask":
@@ -223,7 +222,7 @@ def _task_runner(kind: RunnerKind, settings: Settings, concurrency: int) -> Task
         ) from e
 
 
-def _start(runner: TaskRunner[Any], kind: RunnerKind) -> None:
+def _start(runner: TaskRunner[Any], kind: TaskRunnerKind) -> None:
     runner.__enter__()
     if kind == "dask":
         _ = runner.client  # type: ignore[attr-defined]  # connects, or starts the local cluster
@@ -234,7 +233,7 @@ async def open_remote_leaves(
     settings: Settings, llm: LLM, concurrency: int
 ) -> AsyncIterator[RemoteLeaves | None]:
     """The goal's Dask or Ray runner with its broker, or None for ``threads``."""
-    kind: RunnerKind = settings.task_runner
+    kind: TaskRunnerKind = settings.task_runner
     if kind == "threads":
         yield None
         return
