@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+from prefect.transactions import AsyncTransaction
 
 from goalflow.errors import GoalFailedError
 from goalflow.orchestration.goal_flow import achieve_goal
@@ -91,6 +92,30 @@ async def test_a_failed_task_is_not_cached_and_runs_again_with_its_dependants(
 
     assert result.status == "completed"
     assert sorted(asked_tasks(llm_server)) == ["step t0_1", "step t1_0", "step t1_1"]
+
+
+async def test_a_task_marked_completed_keeps_its_result_even_if_the_commit_never_comes(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prefect commits a cached result after it has sent the Completed state; a process
+    # killed in between must not leave Completed tasks whose answers are lost.
+    commit = AsyncTransaction.commit
+
+    async def killed_before_writing(self: AsyncTransaction) -> bool:
+        if self.key and self.key.startswith("goalflow-leaf-"):
+            self.write_on_commit = False
+        return await commit(self)
+
+    plan = layered_plan(4, 2)
+    with monkeypatch.context() as patched:
+        patched.setattr(AsyncTransaction, "commit", killed_before_writing)
+        await achieve_goal(plan=plan)
+
+    llm_server.reset()
+    again = await achieve_goal(plan=plan)
+
+    assert asked_tasks(llm_server) == []
+    assert set((await _task_run_states(UUID(again.flow_run_id))).values()) == {"Cached"}
 
 
 async def test_a_run_killed_mid_way_is_resumed_without_paying_for_finished_tasks(

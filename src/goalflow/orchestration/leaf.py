@@ -24,6 +24,7 @@ from goalflow.core.report import task_output_markdown
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError
 from goalflow.llm.broker import BrokerTicket, brokered_llm, worker_name
+from goalflow.orchestration.task_cache import keep_result
 
 __all__ = ["LeafContext", "LeafHost", "RunRef", "host_of", "hosting", "run_leaf_task"]
 
@@ -98,6 +99,8 @@ async def run_leaf_task(
         outputs = await host_of(context.run).run_leaf(task, inputs, path)
     else:
         raise ConfigError(f"leaf task {path!r} has neither a goal run nor a broker ticket")
+    if cache_scope:
+        await keep_result(outputs)
     if context.artifact:
         await acreate_markdown_artifact(
             task_output_markdown(path, task.title, outputs), description=f"Output of {path}"

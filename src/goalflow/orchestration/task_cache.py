@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.tasks import Task
+from prefect.transactions import get_transaction
 
 from goalflow.core.task import TaskSpec
 
-__all__ = ["LEAF_CACHE", "cache_scope", "cached", "leaf_cache_key"]
+__all__ = ["LEAF_CACHE", "cache_scope", "cached", "keep_result", "leaf_cache_key"]
 
 T = TypeVar("T", bound=Task[Any, Any])
 
@@ -79,3 +80,25 @@ def cached(task: T, expiry_seconds: float) -> T:
     """``task`` with the leaf cache on, its results kept ``expiry_seconds``; made once."""
     variant: T = _cached(task, expiry_seconds)  # type: ignore[assignment]
     return variant
+
+
+async def keep_result(outputs: dict[str, str]) -> None:
+    """Store a cached leaf task's outputs now, before its run is marked Completed.
+
+    Prefect writes a cached result when the task's transaction commits, which is after it
+    has sent the Completed state: a process killed between the two leaves a task the UI
+    shows Completed with no stored result, and the rerun pays for it again. Written here
+    first (the commit later writes the same record again), a Completed task's result is
+    always there to reuse. Does nothing when the task is not cached.
+    """
+    transaction = get_transaction()
+    run = TaskRunContext.get()
+    if transaction is None or not transaction.key or transaction.store is None:
+        return
+    if run is None or run.task.cache_expiration is None:
+        return
+    store = transaction.store
+    expiration = datetime.now(UTC) + run.task.cache_expiration
+    # Prefect's engine passes the same aware datetime; its annotation names pendulum's.
+    record = store.create_result_record(outputs, key=transaction.key, expiration=expiration)  # type: ignore[arg-type]
+    await store.apersist_result_record(record)
