@@ -13,7 +13,7 @@ failed, why, and what to change. No message ever contains an API key.
     │   ├── LLMModelNotFoundError    the endpoint does not serve the model (404)
     │   ├── LLMRequestError          any other refusal (4xx/5xx after retries)
     │   └── StructuredOutputError    answers never matched the schema, after re-asking
-    ├── PlanningError                the model's plans stayed invalid after re-asking
+    ├── PlanningError                a plan stayed invalid after re-asks (the step then runs whole)
     ├── PlanPatchError               a revision of a running plan breaks the plan rules
     ├── PlanRejectedError            a person rejected the plan, or nobody approved it in time
     ├── BudgetExceededError          a model call would not fit what is left of the money budget

@@ -16,7 +16,7 @@ from goalflow.agent.prompts.planning import plan_examples
 from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import check_tasks
 from goalflow.core.task import TaskKind
-from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
+from goalflow.errors import GoalflowError, StructuredOutputError
 from tests.helpers import DIAMOND, Answer, ChatCall, ScriptedChat, task
 
 GOAL = "Write a short report on green tea"
@@ -92,17 +92,58 @@ async def test_an_invalid_draft_is_re_asked_with_the_rules_it_broke() -> None:
     assert "task 'report' consumes 'ghost', which no task produces" in second.last_user
 
 
-async def test_drafts_that_stay_invalid_end_in_a_planning_error_after_the_attempts() -> None:
+async def test_drafts_that_stay_invalid_leave_the_goal_as_one_step_after_the_attempts() -> None:
     chat = ScriptedChat({"PlanDraft": [CYCLIC, CYCLIC]})
+    steps: list[str] = []
 
-    with pytest.raises(PlanningError) as caught:
-        await make_plan(chat, "Go round in circles", PlanningOptions(attempts=2))
+    plan = await make_plan(
+        chat, "Go round in circles", PlanningOptions(attempts=2), on_step=steps.append
+    )
 
     assert len(chat.calls) == 2
-    assert caught.value.n_attempts == 2
-    assert any("tasks form a cycle" in error for error in caught.value.last_errors)
-    message = str(caught.value)
-    assert "cycle" in message and "GOALFLOW_PLAN_ATTEMPTS" in message  # what to change
+    assert plan.errors() == []
+    [only] = plan.tasks
+    assert only.instructions == "Go round in circles"  # the goal itself is the task
+    assert only.kind == "llm" and plan.deliverables == only.outputs == ["b"]
+    [said] = [step for step in steps if step.startswith("could not plan")]
+    assert "cycle" in said and "one 'llm' step" in said  # why, and what happens instead
+
+
+async def test_the_one_step_keeps_the_data_the_form_and_the_exact_work_of_the_last_draft() -> None:
+    broken = {
+        "inputs": [{"name": "sentence", "value": "the lazy dog"}, {"name": "a b", "value": "x"}],
+        "deliverables": ["vowel_count"],
+        "tasks": [
+            {**task("count", "Count", ["sentence"], ["vowel_count"]), "kind": "code"},
+            {**task("again", "Count again", ["sentence"], ["vowel_count"]), "format": "1 int"},
+        ],
+    }
+    chat = ScriptedChat({"PlanDraft": [broken] * 3})
+
+    plan = await make_plan(chat, "Count the vowels of 'the lazy dog'", PlanningOptions())
+
+    [only] = plan.tasks
+    assert only.kind == "code"  # the model saw exact work
+    assert plan.inputs == {"sentence": "the lazy dog"}  # 'a b' is no name
+    assert only.inputs == ["sentence"] and only.outputs == ["vowel_count"]
+    assert only.format == "1 int"
+
+
+async def test_a_model_that_never_answers_the_schema_still_gets_the_goal_done_in_one_step() -> None:
+    chat = ScriptedChat(
+        {
+            "PlanDraft": [
+                StructuredOutputError(
+                    "not JSON", schema_name="PlanDraft", n_attempts=3, last_completion="{"
+                )
+            ]
+        }
+    )
+
+    plan = await make_plan(chat, GOAL, PlanningOptions(allowed_kinds=("code",)))
+
+    assert [(t.kind, t.outputs) for t in plan.tasks] == [("code", ["answer"])]
+    assert plan.deliverables == ["answer"]
 
 
 async def test_a_composite_task_is_broken_down_into_a_sub_plan_of_its_own() -> None:

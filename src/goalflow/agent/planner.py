@@ -33,6 +33,7 @@ from goalflow.agent.prompts.planning import (
 from goalflow.core.chat import ChatModel, Message
 from goalflow.core.plan import Plan, PlanDraft
 from goalflow.core.repairs import (
+    as_one_step,
     deliver_final_task,
     deliver_only_task,
     match_deliverables,
@@ -75,8 +76,10 @@ async def make_plan(
     """A valid, refined plan for ``goal``."""
     top_kinds = _kinds(options, depth=0)
     on_step(f"planning: {goal}")
+    drafts: list[PlanDraft] = []
 
     def review(draft: PlanDraft) -> list[str]:
+        drafts.append(draft)
         available = [item.name for item in draft.inputs]
         named = resolve_task_ids(draft.tasks, available=available, deliverables=draft.deliverables)
         draft.deliverables = match_deliverables(draft.tasks, named)
@@ -106,15 +109,23 @@ async def make_plan(
             allowed_kinds=top_kinds,
         )
 
-    draft = await _ask(
-        llm,
-        _restricted(PlanDraft, top_kinds),
-        plan_system(top_kinds, max_tasks=options.max_tasks),
-        plan_request(goal),
-        review,
-        options,
-        purpose="plan goal",
-    )
+    try:
+        draft = await _ask(
+            llm,
+            _restricted(PlanDraft, top_kinds),
+            plan_system(top_kinds, max_tasks=options.max_tasks),
+            plan_request(goal),
+            review,
+            options,
+            purpose="plan goal",
+        )
+    except (PlanningError, StructuredOutputError) as e:
+        # Like a composite step that cannot be broken down: the goal is still well
+        # defined, so it is done in one step rather than not at all.
+        draft = as_one_step(goal, drafts[-1] if drafts else None, top_kinds)
+        task = draft.tasks[0]
+        reason = e.last_errors[0] if isinstance(e, PlanningError) and e.last_errors else str(e)
+        on_step(f"could not plan the goal ({reason}): it runs as one '{task.kind}' step")
     plan = Plan.from_draft(goal, draft)
     await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step)
     return plan

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import names_listed
-from goalflow.core.task import TaskSpec
+from goalflow.core.task import NAME, TaskKind, TaskSpec
 
 __all__ = [
+    "as_one_step",
     "deliver_final_task",
     "deliver_only_task",
     "match_deliverables",
@@ -140,3 +142,30 @@ def wire_dangling_outputs(tasks: Sequence[TaskSpec], deliverables: Sequence[str]
         final.inputs = [*final.inputs, *dangling]
         notes.append(f"fed {names_listed(dangling)} of '{task.id}' into '{final.id}'")
     return notes
+
+
+def as_one_step(goal: str, draft: PlanDraft | None, kinds: Sequence[TaskKind]) -> PlanDraft:
+    """The goal as one task, for when no plan the model wrote kept the rules.
+
+    What the model's last plan made clear is kept: the data it took from the goal (the
+    inputs with valid names), the names of its deliverables ('answer' when none is
+    valid), the form the tasks making them promised, and whether it saw exact work
+    ('code' when any of its tasks was a code task and code can run, else 'llm').
+    """
+    drafted = draft.tasks if draft else []
+    inputs = [item for item in draft.inputs if NAME.match(item.name)] if draft else []
+    named = [name for name in (draft.deliverables if draft else []) if NAME.match(name)]
+    outputs = list(dict.fromkeys(named)) or ["answer"]
+    makers = [task for task in drafted if set(outputs) & set(task.outputs)]
+    formats = {task.format for task in makers or drafted if task.format}
+    exact = "code" in kinds and any(task.kind == "code" for task in drafted)
+    task = TaskSpec(
+        id="goal",
+        title="Do the whole goal",
+        kind="code" if exact or "llm" not in kinds else "llm",
+        instructions=goal,
+        inputs=[item.name for item in inputs],
+        outputs=outputs,
+        format=formats.pop() if len(formats) == 1 else "",
+    )
+    return PlanDraft(inputs=inputs, deliverables=outputs, tasks=[task])
