@@ -208,6 +208,7 @@ class ChatCall:
     messages: list[Message]
     purpose: str
     max_tokens: int | None
+    temperature: float | None = None
 
     @property
     def schema_name(self) -> str:
@@ -240,10 +241,11 @@ class ScriptedChat:
         purpose: str,
         max_attempts: int = 3,
         max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> M:
         name = schema.__name__
         # A copy: callers extend the same list for their next call.
-        self.calls.append(ChatCall(schema, list(messages), purpose, max_tokens))
+        self.calls.append(ChatCall(schema, list(messages), purpose, max_tokens, temperature))
         left = self._answers.get(name)
         if not left:
             raise AssertionError(

@@ -68,7 +68,7 @@ async def test_a_failing_program_is_fixed_on_the_next_attempt(numbers: OpenAITes
     asks = [r for r in numbers.requests if _is_program(r)]
     assert len(asks) == 2
     feedback = asks[1].last_user
-    assert feedback.startswith("That program failed: it exited with code 1.")
+    assert feedback.startswith("That program failed: it exited with code 1 (ValueError: ")
     assert "ValueError: invalid literal for int()" in feedback
     seen = await children(UUID(result.flow_run_id))
     assert {"code attempt 1: Sum numbers", "code attempt 2: Sum numbers"} <= set(seen["task_runs"])

@@ -139,7 +139,9 @@ class TestDockerSandbox:
 
         result = await sandbox.run(program, files, ["total"], variables=input_variables(files))
 
-        assert result.failure == "it exited with code 1"
+        assert result.failure == (
+            "it exited with code 1 (ValueError: invalid literal for int() with base 10: '4 8')"
+        )
         assert result.stderr.splitlines()[:4] == [
             "reading",
             "Traceback (most recent call last):",
@@ -273,7 +275,7 @@ class TestDockerSandbox:
 
         assert result.exit_code == 1 and not result.oom_killed
         assert result.stderr == "bad input\n"
-        assert result.failure == "it exited with code 1"
+        assert result.failure == "it exited with code 1 (bad input)"
 
     async def test_an_endless_loop_is_killed_at_the_timeout(self) -> None:
         sandbox = Sandbox(SandboxConfig(timeout=2))

@@ -284,8 +284,10 @@ async def test_a_program_sent_again_is_not_a_retry_and_the_model_is_asked_to_cha
     # The resent program was not run and did not use up the second attempt.
     assert sandbox.programs == [(1, "print(total_of(numbers))"), (2, "print(108)")]
     assert failures == ["it exited with code 1"]
-    re_ask = chat.calls_for("Program")[2].last_user
-    assert "same program as attempt 1" in re_ask and "must change" in re_ask
+    asks = chat.calls_for("Program")
+    assert "same program as attempt 1" in asks[2].last_user and "must change" in asks[2].last_user
+    # A model decoding greedily would resend it again: the re-ask samples more widely.
+    assert [call.temperature for call in asks] == [None, None, 0.7]
 
 
 async def test_a_model_that_keeps_sending_the_same_program_is_asked_a_bounded_number_of_times() -> (

@@ -94,6 +94,17 @@ async def test_structured_answer_uses_json_schema_and_is_priced(llm: LLM) -> Non
 
 
 @respx.mock
+async def test_a_call_may_sample_at_its_own_temperature(llm: LLM) -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=GOOD))
+
+    await llm.structured(Answer, ASK, purpose="capital")
+    await llm.structured(Answer, ASK, purpose="capital", temperature=0.9)
+
+    assert sent(route, 0)["temperature"] == llm.config.temperature
+    assert sent(route, 1)["temperature"] == 0.9
+
+
+@respx.mock
 async def test_price_override_from_the_provider() -> None:
     respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=GOOD))
     config = LLMConfig(

@@ -19,9 +19,9 @@ A failed attempt goes back to the model with the reason, the last lines of the
 traceback and what was expected, a bounded number of times; then the task fails with
 the last reason. A retry that sends a program already tried (the same code, whatever its
 comments and layout) is not run: the model is asked again to change it, at most
-``_REPEAT_ASKS`` times an attempt. No Prefect here: how one run goes (a Prefect task run
-with an artifact, see :mod:`goalflow.orchestration.code_tasks`) is passed in, so the
-loop runs with any sandbox.
+``_REPEAT_ASKS`` times an attempt, each time at a higher sampling temperature. No
+Prefect here: how one run goes (a Prefect task run with an artifact, see
+:mod:`goalflow.orchestration.code_tasks`) is passed in, so the loop runs with any sandbox.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ __all__ = ["CodeAttempt", "Program", "RunAttempt", "attempt_markdown", "code_run
 
 _MAX_TOKENS = 2048
 _REPEAT_ASKS = 2
+_REPEAT_TEMPERATURES = (0.7, 1.0)  # of the re-asks after a repeated program
 _FENCE = re.compile(r"^\s*```[\w+-]*\n(?P<code>.*?)\n?```\s*$", re.S)
 logger = logging.getLogger("goalflow.coder")
 
@@ -168,10 +169,16 @@ class _Check:
 async def _new_program(
     llm: ChatModel, task: TaskSpec, messages: list[Message], tried: dict[str, int], reason: str
 ) -> Program:
-    """A program not tried before; one that was goes back with a request to change it."""
-    for _ in range(_REPEAT_ASKS + 1):
+    """A program not tried before; one that was goes back with a request to change it,
+    asked for at a higher temperature each time (a model decoding greedily would
+    otherwise answer the same conversation the same way)."""
+    for repeat in range(_REPEAT_ASKS + 1):
         program = await llm.structured(
-            Program, messages, purpose=f"program for {task.id}", max_tokens=_MAX_TOKENS
+            Program,
+            messages,
+            purpose=f"program for {task.id}",
+            max_tokens=_MAX_TOKENS,
+            temperature=_REPEAT_TEMPERATURES[repeat - 1] if repeat else None,
         )
         earlier = tried.get(_shape(program.code))
         if earlier is None:

@@ -18,7 +18,8 @@ Message = dict[str, str]
 
 
 class ChatModel(Protocol):
-    """A model that answers a conversation with an instance of ``schema``."""
+    """A model that answers a conversation with an instance of ``schema``; ``temperature``
+    overrides the configured sampling temperature for this call (None: keep it)."""
 
     async def structured(
         self,
@@ -28,4 +29,5 @@ class ChatModel(Protocol):
         purpose: str,
         max_attempts: int = 3,
         max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> M: ...

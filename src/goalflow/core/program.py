@@ -78,6 +78,12 @@ class OutputCapture:
     def truncated(self) -> bool:
         return self.total > len(self.kept)
 
+    def last_line(self, width: int = 200) -> str:
+        """The last non-blank line kept (a traceback's: the error), cut to ``width``."""
+        lines = [line.strip() for line in self.kept.decode("utf-8", "replace").splitlines()]
+        last = next((line for line in reversed(lines) if line), "")
+        return last if len(last) <= width else last[: width - 1] + "…"
+
     def text(self) -> str:
         text = self.kept.decode("utf-8", errors="replace")
         if self.truncated:
@@ -86,19 +92,20 @@ class OutputCapture:
 
 
 def describe_failure(
-    *, timeout: float | None, oom_memory: str | None, exit_code: int | None
+    *, timeout: float | None, oom_memory: str | None, exit_code: int | None, error: str = ""
 ) -> str | None:
     """Why a run did not end well, worded for the model that wrote the program; None if
     it exited with code 0. What it handed back is judged apart
     (:func:`goalflow.core.protocol.hand_back`).
 
     ``timeout`` is set when the run was stopped at it, ``oom_memory`` (the limit) when
-    it was killed for memory.
+    it was killed for memory; ``error`` is the last line of what it wrote on stderr
+    (a traceback's exception), said with a non-zero exit code.
     """
     if timeout is not None:
         return f"it was stopped at the time limit of {timeout:g} s"
     if oom_memory is not None:
         return f"it was killed for using more than its memory limit of {oom_memory}"
     if exit_code != 0:
-        return f"it exited with code {exit_code}"
+        return f"it exited with code {exit_code}" + (f" ({error})" if error else "")
     return None

@@ -99,14 +99,20 @@ class LLM:
         purpose: str,
         max_attempts: int = 3,
         max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> M:
-        """Ask for an answer that validates as ``schema``; re-ask with the errors."""
+        """Ask for an answer that validates as ``schema``; re-ask with the errors.
+        ``temperature`` overrides the configured one for this call."""
         conversation = list(messages)
         content = ""
         errors: list[str] = []
         for _ in range(max_attempts):
             content, finish_reason = await self._complete(
-                conversation, schema, purpose=purpose, max_tokens=max_tokens
+                conversation,
+                schema,
+                purpose=purpose,
+                max_tokens=max_tokens,
+                temperature=temperature,
             )
             try:
                 # strict=False: small models put raw newlines inside strings; the
@@ -149,6 +155,7 @@ class LLM:
         *,
         purpose: str,
         max_tokens: int | None,
+        temperature: float | None = None,
     ) -> tuple[str, str]:
         json_schema = schema.model_json_schema()
         max_tokens = max_tokens or self.config.max_tokens
@@ -158,7 +165,13 @@ class LLM:
         ).hexdigest()[:16]
         try:
             return await self._send(
-                messages, schema, json_schema, purpose, max_tokens, (reserved, prompt_hash)
+                messages,
+                schema,
+                json_schema,
+                purpose,
+                max_tokens,
+                (reserved, prompt_hash),
+                self.config.temperature if temperature is None else temperature,
             )
         except BaseException:
             self._release(reserved)
@@ -203,6 +216,7 @@ class LLM:
         purpose: str,
         max_tokens: int,
         reservation: tuple[float, str],
+        temperature: float,
     ) -> tuple[str, str]:
         attempt = 0
         while True:
@@ -217,7 +231,7 @@ class LLM:
                         messages=cast(Any, sent),
                         response_format=cast(Any, self._response_format(schema, json_schema)),
                         max_tokens=max_tokens,
-                        temperature=self.config.temperature,
+                        temperature=temperature,
                     )
             except openai.APIStatusError as e:
                 if self._mode == "auto" and e.status_code in (400, 422, 500):

@@ -171,6 +171,7 @@ class Sandbox:
             timeout=config.timeout if timed_out else None,
             oom_memory=config.memory if oom else None,
             exit_code=exit_code,
+            error=err.last_line(),
         )
         if failure is None:
             collected, failure = hand_back(outputs, collected, out)
