@@ -302,6 +302,22 @@ async def test_a_one_task_plan_with_no_deliverable_named_delivers_its_output() -
     assert any(step.startswith("settled: ") and "'vowel_count'" in step for step in steps)
 
 
+async def test_values_written_as_deliverables_are_dropped_and_the_output_delivered() -> None:
+    evens = {
+        "inputs": [{"name": "numbers", "value": "14, 3, 27, 8"}],
+        "deliverables": ["14", "8", "even numbers"],  # the data, and a name with a space
+        "tasks": [{**task("keep", "Keep evens", ["numbers"], ["evens"]), "kind": "code"}],
+    }
+    chat = ScriptedChat({"PlanDraft": [evens]})
+    steps: list[str] = []
+
+    plan = await make_plan(chat, "Keep the even numbers", PlanningOptions(), on_step=steps.append)
+
+    assert plan.deliverables == ["evens"]
+    assert len(chat.calls) == 1  # settled, not sent back
+    assert "settled: '14', '8', 'even numbers' written as deliverables are values: dropped" in steps
+
+
 async def test_the_form_the_goal_asks_for_is_kept_on_the_task_that_delivers_it() -> None:
     chat = ScriptedChat({"PlanDraft": [COUNT_VOWELS]})
 

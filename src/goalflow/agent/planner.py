@@ -36,11 +36,12 @@ from goalflow.core.repairs import (
     as_one_step,
     deliver_final_task,
     deliver_only_task,
+    drop_value_deliverables,
     match_deliverables,
     resolve_task_ids,
     wire_dangling_outputs,
 )
-from goalflow.core.rules import check_tasks
+from goalflow.core.rules import check_tasks, names_listed
 from goalflow.core.task import Task, TaskKind, TaskSpec
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 
@@ -81,7 +82,10 @@ async def make_plan(
     def review(draft: PlanDraft) -> list[str]:
         drafts.append(draft)
         available = [item.name for item in draft.inputs]
-        named = resolve_task_ids(draft.tasks, available=available, deliverables=draft.deliverables)
+        named, values = drop_value_deliverables(draft.tasks, draft.deliverables)
+        if values:
+            on_step(f"settled: {names_listed(values)} written as deliverables are values: dropped")
+        named = resolve_task_ids(draft.tasks, available=available, deliverables=named)
         draft.deliverables = match_deliverables(draft.tasks, named)
         for before, after in zip(named, draft.deliverables, strict=True):
             if before != after:

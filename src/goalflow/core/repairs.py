@@ -20,6 +20,7 @@ __all__ = [
     "as_one_step",
     "deliver_final_task",
     "deliver_only_task",
+    "drop_value_deliverables",
     "match_deliverables",
     "resolve_task_ids",
     "wire_dangling_outputs",
@@ -50,6 +51,21 @@ def resolve_task_ids(
     for task in tasks:
         task.inputs = resolve(task.inputs, owner=task.id)
     return resolve(deliverables)
+
+
+def drop_value_deliverables(
+    tasks: Sequence[TaskSpec], deliverables: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The deliverables that are names, and those that are values written in their place.
+
+    Small models copy the goal's data into the deliverables ('14', '27', ...) where the
+    name of the result belongs. Something no task makes that cannot even be a name is
+    no deliverable; once such values are dropped, the settlements below find the output
+    that answers the goal (the only task's, or the one final task's).
+    """
+    made = {name for task in tasks for name in task.outputs}
+    kept = [name for name in deliverables if name in made or NAME.match(name)]
+    return kept, [name for name in deliverables if name not in kept]
 
 
 def match_deliverables(tasks: Sequence[TaskSpec], deliverables: Sequence[str]) -> list[str]:
