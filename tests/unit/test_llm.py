@@ -142,6 +142,26 @@ async def test_server_rejecting_json_schema_is_asked_with_json_object(llm: LLM) 
 
 
 @respx.mock
+async def test_a_transient_server_error_keeps_json_schema(llm: LLM) -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[
+            error(500, "the server had an error while processing your request"),
+            httpx.Response(200, json=GOOD),
+            error(400, "max_tokens is too large"),
+            httpx.Response(200, json=GOOD),
+        ]
+    )
+
+    await llm.structured(Answer, ASK, purpose="capital")
+    with pytest.raises(LLMRequestError):
+        await llm.structured(Answer, ASK, purpose="too long")
+    await llm.structured(Answer, ASK, purpose="capital again")
+
+    # Neither error named the format: it is kept for the rest of the goal.
+    assert [sent(route, i)["response_format"]["type"] for i in range(4)] == ["json_schema"] * 4
+
+
+@respx.mock
 async def test_rate_limit_is_retried_after_retry_after(llm: LLM) -> None:
     route = respx.post(f"{BASE}/chat/completions").mock(
         side_effect=[error(429, "slow down", {"retry-after": "1"}), httpx.Response(200, json=GOOD)]

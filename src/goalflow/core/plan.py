@@ -27,7 +27,9 @@ class PlanDraft(BaseModel):
         default_factory=list, description="Data stated in the goal, each under a name."
     )
     deliverables: list[str] = Field(
-        description="Names of the outputs that answer the goal.", json_schema_extra=AT_LEAST_ONE
+        description="The name of the output that is the answer, in the form the goal asks "
+        "(several names only when the goal asks for separate results).",
+        json_schema_extra=AT_LEAST_ONE,
     )
     tasks: list[TaskSpec] = Field(
         description="The steps, each consuming and producing names.",

@@ -234,7 +234,7 @@ class LLM:
                         temperature=temperature,
                     )
             except openai.APIStatusError as e:
-                if self._mode == "auto" and e.status_code in (400, 422, 500):
+                if self._mode == "auto" and _refuses_json_schema(e):
                     logger.info(
                         "%s rejected response_format json_schema (HTTP %s); using json_object",
                         self.config.endpoint,
@@ -369,6 +369,16 @@ def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
         max_in_flight=task_concurrency(None, rpm, config.expected_latency) if rpm else None,
         gate=gate,
     )
+
+
+def _refuses_json_schema(error: openai.APIStatusError) -> bool:
+    """The server cannot take ``response_format`` json_schema: a 400 or 422 (a 500 from
+    llama.cpp's server) whose body names it. Any other error, a transient 500 among
+    them, says nothing about the format and is retried in the same mode."""
+    if error.status_code not in (400, 422, 500):
+        return False
+    said = f"{error.message} {error.body}".lower()
+    return "response_format" in said or "json_schema" in said
 
 
 def _worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> int:

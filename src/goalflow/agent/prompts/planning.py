@@ -139,9 +139,10 @@ def plan_system(kinds: Sequence[TaskKind], *, max_tasks: int) -> str:
         + "\n- A goal that is one step is one task; its output is the deliverable."
         + "\n- Data written in the goal (numbers, lists, text to work on) goes in the plan's "
         '"inputs" as {"name": ..., "value": ...}, and tasks consume it by name.\n'
-        '- "deliverables" names the final outputs that answer the whole goal. When the goal '
-        "asks to combine, compare or use earlier results, a last task does that, and its "
-        "output is the deliverable.\n"
+        '- "deliverables" names the output that is the answer to the whole goal: one name, '
+        "unless the goal asks for separate results. When the goal asks to combine, compare "
+        "or use earlier results, a last task does that, and its output is the deliverable. "
+        "A JSON object, a list or a sentence asked for is one output holding all of it.\n"
         "- When the goal asks for a form (a number only, comma-separated, JSON keys), the "
         'task making the deliverable says it in "format".\n'
         'Answer with a JSON object: {"inputs": [...], "deliverables": [...], "tasks": [...]}.'
