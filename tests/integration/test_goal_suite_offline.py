@@ -43,8 +43,7 @@ FLOOR = 8
 
 async def test_the_offline_model_solves_at_least_the_floor_of_the_ci_subset() -> None:
     outcomes = [
-        await run_goal(goal, options={"reflection": False, "task_cache": False})
-        for goal in SUBSET
+        await run_goal(goal, options={"reflection": False, "task_cache": False}) for goal in SUBSET
     ]
 
     report = summary(outcomes)
