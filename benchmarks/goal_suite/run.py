@@ -36,6 +36,7 @@ class GoalOutcome:
     calls: int | None = None
     tokens: int | None = None
     deliverables: dict[str, str] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # the inputs and tasks it ran
 
     def record(self) -> dict[str, Any]:
         """Everything about the run as JSON, deliverables included."""
@@ -50,6 +51,7 @@ class GoalOutcome:
             "calls": self.calls,
             "tokens": self.tokens,
             "deliverables": self.deliverables,
+            "plan": self.plan,
         }
 
     def line(self) -> str:
@@ -98,6 +100,9 @@ async def run_goal(goal: Goal, *, options: dict[str, Any] | None = None) -> Goal
         calls=result.usage.calls,
         tokens=result.usage.prompt_tokens + result.usage.completion_tokens,
         deliverables=dict(result.deliverables),
+        plan=result.plan.model_dump(include={"inputs", "deliverables", "tasks"})
+        if result.plan
+        else {},
     )
 
 

@@ -29,6 +29,14 @@ def test_a_fenced_program_is_unwrapped() -> None:
     assert Program(code='print("```")').code == 'print("```")'
 
 
+def test_the_json_answers_closing_brace_written_into_the_program_is_dropped() -> None:
+    assert Program(code="price = 80 * (1 - 0.15)}").code == "price = 80 * (1 - 0.15)\n"
+    assert Program(code='print(total)\n"}').code == "print(total)\n"
+    # A program that ends in a brace of its own, or is broken anyway, is left as it is.
+    assert Program(code="counts = {'a': 1}").code == "counts = {'a': 1}"
+    assert Program(code="print((1 + 2}").code == "print((1 + 2}"
+
+
 def test_an_attempt_shows_code_outcome_and_streams_unbroken_by_backticks() -> None:
     attempt = CodeAttempt(spec("count"), 2, 'print("```")', {}, {}, ("count_out",))
     result = SandboxResult(

@@ -318,6 +318,28 @@ async def test_values_written_as_deliverables_are_dropped_and_the_output_deliver
     assert "settled: '14', '8', 'even numbers' written as deliverables are values: dropped" in steps
 
 
+async def test_text_the_goal_quotes_reaches_code_tasks_that_take_no_input() -> None:
+    reverse = {
+        "inputs": [],
+        "deliverables": ["reversed", "greeting"],
+        "tasks": [
+            {**task("reverse", "Reverse the word", [], ["reversed"]), "kind": "code"},
+            task("greet", "Greet the user", [], ["greeting"]),
+        ],
+    }
+    chat = ScriptedChat({"PlanDraft": [reverse]})
+    steps: list[str] = []
+    goal = "Reverse the word 'prefect' and say \"why\"; Anna's answer does not count."
+
+    plan = await make_plan(chat, goal, PlanningOptions(), on_step=steps.append)
+
+    # A program reads the goal's data exactly, rather than the model copying it by hand.
+    assert plan.inputs == {"quoted_text": "prefect", "quoted_text_2": "why"}
+    assert plan.tasks[0].inputs == ["quoted_text", "quoted_text_2"]
+    assert plan.tasks[1].inputs == []  # a language task reads the goal itself
+    assert any("quoted text given to 'reverse'" in step for step in steps)
+
+
 async def test_the_form_the_goal_asks_for_is_kept_on_the_task_that_delivers_it() -> None:
     chat = ScriptedChat({"PlanDraft": [COUNT_VOWELS]})
 

@@ -65,10 +65,18 @@ class Program(BaseModel):
 
     @field_validator("code")
     @classmethod
-    def _unfenced(cls, code: str) -> str:
-        """Models often wrap the program in a Markdown fence even inside JSON."""
+    def _unwrapped(cls, code: str) -> str:
+        """The program without what the model wrapped around it: a Markdown fence (often
+        written even inside JSON), or the closing brace of the JSON answer itself written
+        into the program (``x = 1}``) when the program parses only without it."""
         match = _FENCE.match(code)
-        return match.group("code") if match else code
+        code = match.group("code") if match else code
+        end = code.rstrip()
+        while end.endswith("}") and not _parses(end):
+            end = end[:-1].rstrip().removesuffix('"').rstrip()
+            if _parses(end):
+                return end + "\n"
+        return code
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,14 @@ async def _new_program(
         f"task '{task.id}': asked {_REPEAT_ASKS + 1} times for a changed program, the model "
         f"sent one it had already tried; that program failed because {reason}"
     )
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def _shape(code: str) -> str:

@@ -38,6 +38,7 @@ from goalflow.core.repairs import (
     deliver_only_task,
     drop_value_deliverables,
     match_deliverables,
+    quote_goal_data,
     resolve_task_ids,
     wire_dangling_outputs,
 )
@@ -81,6 +82,8 @@ async def make_plan(
 
     def review(draft: PlanDraft) -> list[str]:
         drafts.append(draft)
+        for note in quote_goal_data(goal, draft):
+            on_step(f"settled: {note}")
         available = [item.name for item in draft.inputs]
         named, values = drop_value_deliverables(draft.tasks, draft.deliverables)
         if values:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import names_listed
-from goalflow.core.task import NAME, TaskKind, TaskSpec
+from goalflow.core.task import NAME, GoalInput, TaskKind, TaskSpec
 
 __all__ = [
     "as_one_step",
@@ -22,9 +22,35 @@ __all__ = [
     "deliver_only_task",
     "drop_value_deliverables",
     "match_deliverables",
+    "quote_goal_data",
     "resolve_task_ids",
     "wire_dangling_outputs",
 ]
+
+
+# Text between quotes that are not apostrophes: no letter or digit just outside them.
+_QUOTED = re.compile(r"""(?<![\w'"])(['"])(?P<text>[^'"\n]+?)\1(?![\w'"])""")
+
+
+def quote_goal_data(goal: str, draft: PlanDraft) -> list[str]:
+    """Give the text the goal quotes to the code tasks that take no input; say so.
+
+    Data stated in the goal belongs in the plan's inputs, so that a program reads it
+    exactly; a small model that leaves the inputs empty copies the data into its program
+    by hand instead, and slips (``'perfect'[::-1]`` for the word 'prefect'). When a plan
+    has no inputs at all, each quoted text of the goal becomes one (``quoted_text``,
+    ``quoted_text_2``, ...), an input of every code task that has none.
+    """
+    texts = list(dict.fromkeys(m.group("text") for m in _QUOTED.finditer(goal)))
+    takers = [task for task in draft.tasks if task.kind == "code" and not task.inputs]
+    if draft.inputs or not texts or not takers:
+        return []
+    names = [f"quoted_text_{i}" if i > 1 else "quoted_text" for i in range(1, len(texts) + 1)]
+    draft.inputs = [GoalInput(name=n, value=t) for n, t in zip(names, texts, strict=True)]
+    for task in takers:
+        task.inputs = list(names)
+    given = ", ".join(f"{n} = {t!r}" for n, t in zip(names, texts, strict=True))
+    return [f"the goal's quoted text given to {names_listed(t.id for t in takers)}: {given}"]
 
 
 def resolve_task_ids(
