@@ -129,6 +129,31 @@ async def test_answers_rejected_every_time_fail_the_task_after_its_attempts() ->
     assert len(chat.calls_for("TaskAnswer")) == 2
 
 
+async def test_when_code_can_run_a_task_whose_answers_were_all_rejected_is_tried_as_a_program() -> (
+    None
+):
+    chat = ScriptedChat(
+        {
+            "TaskAnswer": [{"count": "ten"}, {"count": "10"}],
+            "Verdict": [_verdict(False, "not a number"), _verdict(False, "wrong count")],
+        }
+    )
+    given: list[TaskSpec] = []
+
+    async def runner(task: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:
+        given.append(task)
+        return {"count": "11"}
+
+    vowels = spec("vowels", ["text"], ["count"]).model_copy(update={"acceptance": "a number"})
+    outputs = await run_leaf(
+        chat, GOAL, vowels, {"text": "the quick fox"}, attempts=2, code_runner=runner
+    )
+
+    assert outputs == {"count": "11"}
+    assert [(task.id, task.kind) for task in given] == [("vowels", "code")]
+    assert len(chat.calls_for("TaskAnswer")) == 2  # its own attempts first
+
+
 async def test_a_code_task_without_a_code_runner_is_refused_before_any_model_call() -> None:
     chat = ScriptedChat({})
     sums = spec("sum", ["numbers"], ["total"], kind="code")

@@ -2,7 +2,9 @@
 
 An ``llm`` task's answer is checked against the task's acceptance criterion by the
 model; a rejected answer is retried with the reviewer's reason, a bounded number of
-times (each rejection is reported to stuck detection). A ``code`` task goes to the code
+times (each rejection is reported to stuck detection); when code can run, a task whose
+answers were all rejected gets one more attempt as a program, since such tasks are most
+often exact work planned as language work. A ``code`` task goes to the code
 runner (:mod:`goalflow.agent.coder`), which accepts outputs by deterministic checks and
 uses the same ``review`` only as advice; with no sandbox it fails with a message that
 says how to fix that, and nothing runs model-written code on the host.
@@ -11,6 +13,7 @@ says how to fix that, and nothing runs model-written code on the host.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
@@ -32,6 +35,7 @@ from goalflow.errors import SandboxUnavailableError, TaskError
 __all__ = ["CodeRunner", "Verdict", "review", "run_leaf"]
 
 CodeRunner = Callable[[TaskSpec, dict[str, str]], Awaitable[dict[str, str]]]
+logger = logging.getLogger("goalflow.executor")
 
 
 def _as_text(value: Any) -> Any:
@@ -89,10 +93,29 @@ async def run_leaf(
             {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
             {"role": "user", "content": answer_feedback(reason)},
         ]
+    if code_runner is not None:
+        return await _as_program(task, inputs, reason, code_runner)
     raise TaskError(
         f"task '{task.id}' did not pass its acceptance check ({task.acceptance!r}) in "
         f"{attempts} attempts; the last review said: {reason}"
     )
+
+
+async def _as_program(
+    task: TaskSpec, inputs: Mapping[str, str], reason: str, code_runner: CodeRunner
+) -> dict[str, str]:
+    """One more attempt for an ``llm`` task whose answers were all rejected: a program.
+
+    Planners (small ones most) give exact work to the model as language work, and a
+    model counts, sums and sorts badly in prose; a program does it exactly. Only a task
+    that would otherwise fail gets it; its program is accepted like any code task's.
+    """
+    logger.info(
+        "task '%s': its answers did not pass review (%s); it is tried as a program",
+        task.id,
+        reason,
+    )
+    return await code_runner(task.model_copy(update={"kind": "code"}), dict(inputs))
 
 
 def _answer_schema(task: TaskSpec) -> type[BaseModel]:
