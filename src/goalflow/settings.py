@@ -174,6 +174,14 @@ class Settings(BaseSettings, GoalOptions):
         description="The endpoint's token limit per minute (prompt + max_tokens, as metered); "
         "unset: no limit.",
     )
+    burst_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Seconds' worth of the per-minute limits that may leave at once (1: the "
+        "limit enforced per second, as most providers do; 60: a whole minute at once).",
+    )
     expected_latency: float = Field(
         default=10.0,
         gt=0,

@@ -41,6 +41,8 @@ def limited_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer
     with server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        # The test server meters a sliding minute and allows all of it at once.
+        monkeypatch.setenv("GOALFLOW_BURST_SECONDS", "60")
         monkeypatch.setenv("GOALFLOW_MODEL", "test-model")
         price = {"input": PRICE_PER_TOKEN * 1e6, "output": PRICE_PER_TOKEN * 1e6}
         monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": price}))

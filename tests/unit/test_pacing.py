@@ -45,8 +45,21 @@ async def _calls(
     return admitted
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_never_more_than_the_limit_in_any_sliding_minute_including_bursts(seed: int) -> None:
+def _most_beyond_the_bucket(times: list[float], rate: float, burst: float) -> float:
+    """How far the admissions go past a token bucket of ``burst`` refilled at ``rate``
+    per second (0: never): the most admitted in any interval [a, b] minus burst + rate * (b - a)."""
+    ordered = sorted(times)
+    return max(
+        (j - i + 1) - (burst + rate * (ordered[j] - ordered[i]))
+        for i in range(len(ordered))
+        for j in range(i, min(len(ordered), i + 400))
+    )
+
+
+@pytest.mark.parametrize(("seed", "burst_seconds"), [(s, b) for s in range(4) for b in (1, 60)])
+def test_never_more_than_the_limit_in_any_sliding_minute_including_bursts(
+    seed: int, burst_seconds: float
+) -> None:
     rng = random.Random(seed)
     # Bursts of up to 150 calls at once, at random moments over ten minutes.
     arrivals = [
@@ -54,7 +67,7 @@ def test_never_more_than_the_limit_in_any_sliding_minute_including_bursts(seed: 
     ]
     latencies = [rng.uniform(0.1, 20) for _ in arrivals]
     tokens = [rng.randint(50, 2000) for _ in arrivals]
-    pacer = Pacer(requests_per_minute=100, tokens_per_minute=60_000)
+    pacer = Pacer(requests_per_minute=100, tokens_per_minute=60_000, burst_seconds=burst_seconds)
 
     admitted = run_virtual(_calls(pacer, arrivals, latencies, tokens))
 
@@ -62,13 +75,15 @@ def test_never_more_than_the_limit_in_any_sliding_minute_including_bursts(seed: 
     most_tokens = _most_in_any_minute(admitted, tokens)
     assert most_requests <= 100
     assert most_tokens <= 60_000
+    # and never faster than R/60 per second beyond a burst of burst_seconds' worth
+    assert _most_beyond_the_bucket(admitted, 100 / 60, 100 * burst_seconds / 60) <= 1e-6
     # and one of the limits is actually reached: the pacer does not idle needlessly
     assert most_requests == 100 or most_tokens > 60_000 - 2000
     assert all(a >= arrival for a, arrival in zip(admitted, arrivals, strict=True))
 
 
-def test_a_burst_goes_at_once_and_the_rest_when_the_window_frees() -> None:
-    pacer = Pacer(requests_per_minute=60)
+def test_a_whole_minute_burst_goes_at_once_and_the_rest_when_the_window_frees() -> None:
+    pacer = Pacer(requests_per_minute=60, burst_seconds=60)
 
     admitted = run_virtual(_calls(pacer, [0.0] * 100, [0.2] * 100, [10] * 100))
 
@@ -79,7 +94,7 @@ def test_a_burst_goes_at_once_and_the_rest_when_the_window_frees() -> None:
 def test_a_call_counts_from_when_its_request_was_sent_not_admitted() -> None:
     # On a busy event loop a request can leave seconds after its admission; the
     # provider counts it from when it arrives, so the window must too.
-    pacer = Pacer(requests_per_minute=2)
+    pacer = Pacer(requests_per_minute=2, burst_seconds=60)
 
     async def run() -> list[float]:
         async def sender(admitted_at: float, busy_for: float) -> None:
@@ -224,8 +239,35 @@ def test_a_call_larger_than_the_token_limit_fails_instead_of_waiting_forever() -
         run_virtual(main())
 
 
-def test_task_concurrency_keeps_the_limit_busy_unless_set() -> None:
+def test_task_concurrency_keeps_the_binding_limit_busy_unless_set() -> None:
     assert task_concurrency(None, None, 10.0) == 4
     assert task_concurrency(9, 3500, 10.0) == 9
-    assert task_concurrency(None, 600, 2.0) == 600  # a burst may fill a whole minute
-    assert task_concurrency(None, 60, 120.0) == 120  # R/60 * L once answers outlast it
+    # 10 calls a second out for 2 s each, plus a second's burst: not the minute's 600
+    assert task_concurrency(None, 600, 2.0) == 30
+    assert task_concurrency(None, 600, 2.0, burst_seconds=60) == 620
+    assert task_concurrency(None, 60, 120.0) == 121  # R/60 * L once answers outlast it
+
+
+def test_calls_leave_at_the_per_second_rate_after_a_burst_of_one_seconds_worth() -> None:
+    pacer = Pacer(requests_per_minute=600)  # enforced by providers as 10 a second
+
+    admitted = run_virtual(_calls(pacer, [0.0] * 40, [2.0] * 40, [10] * 40))
+
+    assert admitted[:10] == [0.0] * 10
+    assert admitted[10:] == pytest.approx([0.1 * k for k in range(1, 31)])
+
+
+def test_the_token_burst_spreads_large_calls_at_the_per_second_token_rate() -> None:
+    pacer = Pacer(tokens_per_minute=60_000)  # 1,000 tokens a second, a burst of 1,000
+
+    admitted = run_virtual(_calls(pacer, [0.0] * 4, [1.0] * 4, [500, 500, 2000, 500]))
+
+    # Two fit the burst and empty it; the large one waits until it is full again (1 s)
+    # and leaves it 1,000 tokens in debt, so the last waits for its 500 to refill.
+    assert admitted == pytest.approx([0.0, 0.0, 1.0, 2.5])
+
+
+def test_a_burst_beyond_the_minute_is_refused_with_what_to_change() -> None:
+    for bad in (0, -1, 61, math.inf):
+        with pytest.raises(ConfigError, match="burst"):
+            Pacer(requests_per_minute=60, burst_seconds=bad)

@@ -1,13 +1,21 @@
 """Pacing model calls to a provider's rate limits, in-process, so that no 429 is earned.
 
-A provider meters requests and tokens per minute over a sliding minute and answers
-HTTP 429 once either is spent. Backing off after the fact wastes the Retry-After wait
-on every task in flight, so each call first takes a slot here
-(``async with pacer.slot(tokens)``). The pacer keeps exact sliding-window accounting of
-what it admitted (not a token bucket: a bucket of capacity R refilled at R/60 per
-second admits up to 2R in one minute, which the provider would refuse), caps the calls
-in flight, and lets a call go as soon as the window has room for it. Calls are admitted
-in arrival order, so a large call is not starved by small ones.
+A provider meters requests and tokens per minute and answers HTTP 429 once either is
+spent. Backing off after the fact wastes the Retry-After wait on every task in flight,
+so each call first takes a slot here (``async with pacer.slot(tokens)``). Two limits
+hold at once:
+
+- the sliding minute: exact accounting of what was admitted in the last minute, never
+  more than R requests (and T tokens);
+- the burst limit: most providers enforce a per-minute limit over shorter periods
+  (OpenAI: "60,000 requests/minute may be enforced as 1,000 requests/second"; Anthropic
+  describes a token bucket), so calls also leave at R/60 per second with a burst of
+  ``burst_seconds`` worth (1 s by default), as a token bucket refilled at that rate
+  (kept as the theoretical arrival time of the next call, GCRA). ``burst_seconds=60``
+  allows a whole minute at once, for providers known to allow it.
+
+The pacer also caps the calls in flight and lets a call go as soon as both limits have
+room. Calls are admitted in arrival order, so a large call is not starved by small ones.
 
 A call's place in the window is the moment its request is written to the provider
 (:func:`mark_sent`, an HTTP client hook), not the moment it was admitted: on a busy
@@ -38,6 +46,7 @@ from typing import Any
 from goalflow.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_BURST_SECONDS",
     "DEFAULT_CONCURRENCY",
     "WINDOW_SECONDS",
     "Admission",
@@ -50,6 +59,7 @@ __all__ = [
 
 WINDOW_SECONDS = 61.0  # the provider's 60 s plus 1 s for the trip from here to it
 DEFAULT_CONCURRENCY = 4  # no rate limit configured: the historical default
+DEFAULT_BURST_SECONDS = 1.0  # a provider's per-minute limit, enforced per second
 _MAX_LATENCY_SECONDS = 3600.0
 _FIRST_PENALTY_SECONDS = 1.0
 _MAX_PENALTY_SECONDS = 60.0
@@ -67,6 +77,20 @@ def _check_limit(name: str, value: int | None) -> None:
         )
 
 
+def _check_burst(burst_seconds: float) -> None:
+    if not (math.isfinite(burst_seconds) and 0 < burst_seconds <= 60):
+        raise ConfigError(
+            f"the burst must be more than 0 and at most 60 seconds' worth of the rate "
+            f"limit, got {burst_seconds!r}: 1 for providers that enforce their limit per "
+            "second (most), 60 for one that allows a whole minute at once"
+        )
+
+
+def _burst_requests(requests_per_minute: int, burst_seconds: float) -> float:
+    """How many requests may leave at once: ``burst_seconds`` worth, at least one."""
+    return max(1.0, requests_per_minute * burst_seconds / 60.0)
+
+
 def _check_latency(latency: float) -> None:
     if not (math.isfinite(latency) and 0 < latency <= _MAX_LATENCY_SECONDS):
         raise ConfigError(
@@ -77,26 +101,30 @@ def _check_latency(latency: float) -> None:
 
 
 def task_concurrency(
-    concurrency: int | None, requests_per_minute: int | None, expected_latency: float
+    concurrency: int | None,
+    requests_per_minute: int | None,
+    expected_latency: float,
+    burst_seconds: float = DEFAULT_BURST_SECONDS,
 ) -> int:
     """How many tasks a goal runs at once: ``concurrency`` when set, else what the rate
-    limit can keep busy.
+    limit that binds can keep busy.
 
-    With a limit of R requests per minute and answers taking L seconds, the limit lets
-    ``ceil(R * max(L, 60) / 60)`` calls be in flight: R/60 * L in steady state (Little's
-    law), and a whole minute's R at once when a burst starts, since the window is a
-    sliding minute. A cap of only R/60 * L would halve the speed of a graph whose layers
-    are wider than that (measured in benchmarks/scale.py), so the cap never binds before
-    the limit does; the pacer does the limiting. No limit and no setting: 4.
+    Calls leave at R/60 per second with a burst of ``burst_seconds`` worth, and each is
+    out for L seconds: R/60 * L of them are in flight in steady state (Little's law),
+    plus the burst when one starts. More would only queue in the pacer (and, with a
+    limit of 600 per minute and a cap of 600, send the whole minute's calls into a
+    provider's per-second limit at once). No limit and no setting: 4.
     """
     _check_limit("concurrency", concurrency)
     _check_limit("requests_per_minute", requests_per_minute)
     _check_latency(expected_latency)
+    _check_burst(burst_seconds)
     if concurrency is not None:
         return concurrency
     if requests_per_minute is None:
         return DEFAULT_CONCURRENCY
-    return math.ceil(requests_per_minute * max(expected_latency, 60.0) / 60.0)
+    steady = requests_per_minute / 60.0 * expected_latency
+    return math.ceil(steady + _burst_requests(requests_per_minute, burst_seconds))
 
 
 def estimate_request_tokens(
@@ -145,7 +173,8 @@ def mark_sent() -> None:
 
 
 class Pacer:
-    """Admits calls within requests/min, tokens/min and a cap on calls in flight.
+    """Admits calls within requests/min, tokens/min (over the sliding minute and in
+    bursts of ``burst_seconds`` worth) and a cap on calls in flight.
 
     ``None`` means no limit. ``gate`` is awaited after a call is admitted here and
     before it is sent: a limit shared with other processes (a Prefect global
@@ -159,8 +188,10 @@ class Pacer:
         tokens_per_minute: int | None = None,
         max_in_flight: int | None = None,
         window: float = WINDOW_SECONDS,
+        burst_seconds: float = DEFAULT_BURST_SECONDS,
         gate: Gate | None = None,
     ) -> None:
+        _check_burst(burst_seconds)
         _check_limit("requests_per_minute", requests_per_minute)
         _check_limit("tokens_per_minute", tokens_per_minute)
         _check_limit("max_in_flight", max_in_flight)
@@ -169,7 +200,11 @@ class Pacer:
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self.window = window
+        self.burst_seconds = burst_seconds
         self.penalties = 0
+        # The token buckets of the burst limit, as the time each would be full again.
+        self._requests_due = -math.inf
+        self._tokens_due = -math.inf
         self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._gate = gate
         self._admitted: deque[Admission] = deque()
@@ -232,6 +267,7 @@ class Pacer:
                 if ready_at <= now + _CLOCK_SLACK:
                     admission = Admission(now, tokens)
                     self._admitted.append(admission)
+                    self._drain_buckets(tokens, now)
                     return admission
                 await asyncio.sleep(ready_at - now)
 
@@ -239,7 +275,7 @@ class Pacer:
         """The earliest time the window has room for one more call of ``tokens``."""
         while self._admitted and self._admitted[0].at <= now - self.window:
             self._admitted.popleft()
-        ready = self._paused_until
+        ready = max(self._paused_until, self._bucket_ready_at(tokens))
         rpm, tpm = self.requests_per_minute, self.tokens_per_minute
         # Room for one more once k of the entries have left the window; mark_sent() may
         # have moved entries later than their admission order, so take the k-th earliest.
@@ -255,3 +291,27 @@ class Pacer:
                 used -= admission.tokens
                 ready = max(ready, admission.at + self.window)
         return ready
+
+    def _bucket_ready_at(self, tokens: int) -> float:
+        """When the burst limit's buckets hold one more request and ``tokens`` tokens.
+
+        A bucket refilled at ``rate`` per second holding ``burst`` is full again at its
+        due time; it has room for ``n`` once it is due within ``(burst - n) / rate``. A
+        call larger than the token burst waits for a full bucket.
+        """
+        ready = -math.inf
+        rpm, tpm = self.requests_per_minute, self.tokens_per_minute
+        if rpm is not None:
+            burst = _burst_requests(rpm, self.burst_seconds)
+            ready = self._requests_due - (burst - 1.0) * 60.0 / rpm
+        if tpm is not None:
+            burst = max(float(tokens), tpm * self.burst_seconds / 60.0)
+            ready = max(ready, self._tokens_due - (burst - tokens) * 60.0 / tpm)
+        return ready
+
+    def _drain_buckets(self, tokens: int, now: float) -> None:
+        """Take one request and ``tokens`` tokens out of the burst limit's buckets."""
+        if self.requests_per_minute is not None:
+            self._requests_due = max(self._requests_due, now) + 60.0 / self.requests_per_minute
+        if self.tokens_per_minute is not None:
+            self._tokens_due = max(self._tokens_due, now) + tokens * 60.0 / self.tokens_per_minute

@@ -46,7 +46,13 @@ __all__ = ["BrokerTicket", "BrokeredLLM", "LedgerBroker", "brokered_llm", "worke
 
 _LINE_LIMIT = 1 << 20
 # Pacing is the broker's: a worker's own client has no limits of its own.
-_BROKER_KEEPS = {"requests_per_minute", "tokens_per_minute", "shared_limit", "expected_latency"}
+_BROKER_KEEPS = {
+    "requests_per_minute",
+    "tokens_per_minute",
+    "burst_seconds",
+    "shared_limit",
+    "expected_latency",
+}
 
 
 def worker_name() -> str:

@@ -362,11 +362,12 @@ async def _mark_sent(request: object) -> None:
 
 def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
     """The calls of one goal, paced to the endpoint's limits (and a shared limit)."""
-    rpm = config.requests_per_minute
+    rpm, burst = config.requests_per_minute, config.burst_seconds
     return Pacer(
         requests_per_minute=rpm,
         tokens_per_minute=config.tokens_per_minute,
-        max_in_flight=task_concurrency(None, rpm, config.expected_latency) if rpm else None,
+        max_in_flight=task_concurrency(None, rpm, config.expected_latency, burst) if rpm else None,
+        burst_seconds=burst,
         gate=gate,
     )
 

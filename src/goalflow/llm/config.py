@@ -52,6 +52,15 @@ class LLMConfig(BaseModel):
     tokens_per_minute: int | None = Field(
         default=None, ge=1, description="The key's token limit per minute; empty: no limit."
     )
+    burst_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="How many seconds' worth of the per-minute limits may leave at once: 1 "
+        "for providers that enforce them per second (most), up to 60 for one that allows "
+        "a whole minute at once.",
+    )
     expected_latency: float = Field(
         default=10.0,
         gt=0,

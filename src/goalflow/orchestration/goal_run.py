@@ -159,7 +159,10 @@ class GoalRun:
         )
         config = self.llm.config
         self.concurrency = task_concurrency(
-            self.settings.concurrency, config.requests_per_minute, config.expected_latency
+            self.settings.concurrency,
+            config.requests_per_minute,
+            config.expected_latency,
+            config.burst_seconds,
         )
         self.slots = asyncio.Semaphore(self.concurrency)
         self.code_runner = await sandbox_code_runner(

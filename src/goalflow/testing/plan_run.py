@@ -65,8 +65,9 @@ async def run_bare(tasks: int, depth: int, concurrency: int | None) -> dict[str,
     resolved = await resolve_options()  # the environment's endpoint; no block is loaded
     settings = resolved.settings
     async with open_llm(resolved.endpoint, local_model=settings.local_model) as llm:
+        config = llm.config
         width = task_concurrency(
-            concurrency, llm.config.requests_per_minute, llm.config.expected_latency
+            concurrency, config.requests_per_minute, config.expected_latency, config.burst_seconds
         )
 
         def run(task: TaskSpec, inputs: dict[str, str]) -> Awaitable[dict[str, str]]:
