@@ -14,7 +14,7 @@ import pytest
 import goalflow.testing
 from goalflow.errors import ConfigError, GoalflowError
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from goalflow.testing.protocol import RateWindow
+from goalflow.testing.limiters import RateBucket, RateWindow, openai_duration
 
 
 def _client(server: OpenAITestServer, api_key: str = "x", retries: int = 0) -> openai.AsyncOpenAI:
@@ -217,6 +217,58 @@ def test_retry_after_is_when_the_window_frees_enough() -> None:
     refusal = tokens.refusal("m", cost=20, now=40.5)
     assert refusal is not None
     assert refusal.retry_after == 20  # ceil(19.5): 20 tokens leave at 60 s, then 25 fit
+
+
+def test_a_bucket_allows_a_seconds_burst_then_the_per_second_rate() -> None:
+    bucket = RateBucket(rpm=600, tpm=None)  # 10 a second, a burst of 10
+    for _ in range(10):
+        assert bucket.refusal("m", cost=1, now=0.0) is None
+        bucket.admit(1, now=0.0)
+    refusal = bucket.refusal("m", cost=1, now=0.0)
+    assert refusal is not None and refusal.limit == "requests"
+    assert refusal.retry_after == 1 and "Limit 600" in refusal.message
+    assert bucket.refusal("m", cost=1, now=0.1) is None  # one more has refilled
+    bucket.admit(1, now=0.1)
+    assert bucket.refusal("m", cost=1, now=0.15) is not None
+    headers = bucket.headers(now=0.15)
+    assert headers["x-ratelimit-limit-requests"] == "600"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-ratelimit-reset-requests"] == "950ms"  # 9.5 requests to refill
+
+    tokens = RateBucket(rpm=None, tpm=6000, burst_seconds=1)  # 100 a second
+    tokens.admit(150, now=0.0)  # more than the burst, less than the limit: in debt
+    refusal = tokens.refusal("m", cost=100, now=1.0)  # refilled to 50 of the 100 it needs
+    assert refusal is not None and refusal.limit == "tokens" and refusal.retry_after == 1
+    assert tokens.refusal("m", cost=100, now=1.5) is None
+
+
+def test_reset_times_are_written_as_openai_writes_them() -> None:
+    assert [openai_duration(s) for s in (0.02, 0.5, 1, 1.5, 59, 360, 90.25)] == [
+        "20ms",
+        "500ms",
+        "1s",
+        "1.5s",
+        "59s",
+        "6m0s",
+        "1m30.25s",
+    ]
+    window = RateWindow(rpm=2, tpm=100)
+    window.admit(10, now=0.0)
+    window.admit(10, now=30.0)
+    headers = window.headers(now=45.0)
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-ratelimit-reset-requests"] == "45s"  # when the last leaves
+    assert headers["x-ratelimit-remaining-tokens"] == "80"
+
+
+async def test_the_server_in_bucket_mode_refuses_a_burst_beyond_a_seconds_worth() -> None:
+    server = OpenAITestServer(rpm=120, limiter="bucket", default="ok")  # 2 a second
+    async with server, _client(server) as client:
+        answers = await asyncio.gather(
+            *(_ask(client, "hi") for _ in range(4)), return_exceptions=True
+        )
+    assert sum(isinstance(a, openai.RateLimitError) for a in answers) == 2
+    assert (server.stats.completed, server.stats.rate_limited) == (2, 2)
 
 
 async def test_scripted_429_is_retried_after_its_retry_after() -> None:

@@ -1,7 +1,8 @@
 """The OpenAI chat API as the test server speaks it, apart from serving HTTP.
 
 What a test scripts (rules and replies), what the server was asked (``ChatRequest``),
-and how OpenAI words its answers: token counts, error bodies and rate-limit metering.
+and how OpenAI words its answers: token counts and error bodies (its rate limiters are
+:mod:`goalflow.testing.limiters`).
 Kept apart from the serving in ``server.py`` and the scripted state in ``script.py`` so
 each piece can be reasoned about without a running server.
 """
@@ -9,7 +10,6 @@ each piece can be reasoned about without a running server.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -22,8 +22,6 @@ from goalflow.errors import ConfigError
 __all__ = [
     "ChatRequest",
     "Match",
-    "RateWindow",
-    "Refusal",
     "Reply",
     "ReplySource",
     "Rule",
@@ -32,8 +30,6 @@ __all__ = [
     "estimate_tokens",
     "scripted_error",
 ]
-
-_WINDOW_SECONDS = 60.0
 
 
 def estimate_tokens(text: str) -> int:
@@ -204,89 +200,6 @@ def as_reply(source: ReplySource, request: ChatRequest) -> Reply:
     if callable(source):
         source = source(request)
     return Reply(content=source) if isinstance(source, str) else source
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why the rate window turned a request away, and when to come back."""
-
-    message: str
-    limit: str  # "requests" or "tokens", OpenAI's error type for a 429
-    retry_after: int | None  # None when no wait can help: the request alone exceeds the limit
-
-
-class RateWindow:
-    """The admitted requests of the last 60 s with their token cost, as OpenAI meters them."""
-
-    def __init__(self, rpm: int | None, tpm: int | None) -> None:
-        self.rpm = rpm
-        self.tpm = tpm
-        self._admitted: deque[tuple[float, int]] = deque()
-
-    def _prune(self, now: float) -> None:
-        while self._admitted and self._admitted[0][0] <= now - _WINDOW_SECONDS:
-            self._admitted.popleft()
-
-    def refusal(self, model: str, cost: int, now: float) -> Refusal | None:
-        """Why a request costing ``cost`` tokens cannot be admitted now, or None if it can."""
-        self._prune(now)
-        if self.tpm is not None and cost > self.tpm:
-            return Refusal(
-                f"Request too large for {model} on tokens per min (TPM): Limit {self.tpm}, "
-                f"Requested {cost}. The input or output tokens must be reduced.",
-                "tokens",
-                None,
-            )
-        if self.rpm is not None and len(self._admitted) >= self.rpm:
-            freed_at = self._admitted[len(self._admitted) - self.rpm][0] + _WINDOW_SECONDS
-            return self._refuse(
-                model, "requests", "RPM", self.rpm, len(self._admitted), 1, freed_at - now
-            )
-        used = sum(tokens for _, tokens in self._admitted)
-        if self.tpm is None or used + cost <= self.tpm:
-            return None
-        # Cost fits the limit (checked above), so freeing the whole window always suffices.
-        freed_at, still_used = now, used
-        for admitted_at, tokens in self._admitted:
-            still_used -= tokens
-            if still_used + cost <= self.tpm:
-                freed_at = admitted_at + _WINDOW_SECONDS
-                break
-        return self._refuse(model, "tokens", "TPM", self.tpm, used, cost, freed_at - now)
-
-    @staticmethod
-    def _refuse(
-        model: str, limit: str, short: str, cap: int, used: int, requested: int, wait: float
-    ) -> Refusal:
-        seconds = max(1, math.ceil(wait))
-        return Refusal(
-            f"Rate limit reached for {model} on {limit} per min ({short}): Limit {cap}, "
-            f"Used {used}, Requested {requested}. Please try again in {seconds}s.",
-            limit,
-            seconds,
-        )
-
-    def admit(self, cost: int, now: float) -> None:
-        """Take a slot and ``cost`` tokens of the window; they free up 60 s later."""
-        self._admitted.append((now, cost))
-
-    def headers(self, now: float) -> dict[str, str]:
-        """OpenAI's ``x-ratelimit-*`` headers, for the limits that are set."""
-        self._prune(now)
-        headers: dict[str, str] = {}
-        if self.rpm is not None:
-            headers["x-ratelimit-limit-requests"] = str(self.rpm)
-            remaining = max(0, self.rpm - len(self._admitted))
-            headers["x-ratelimit-remaining-requests"] = str(remaining)
-        if self.tpm is not None:
-            used = sum(tokens for _, tokens in self._admitted)
-            headers["x-ratelimit-limit-tokens"] = str(self.tpm)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, self.tpm - used))
-        return headers
-
-    def clear(self) -> None:
-        """Free the whole window at once, as if a minute had passed."""
-        self._admitted.clear()
 
 
 def error_response(

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from starlette.responses import Response
 
 from goalflow.errors import ConfigError
+from goalflow.testing.limiters import LimiterKind, limiter
 from goalflow.testing.protocol import (
     ChatRequest,
     Match,
-    RateWindow,
     Reply,
     ReplySource,
     Rule,
@@ -61,6 +61,8 @@ class ChatScript:
         seed: int | None,
         rpm: int | None,
         tpm: int | None,
+        limiter_kind: LimiterKind,
+        burst_seconds: float,
         default: ReplySource | None,
     ) -> None:
         """The arguments are ``OpenAITestServer``'s, which holds their defaults."""
@@ -76,7 +78,7 @@ class ChatScript:
         self._requests: list[ChatRequest] = []
         self._stats = ServerStats()
         self._in_flight = 0
-        self._window = RateWindow(rpm, tpm)
+        self._window = limiter(limiter_kind, rpm, tpm, burst_seconds)
         self._lock = threading.RLock()
 
     # -- what the test does (the test's thread) ---------------------------------------

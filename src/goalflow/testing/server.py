@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from goalflow.errors import ConfigError, GoalflowError
+from goalflow.testing.limiters import LimiterKind
 from goalflow.testing.protocol import (
     ChatRequest,
     Match,
@@ -71,13 +72,22 @@ class OpenAITestServer:
         seed: int | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        limiter: LimiterKind = "window",
+        burst_seconds: float = 1.0,
         api_key: str | None = None,
         models: Sequence[str] = ("test-model",),
         reject_json_schema: bool = False,
         default: ReplySource | None = None,
     ) -> None:
         self._script = ChatScript(
-            latency=latency, jitter=jitter, seed=seed, rpm=rpm, tpm=tpm, default=default
+            latency=latency,
+            jitter=jitter,
+            seed=seed,
+            rpm=rpm,
+            tpm=tpm,
+            limiter_kind=limiter,
+            burst_seconds=burst_seconds,
+            default=default,
         )
         if isinstance(models, str) or not models:
             raise ConfigError(f"models must be a non-empty sequence of names, got {models!r}.")
