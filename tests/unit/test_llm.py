@@ -105,6 +105,19 @@ async def test_a_call_may_sample_at_its_own_temperature(llm: LLM) -> None:
 
 
 @respx.mock
+async def test_a_limit_announced_in_an_answers_headers_paces_the_calls_after_it(llm: LLM) -> None:
+    headers = {"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "119"}
+    respx.post(f"{BASE}/chat/completions").mock(
+        return_value=httpx.Response(200, json=GOOD, headers=headers)
+    )
+    assert llm.pacer.requests_per_minute is None
+
+    await llm.structured(Answer, ASK, purpose="capital")
+
+    assert llm.pacer.requests_per_minute == 120
+
+
+@respx.mock
 async def test_price_override_from_the_provider() -> None:
     respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=GOOD))
     config = LLMConfig(

@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "WINDOW_SECONDS",
     "Admission",
+    "AnnouncedLimits",
     "Gate",
     "Pacer",
     "estimate_request_tokens",
@@ -159,6 +160,19 @@ class Admission:
         self.tokens = max(self.tokens, actual_tokens)
 
 
+@dataclass(frozen=True)
+class AnnouncedLimits:
+    """What an endpoint says of its limits in one answer (OpenAI's ``x-ratelimit-*``
+    headers); None: not said. ``*_reset``: seconds until that limit is whole again."""
+
+    requests: int | None = None
+    remaining_requests: int | None = None
+    requests_reset: float | None = None
+    tokens: int | None = None
+    remaining_tokens: int | None = None
+    tokens_reset: float | None = None
+
+
 _SENDING: ContextVar[Admission | None] = ContextVar("goalflow_pacer_sending", default=None)
 
 
@@ -257,6 +271,37 @@ class Pacer:
         self.penalties += 1
         self._last_penalty = now
         self._paused_until = max(self._paused_until, now + wait)
+
+    def observe(self, announced: AnnouncedLimits) -> list[str]:
+        """Learn from what the endpoint announces; say what changed.
+
+        With no limit configured, the announced one is adopted; a configured limit above
+        the announced one is lowered to it (one below is kept: the key may be shared).
+        When the endpoint says nothing remains of a limit, nothing is admitted until
+        that limit resets (at most a minute).
+        """
+        notes = []
+        for kind, said in (("requests", announced.requests), ("tokens", announced.tokens)):
+            field = f"{kind}_per_minute"
+            configured: int | None = getattr(self, field)
+            if said is None or said < 1 or (configured is not None and said >= configured):
+                continue
+            setattr(self, field, said)
+            notes.append(
+                f"adopted the endpoint's limit of {said} {kind} per minute"
+                if configured is None
+                else f"lowered the limit of {configured} {kind} per minute to the {said} "
+                "the endpoint announces"
+            )
+        now = asyncio.get_running_loop().time()
+        for remaining, reset in (
+            (announced.remaining_requests, announced.requests_reset),
+            (announced.remaining_tokens, announced.tokens_reset),
+        ):
+            if remaining == 0 and reset is not None and reset > 0:
+                # the time until the limit is whole; some of it frees sooner
+                self._paused_until = max(self._paused_until, now + min(reset, _MAX_PENALTY_SECONDS))
+        return notes
 
     async def _admit(self, tokens: int) -> Admission:
         loop = asyncio.get_running_loop()

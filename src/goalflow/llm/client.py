@@ -43,6 +43,8 @@ from goalflow.errors import (
 )
 from goalflow.llm import prompts
 from goalflow.llm.config import LLMConfig, StructuredMode
+from goalflow.llm.limits import announced_limits
+from goalflow.llm.limits import retry_after as retry_after_of
 
 __all__ = ["LLM"]
 
@@ -75,6 +77,7 @@ class LLM:
         # the pacer when each request is written (see pacing.mark_sent).
         client: Any = http_client or openai.DefaultAsyncHttpxClient()
         client.event_hooks["request"].append(_mark_sent)
+        client.event_hooks["response"].append(self._observe_limits)
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=config.base_url,
@@ -85,6 +88,13 @@ class LLM:
 
     async def close(self) -> None:
         await self._client.close()
+
+    async def _observe_limits(self, response: httpx.Response) -> None:
+        """Every answer's announced rate limits go to the pacer (a response hook)."""
+        announced = announced_limits(response.headers)
+        if announced is not None:
+            for note in self.pacer.observe(announced):
+                logger.info("%s: %s", self.config.endpoint, note)
 
     @property
     def structured_mode(self) -> StructuredMode:
@@ -265,7 +275,7 @@ class LLM:
 
     def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
         if isinstance(error, openai.APIStatusError):
-            retry_after = _retry_after(error.response.headers)
+            retry_after = retry_after_of(error.response.headers)
             if retry_after is not None:
                 return retry_after
         return float(min(self.config.backoff * 2 ** (attempt - 1), 30.0))
@@ -390,18 +400,6 @@ def _worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> 
     """
     sent = json.dumps(messages, ensure_ascii=False) + 2 * json.dumps(json_schema)
     return len(sent.encode()) + 8 * len(messages) + 16
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            continue
-    return None
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
