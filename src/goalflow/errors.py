@@ -11,6 +11,7 @@ failed, why, and what to change. No message ever contains an API key.
     │   ├── LLMUnreachableError      no answer from the endpoint (connection, timeouts)
     │   ├── LLMAuthError             the endpoint refused the API key (401/403)
     │   ├── LLMModelNotFoundError    the endpoint does not serve the model (404)
+    │   ├── LLMRateLimitError        429s went on past the patience for one call
     │   ├── LLMRequestError          any other refusal (4xx/5xx after retries)
     │   └── StructuredOutputError    answers never matched the schema, after re-asking
     ├── PlanningError                a plan stayed invalid after re-asks (the step then runs whole)
@@ -41,6 +42,7 @@ __all__ = [
     "LLMAuthError",
     "LLMError",
     "LLMModelNotFoundError",
+    "LLMRateLimitError",
     "LLMRequestError",
     "LLMUnreachableError",
     "LocalModelError",
@@ -86,6 +88,15 @@ class LLMAuthError(LLMError):
 
 class LLMModelNotFoundError(LLMError):
     """The endpoint does not serve the requested model."""
+
+
+class LLMRateLimitError(LLMError):
+    """The endpoint kept answering 429 for longer than the patience for one call;
+    ``waited`` is how long, in seconds."""
+
+    def __init__(self, message: str, *, waited: float) -> None:
+        super().__init__(message)
+        self.waited = waited
 
 
 class LLMRequestError(LLMError):

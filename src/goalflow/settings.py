@@ -160,7 +160,14 @@ class Settings(BaseSettings, GoalOptions):
         "(json_schema, falling back when the server rejects it).",
     )
     max_retries: int = Field(
-        default=4, ge=0, description="Retries of a model call on rate limits, 5xx and timeouts."
+        default=4, ge=0, description="Retries of a model call on 5xx and timeouts."
+    )
+    rate_limit_patience: float = Field(
+        default=600.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds one model call may keep waiting on 429s before its task fails "
+        "(waiting for the rate limit uses up no retry).",
     )
     requests_per_minute: int | None = Field(
         default=None,

@@ -53,19 +53,62 @@ async def test_a_hundred_tasks_at_60_per_minute_finish_with_no_429(
     assert time.monotonic() - started >= 60  # the limit was met by waiting, not by luck
 
 
-async def test_a_server_that_always_answers_429_fails_the_goal_after_bounded_waits(
+def _per_second_server(monkeypatch: pytest.MonkeyPatch, latency: float) -> OpenAITestServer:
+    """A provider enforcing 600 requests a minute as 10 a second (a token bucket)."""
+    server = OpenAITestServer(
+        api_key=TEST_KEY, default=echo_answer, latency=latency, rpm=600, limiter="bucket"
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOALFLOW_MODEL", "test-model")
+    monkeypatch.setenv("GOALFLOW_MAX_TASKS", "1000")
+    monkeypatch.setenv("GOALFLOW_TASK_CACHE", "false")
+    return server
+
+
+async def test_a_wide_plan_at_a_per_second_limit_it_was_told_loses_no_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", "600")
+    with _per_second_server(monkeypatch, latency=2.0) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        started = time.monotonic()
+
+        result = await achieve_goal(plan=layered_plan(120))
+
+    assert result.status == "completed"
+    assert server.stats.completed == 120
+    assert server.stats.rate_limited <= 2  # a request or two the event loop sent late
+    assert time.monotonic() - started >= 11  # 10 at once, then 10 a second
+
+
+async def test_a_limit_announced_only_in_the_answers_is_learned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _per_second_server(monkeypatch, latency=0.5) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+
+        result = await achieve_goal(plan=layered_plan(120), concurrency=16)
+
+    assert result.status == "completed"  # no task lost to the 429s of the first burst
+    assert server.stats.completed == 120
+    assert server.stats.rate_limited <= 6  # 5 % of the requests: then it kept to the limit
+
+
+async def test_a_server_that_always_answers_429_fails_the_goal_at_the_patience(
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GOALFLOW_MAX_RETRIES", "2")
+    monkeypatch.setenv("GOALFLOW_MAX_RETRIES", "0")  # waiting for the limit spends none
+    monkeypatch.setenv("GOALFLOW_RATE_LIMIT_PATIENCE", "3")
     llm_server.script(lambda r: True, Reply(status=429, error_message="slow down", retry_after=1))
     started = time.monotonic()
 
     with pytest.raises(GoalFailedError, match="kept rate-limiting") as failure:
         await achieve_goal(plan=layered_plan(3))
 
-    assert time.monotonic() - started >= 2.0  # two Retry-After pauses were waited out
-    assert llm_server.stats.rate_limited == 3 * 3  # each task: one try and two retries
+    assert 2.0 <= time.monotonic() - started < 30  # Retry-After pauses, up to the patience
+    assert llm_server.stats.rate_limited >= 3 * 3  # each task tried again, retries or not
     assert all(t.status == "failed" for t in failure.value.result.tasks)
+    assert "GOALFLOW_RATE_LIMIT_PATIENCE" in (failure.value.result.tasks[0].error or "")
 
 
 async def test_many_composite_tasks_start_as_subflows_on_sqlite_without_503(

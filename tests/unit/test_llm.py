@@ -17,6 +17,7 @@ from goalflow.core.budget import Price
 from goalflow.errors import (
     LLMAuthError,
     LLMModelNotFoundError,
+    LLMRateLimitError,
     LLMRequestError,
     LLMUnreachableError,
     StructuredOutputError,
@@ -186,6 +187,42 @@ async def test_rate_limit_is_retried_after_retry_after(llm: LLM) -> None:
     assert time.monotonic() - started >= 1.0
     assert route.call_count == 2
     assert llm.ledger.summary().calls == 1  # only answered calls are billed
+
+
+@respx.mock
+async def test_waiting_for_the_rate_limit_uses_up_no_retry_until_the_patience_ends() -> None:
+    limited = error(429, "Rate limit reached for requests", {"retry-after-ms": "300"})
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[limited, limited, limited, httpx.Response(200, json=GOOD)]
+    )
+    config = LLMConfig(model="gpt-4o-mini", base_url=BASE, api_key=SecretStr(KEY), max_retries=0)
+    patient = LLM(config, http_client=httpx.AsyncClient())
+
+    await patient.structured(Answer, ASK, purpose="capital")  # three 429s, no retry spent
+
+    assert route.call_count == 4 and patient.pacer.penalties == 3
+    impatient = LLM(
+        config.model_copy(update={"rate_limit_patience": 1.0}), http_client=httpx.AsyncClient()
+    )
+    route.side_effect = None
+    route.return_value = limited
+    started = time.monotonic()
+    with pytest.raises(LLMRateLimitError) as caught:
+        await impatient.structured(Answer, ASK, purpose="capital")
+    assert time.monotonic() - started < 2.0  # it gave up at its patience
+    assert "GOALFLOW_RATE_LIMIT_PATIENCE" in str(caught.value) and caught.value.waited <= 1.0
+    await patient.close()
+    await impatient.close()
+
+
+@respx.mock
+async def test_a_request_too_large_for_the_limit_fails_at_once(llm: LLM) -> None:
+    respx.post(f"{BASE}/chat/completions").mock(
+        return_value=error(429, "Request too large for gpt-4o-mini on tokens per min (TPM)")
+    )
+
+    with pytest.raises(LLMRequestError, match="refuses a request this large"):
+        await llm.structured(Answer, ASK, purpose="capital")
 
 
 @respx.mock

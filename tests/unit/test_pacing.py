@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 
@@ -101,7 +102,7 @@ def test_a_call_counts_from_when_its_request_was_sent_not_admitted() -> None:
             await asyncio.sleep(admitted_at)
             async with pacer.slot(10):
                 await asyncio.sleep(busy_for)  # the SDK and the loop were busy
-                mark_sent()
+                await mark_sent()
                 await asyncio.sleep(0.2)
 
         await asyncio.gather(sender(0.0, 5.0), sender(1.0, 0.0))
@@ -237,6 +238,35 @@ def test_a_call_larger_than_the_token_limit_fails_instead_of_waiting_forever() -
 
     with pytest.raises(ConfigError, match="raise tokens_per_minute"):
         run_virtual(main())
+
+
+def test_a_429_halves_the_rate_then_it_recovers_and_a_long_retry_after_is_capped() -> None:
+    pacer = Pacer(requests_per_minute=600)  # 10 a second
+
+    async def main() -> tuple[float, list[float]]:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(1.0)  # the burst bucket is full again
+        wait = pacer.penalize(retry_after=3600)
+        times = []
+        for _ in range(40):
+            async with pacer.slot(1):
+                times.append(loop.time())
+        late = []
+        await asyncio.sleep(60.0)
+        for _ in range(20):
+            async with pacer.slot(1):
+                late.append(loop.time())
+        return wait, [*times, *late]
+
+    wait, times = run_virtual(main())
+
+    assert wait == 60.0  # not an hour: held a minute, then tried again
+    assert times[0] == 61.0
+    gaps = [b - a for a, b in itertools.pairwise(times[10:40])]
+    assert 0.1 < gaps[0] <= 0.2 + 1e-9  # half the rate just after the cut...
+    assert gaps[-1] < gaps[0]  # ...rising again
+    late_gaps = [b - a for a, b in itertools.pairwise(times[50:])]
+    assert late_gaps == pytest.approx([0.1] * len(late_gaps))  # back to the full rate
 
 
 def test_task_concurrency_keeps_the_binding_limit_busy_unless_set() -> None:

@@ -20,10 +20,11 @@ room. Calls are admitted in arrival order, so a large call is not starved by sma
 A call's place in the window is the moment its request is written to the provider
 (:func:`mark_sent`, an HTTP client hook), not the moment it was admitted: on a busy
 event loop the two can be seconds apart, and the provider counts from when it receives
-the request. The window is ``window`` seconds (60 plus a margin for the trip from here
-to the provider). Time is the running event
-loop's clock, so a virtual-time loop (:mod:`goalflow.testing.virtual_time`) makes the
-pacer exact and instant in tests and in the benchmark's lower-bound simulation.
+the request; for the same reason the burst limit is kept again as requests are
+written. The window is ``window`` seconds (60 plus a margin for the trip from here to
+the provider). Time is the running event loop's clock, so a virtual-time loop
+(:mod:`goalflow.testing.virtual_time`) makes the pacer exact and instant in tests and in
+the benchmark's lower-bound simulation.
 
 A 429 that arrives anyway (another process shares the key, a provider meters
 differently) goes to :meth:`Pacer.penalize`: every call waits out its Retry-After
@@ -48,6 +49,7 @@ from goalflow.errors import ConfigError
 __all__ = [
     "DEFAULT_BURST_SECONDS",
     "DEFAULT_CONCURRENCY",
+    "MAX_PENALTY_SECONDS",
     "WINDOW_SECONDS",
     "Admission",
     "AnnouncedLimits",
@@ -63,7 +65,9 @@ DEFAULT_CONCURRENCY = 4  # no rate limit configured: the historical default
 DEFAULT_BURST_SECONDS = 1.0  # a provider's per-minute limit, enforced per second
 _MAX_LATENCY_SECONDS = 3600.0
 _FIRST_PENALTY_SECONDS = 1.0
-_MAX_PENALTY_SECONDS = 60.0
+MAX_PENALTY_SECONDS = 60.0  # the longest a 429's Retry-After holds every call
+_LOWEST_RATE = 0.1  # 429s never cut the admitted rate below a tenth of the limit
+_RECOVERY_SECONDS = 30.0  # after a cut, the rate comes back to the limit over this
 _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
 
 Gate = Callable[[], Awaitable[None]]
@@ -173,16 +177,24 @@ class AnnouncedLimits:
     tokens_reset: float | None = None
 
 
-_SENDING: ContextVar[Admission | None] = ContextVar("goalflow_pacer_sending", default=None)
+_SENDING: ContextVar[tuple[Pacer, Admission] | None] = ContextVar(
+    "goalflow_pacer_sending", default=None
+)
 
 
-def mark_sent() -> None:
-    """The current call's request is being written now: it counts in the window from now.
+async def mark_sent() -> None:
+    """The current call's request is about to be written: it leaves within the burst
+    limit as it stands at this moment, and counts in the window from now.
 
-    Called by the HTTP client's request hook, in the task that holds the slot. Moving an
-    entry later only keeps it in the window longer, so admission stays safe."""
-    admission = _SENDING.get()
-    if admission is not None:
+    Awaited by the HTTP client's request hook, in the task that holds the slot. On a
+    busy event loop requests admitted a tenth of a second apart can be written in the
+    same instant, which a provider's per-second limit refuses; here they are spaced
+    again (most wait nothing). Moving an entry later only keeps it in the window
+    longer, so admission stays safe."""
+    sending = _SENDING.get()
+    if sending is not None:
+        pacer, admission = sending
+        await pacer.space_send()
         admission.at = max(admission.at, asyncio.get_running_loop().time())
 
 
@@ -219,6 +231,8 @@ class Pacer:
         # The token buckets of the burst limit, as the time each would be full again.
         self._requests_due = -math.inf
         self._tokens_due = -math.inf
+        self._sent_due = -math.inf  # the request bucket again, as requests are written
+        self._sends = asyncio.Lock()
         self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._gate = gate
         self._admitted: deque[Admission] = deque()
@@ -226,6 +240,8 @@ class Pacer:
         self._paused_until = -math.inf
         self._next_penalty = _FIRST_PENALTY_SECONDS
         self._last_penalty = -math.inf
+        self._cut_to = 1.0  # the rate fraction the last 429 cut to
+        self._last_cut = -math.inf
 
     @property
     def limited(self) -> bool:
@@ -246,7 +262,7 @@ class Pacer:
             admission = await self._admit(estimated_tokens)
             if self._gate is not None:
                 await self._gate()
-            sending = _SENDING.set(admission)
+            sending = _SENDING.set((self, admission))
             try:
                 yield admission
             finally:
@@ -255,22 +271,41 @@ class Pacer:
             if self._in_flight is not None:
                 self._in_flight.release()
 
-    def penalize(self, retry_after: float | None) -> None:
-        """A 429 arrived anyway: admit nothing until its Retry-After ends.
+    def penalize(self, retry_after: float | None) -> float:
+        """A 429 arrived anyway: admit nothing until its Retry-After ends (at most 60 s),
+        and slow down; return the wait.
 
         Without Retry-After the wait is 1 s, doubling (to 60 s) while 429s keep coming.
+        The rate admitted is halved (at most once a second, to a tenth at least: the
+        429s of one burst arrive together), then recovers evenly over 30 s.
         """
         now = asyncio.get_running_loop().time()
         if now - self._last_penalty > 60.0:  # a fresh episode, not a run of 429s
             self._next_penalty = _FIRST_PENALTY_SECONDS
         if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
             wait = self._next_penalty
-            self._next_penalty = min(2 * self._next_penalty, _MAX_PENALTY_SECONDS)
+            self._next_penalty = min(2 * self._next_penalty, MAX_PENALTY_SECONDS)
         else:
-            wait = retry_after
+            wait = min(retry_after, MAX_PENALTY_SECONDS)
+        if now - self._last_cut >= 1.0:
+            self._cut_to = max(_LOWEST_RATE, self._rate_fraction(now) / 2)
+            self._last_cut = now
         self.penalties += 1
         self._last_penalty = now
         self._paused_until = max(self._paused_until, now + wait)
+        return wait
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds until admissions resume after a 429 or an exhausted limit (0: none)."""
+        return max(0.0, self._paused_until - asyncio.get_running_loop().time())
+
+    def _rate_fraction(self, now: float) -> float:
+        """The share of the per-minute rates admitted now: cut by 429s, recovering."""
+        since = now - max(self._paused_until, self._last_cut)
+        if since <= 0:
+            return self._cut_to
+        return min(1.0, self._cut_to + since / _RECOVERY_SECONDS)
 
     def observe(self, announced: AnnouncedLimits) -> list[str]:
         """Learn from what the endpoint announces; say what changed.
@@ -294,14 +329,42 @@ class Pacer:
                 "the endpoint announces"
             )
         now = asyncio.get_running_loop().time()
+        self._sync_buckets(announced, now)
         for remaining, reset in (
             (announced.remaining_requests, announced.requests_reset),
             (announced.remaining_tokens, announced.tokens_reset),
         ):
             if remaining == 0 and reset is not None and reset > 0:
                 # the time until the limit is whole; some of it frees sooner
-                self._paused_until = max(self._paused_until, now + min(reset, _MAX_PENALTY_SECONDS))
+                self._paused_until = max(self._paused_until, now + min(reset, MAX_PENALTY_SECONDS))
         return notes
+
+    async def space_send(self) -> None:
+        """Wait until the request bucket allows one more request to be written now."""
+        rpm = self.requests_per_minute
+        if rpm is None:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._sends:
+            burst = _burst_requests(rpm, self.burst_seconds)
+            ready = self._sent_due - (burst - 1.0) * 60.0 / rpm
+            if ready > loop.time() + _CLOCK_SLACK:
+                await asyncio.sleep(ready - loop.time())
+            now = loop.time()
+            self._sent_due = max(self._sent_due, now) + 60.0 / (rpm * self._rate_fraction(now))
+
+    def _sync_buckets(self, announced: AnnouncedLimits, now: float) -> None:
+        """Hold the burst buckets no fuller than the endpoint says its own are (a limit
+        learned mid-burst starts from what is left, not from a full bucket)."""
+        rpm, tpm = self.requests_per_minute, self.tokens_per_minute
+        if rpm is not None and announced.remaining_requests is not None:
+            burst = _burst_requests(rpm, self.burst_seconds)
+            missing = max(0.0, burst - announced.remaining_requests)
+            self._requests_due = max(self._requests_due, now + missing * 60.0 / rpm)
+        if tpm is not None and announced.remaining_tokens is not None:
+            burst = tpm * self.burst_seconds / 60.0
+            missing = max(0.0, burst - announced.remaining_tokens)
+            self._tokens_due = max(self._tokens_due, now + missing * 60.0 / tpm)
 
     async def _admit(self, tokens: int) -> Admission:
         loop = asyncio.get_running_loop()
@@ -355,8 +418,12 @@ class Pacer:
         return ready
 
     def _drain_buckets(self, tokens: int, now: float) -> None:
-        """Take one request and ``tokens`` tokens out of the burst limit's buckets."""
+        """Take one request and ``tokens`` tokens out of the burst limit's buckets, at
+        the rate 429s have left (each takes longer to refill while the rate is cut)."""
+        fraction = self._rate_fraction(now)
         if self.requests_per_minute is not None:
-            self._requests_due = max(self._requests_due, now) + 60.0 / self.requests_per_minute
+            refill = 60.0 / (self.requests_per_minute * fraction)
+            self._requests_due = max(self._requests_due, now) + refill
         if self.tokens_per_minute is not None:
-            self._tokens_due = max(self._tokens_due, now) + tokens * 60.0 / self.tokens_per_minute
+            refill = tokens * 60.0 / (self.tokens_per_minute * fraction)
+            self._tokens_due = max(self._tokens_due, now) + refill

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from goalflow.core.budget import spending_for
+from goalflow.core.pacing import MAX_PENALTY_SECONDS as _MAX_WAIT
 from goalflow.core.pacing import Admission, Pacer
 from goalflow.errors import BudgetExceededError, ConfigError, GoalflowError, TaskError
 from goalflow.llm.client import LLM
@@ -287,8 +288,10 @@ class _BrokerPacer(Pacer):
         finally:
             await self._connection.call("finish", id=reply["id"], tokens=admission.tokens)
 
-    def penalize(self, retry_after: float | None) -> None:
+    def penalize(self, retry_after: float | None) -> float:
+        """The flow's pacer holds every worker's calls; this one waits the Retry-After."""
         self._connection.later("penalize", retry_after=retry_after)
+        return min(retry_after, _MAX_WAIT) if retry_after is not None else 1.0
 
 
 @functools.cache

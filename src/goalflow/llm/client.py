@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import re
 import time
 from typing import Any, TypeVar, cast
@@ -37,6 +38,7 @@ from goalflow.core.rules import describe_validation_error
 from goalflow.errors import (
     LLMAuthError,
     LLMModelNotFoundError,
+    LLMRateLimitError,
     LLMRequestError,
     LLMUnreachableError,
     StructuredOutputError,
@@ -229,6 +231,7 @@ class LLM:
         temperature: float,
     ) -> tuple[str, str]:
         attempt = 0
+        limited_since: float | None = None  # the first 429 of this call
         while True:
             error: openai.APIError
             sent = self._with_schema_hint(messages, json_schema)
@@ -263,15 +266,41 @@ class LLM:
                 return await self._settle(
                     response, purpose, reservation, time.monotonic() - started
                 )
+            if isinstance(error, openai.RateLimitError) and not _too_large(error):
+                limited_since = limited_since or time.monotonic()
+                await self._wait_for_rate_limit(error, limited_since, purpose)
+                continue
             if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
                 # Not chained: the SDK's exception text can quote part of the API key.
                 raise await self._translate(error) from None
             attempt += 1
-            delay = self._retry_delay(error, attempt)
-            if isinstance(error, openai.RateLimitError):
-                self.pacer.penalize(delay)  # every call waits it out, this one in the queue
-            else:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(self._retry_delay(error, attempt))
+
+    async def _wait_for_rate_limit(
+        self, error: openai.RateLimitError, since: float, purpose: str
+    ) -> None:
+        """A 429 is a signal, not a failure: every call waits out its Retry-After in the
+        pacer, which also slows down, and this call tries again. It gives up only once
+        it has waited ``rate_limit_patience`` seconds (the time and money budgets stop
+        the goal sooner when they run out)."""
+        patience = self.config.rate_limit_patience
+        waited = time.monotonic() - since
+        wait = self.pacer.penalize(retry_after_of(error.response.headers))
+        if waited + wait > patience:
+            raise LLMRateLimitError(
+                f"the model endpoint {self.config.endpoint} kept rate-limiting the requests "
+                f"(HTTP 429) for {waited:.0f} s, and asks to wait {wait:.0f} s more, past the "
+                f"patience of {patience:.0f} s (GOALFLOW_RATE_LIMIT_PATIENCE): "
+                f"{self._redact(error.message)}. Lower the concurrency or raise the "
+                "provider's limits",
+                waited=waited,
+            )
+        logger.warning(
+            "%s: waiting %.0f s for the rate limit (%s)", self.config.endpoint, wait, purpose
+        )
+        # The pacer holds every call until the wait ends; this one also waits a random
+        # share of a second, so that the retries do not all leave at the same moment.
+        await asyncio.sleep(random.uniform(0.0, min(1.0, wait / 4)))
 
     def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
         if isinstance(error, openai.APIStatusError):
@@ -343,11 +372,10 @@ class LLM:
                 "Choose another with --model or GOALFLOW_MODEL"
             )
         detail = self._redact(error.message)
-        if status == 429:
+        if status == 429:  # only a request too large for the limit ends up here
             return LLMRequestError(
-                f"the model endpoint {where} kept rate-limiting the requests (HTTP 429, "
-                f"{self.config.max_retries} retries): {detail}. Lower the concurrency or "
-                "raise the provider's limits"
+                f"the model endpoint {where} refuses a request this large (HTTP 429): "
+                f"{detail}. Lower max_tokens or shorten the inputs, or raise the limit"
             )
         return LLMRequestError(
             f"the model endpoint {where} refused the request (HTTP {status}): {detail}"
@@ -367,7 +395,7 @@ class LLM:
 
 
 async def _mark_sent(request: object) -> None:
-    mark_sent()
+    await mark_sent()
 
 
 def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
@@ -380,6 +408,11 @@ def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
         burst_seconds=burst,
         gate=gate,
     )
+
+
+def _too_large(error: openai.RateLimitError) -> bool:
+    """A 429 that no wait can cure: the request alone exceeds the limit."""
+    return "request too large" in error.message.lower()
 
 
 def _refuses_json_schema(error: openai.APIStatusError) -> bool:

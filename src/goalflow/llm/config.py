@@ -37,11 +37,16 @@ class LLMConfig(BaseModel):
     max_tokens: int = Field(default=1024, ge=1, description="Longest answer, in tokens.")
     temperature: float = Field(default=0.2, ge=0, le=2, description="Sampling temperature.")
     timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for an answer.")
-    max_retries: int = Field(
-        default=4, ge=0, description="Retries on rate limits, server errors and timeouts."
-    )
+    max_retries: int = Field(default=4, ge=0, description="Retries on server errors and timeouts.")
     backoff: float = Field(
         default=1.0, gt=0, description="Seconds before the first retry; doubles each time."
+    )
+    rate_limit_patience: float = Field(
+        default=600.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds one call may keep waiting on 429s before its task fails; "
+        "waiting for the rate limit uses up no retry.",
     )
     requests_per_minute: int | None = Field(
         default=None,
