@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from goalflow.errors import ConfigError, GoalFailedError
+from goalflow.errors import ConfigError, GoalFailedError, GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.orchestration.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
 from goalflow.testing import OpenAITestServer, Reply
@@ -92,6 +92,20 @@ async def test_a_limit_announced_only_in_the_answers_is_learned(
     assert result.status == "completed"  # no task lost to the 429s of the first burst
     assert server.stats.completed == 120
     assert server.stats.rate_limited <= 6  # 5 % of the requests: then it kept to the limit
+
+
+async def test_an_hour_long_retry_after_ends_at_the_time_budget_naming_the_rate_limit(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(lambda r: True, Reply(status=429, error_message="quota", retry_after=3600))
+    started = time.monotonic()
+
+    with pytest.raises(GoalStoppedError) as stopped:
+        await achieve_goal(plan=layered_plan(2), max_seconds=8)
+
+    assert time.monotonic() - started < 30  # not an hour, nor the patience
+    assert "time budget of 8 s ran out" in str(stopped.value)
+    assert "waiting" in str(stopped.value) and "rate limit" in str(stopped.value)
 
 
 async def test_a_server_that_always_answers_429_fails_the_goal_at_the_patience(

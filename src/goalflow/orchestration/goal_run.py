@@ -139,6 +139,13 @@ class GoalRun:
         )
         return result
 
+    def _rate_limit_wait(self) -> str:
+        """What the model calls are waiting for, when it is the endpoint's rate limit."""
+        paused = self.llm.pacer.paused_for
+        if paused <= 0:
+            return ""
+        return f"every model call was waiting {paused:.0f} s more for the endpoint's rate limit"
+
     async def _open(self, stack: AsyncExitStack) -> None:
         """The model, the sandbox, the reflector and the task runner, in that order: an
         unreachable cluster fails before planning spends anything."""
@@ -157,6 +164,7 @@ class GoalRun:
                 gate=gate,
             )
         )
+        self.guard.waiting = self._rate_limit_wait
         config = self.llm.config
         self.concurrency = task_concurrency(
             self.settings.concurrency,

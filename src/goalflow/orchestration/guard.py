@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
@@ -51,6 +51,8 @@ class RunGuard:
         self.max_seconds = max_seconds
         self.poll_seconds = poll_seconds
         self.reason: str | None = None
+        # What the run is waiting on, said with a stop for time (set once the model is open).
+        self.waiting: Callable[[], str] = lambda: ""
         self._work: asyncio.Future[Any] | None = None
         self._held = 0.0
         self._held_since: float | None = None
@@ -112,7 +114,10 @@ class RunGuard:
             if left <= 0 and self._held_since is None:
                 break
             await asyncio.sleep(left if left > 0 else self.poll_seconds)
-        self.stop(f"the time budget of {seconds:g} s ran out")
+        waiting = self.waiting()
+        self.stop(
+            f"the time budget of {seconds:g} s ran out" + (f" ({waiting})" if waiting else "")
+        )
 
     async def _watch_state(self) -> None:
         if self.flow_run_id is None:
