@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from uuid import UUID
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
 
 from goalflow.errors import ConfigError, GoalFailedError, GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
@@ -106,6 +110,15 @@ async def test_an_hour_long_retry_after_ends_at_the_time_budget_naming_the_rate_
     assert time.monotonic() - started < 30  # not an hour, nor the patience
     assert "time budget of 8 s ran out" in str(stopped.value)
     assert "waiting" in str(stopped.value) and "rate limit" in str(stopped.value)
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        run_id = UUID(stopped.value.result.flow_run_id)
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200
+        )
+    waits = [log.message for log in logs if "for the rate limit" in log.message]
+    assert waits and waits[0].startswith("waiting 60 s for the rate limit")  # shown, once
+    assert len(waits) <= 2
 
 
 async def test_a_server_that_always_answers_429_fails_the_goal_at_the_patience(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from goalflow.core.budget import Ledger
 from goalflow.core.plan import Plan
@@ -29,6 +30,7 @@ class ProgressView(Observer):
         self.ledger: Ledger | None = None
         self.max_seconds: float | None = None
         self.total = 0
+        self.last_step = ""  # planning steps, settlements, waits for the rate limit
         self.live: Live | None = None
         if console.is_terminal:
             self.live = Live(console=console, refresh_per_second=4, get_renderable=self._render)
@@ -46,6 +48,7 @@ class ProgressView(Observer):
         self.ledger, self.max_seconds = ledger, max_seconds
 
     def step(self, message: str) -> None:
+        self.last_step = message
         self._say(message)
 
     def awaiting_approval(
@@ -109,6 +112,8 @@ class ProgressView(Observer):
         if self.max_seconds is not None:
             clock += f"  time left: {max(0.0, self.max_seconds - elapsed):.0f} s"
         table.add_row(f"{summary}  {spend}  {clock}")
+        if self.last_step:
+            table.add_row(Text(f"  {self.last_step}"))  # plain text, never rich markup
         for path, outcome in self.states.items():
             if outcome.status == "running":
                 table.add_row(f"  ▶ {path}: {outcome.title}")

@@ -22,9 +22,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -74,6 +76,9 @@ class LLM:
         self.ledger.require_price(config.model)
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config, gate)
+        # Told when calls start waiting for the rate limit (the run's log and live view).
+        self.on_rate_limit: Callable[[str], None] = lambda message: logger.warning("%s", message)
+        self._told_until = -math.inf
         key = config.api_key.get_secret_value() if config.api_key else "not-needed"
         # The SDK's own HTTP client (httpx2) unless one is given. Its request hook tells
         # the pacer when each request is written (see pacing.mark_sent).
@@ -295,9 +300,10 @@ class LLM:
                 "provider's limits",
                 waited=waited,
             )
-        logger.warning(
-            "%s: waiting %.0f s for the rate limit (%s)", self.config.endpoint, wait, purpose
-        )
+        until = time.monotonic() + wait
+        if until > self._told_until + 1.0:  # once per pause, not once per refused call
+            self._told_until = until
+            self.on_rate_limit(f"waiting {wait:.0f} s for the rate limit ({purpose})")
         # The pacer holds every call until the wait ends; this one also waits a random
         # share of a second, so that the retries do not all leave at the same moment.
         await asyncio.sleep(random.uniform(0.0, min(1.0, wait / 4)))
