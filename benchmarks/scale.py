@@ -5,7 +5,9 @@ requests/min and T tokens/min, generates a plan of N leaf tasks in D equal layer
 planning call: the saved ``Plan`` goes straight to ``achieve_goal``), and reports:
 
   LB            makespan of an exact discrete-event simulation of the same graph, same
-                latency, same sliding-minute limiter (60 s), zero overhead (virtual time)
+                latency, same limiter as the test server's (``--limiter``: a sliding
+                minute, or a token bucket of one second's burst), zero overhead (virtual
+                time)
   bare          the same graph, real calls to the test server, goalflow's asyncio
                 scheduler, pacer and LLM client with no Prefect, in a child process
                 like the real run (``plan_run --bare``): the floor
@@ -20,6 +22,9 @@ Scenarios of issue 5 (PostgreSQL needs `make postgres`):
 
   wide:  .venv/bin/python benchmarks/scale.py --tasks 580 --latency 10 --rpm 3500
   deep:  .venv/bin/python benchmarks/scale.py --tasks 200 --depth 5 --latency 2 --rpm 600
+
+Burst limits of issue 13: add ``--limiter bucket`` (the rate told) and
+``--limiter bucket --untold`` (learned from the answers).
 
 ``--profile DIR`` samples the runner and the server with py-spy and prints where each
 spends its CPU. Prints a table, then one JSON line.
@@ -37,7 +42,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from goalflow.core.pacing import Pacer
+from goalflow.core.pacing import Pacer, task_concurrency
 from goalflow.core.plan import Plan
 from goalflow.core.scheduler import run_graph
 from goalflow.core.task import TaskSpec
@@ -52,11 +57,19 @@ POSTGRES_URL = "postgresql+asyncpg://prefect:prefect@127.0.0.1:5432/prefect"
 MODEL = "bench-model"
 
 
+def _burst_seconds(args: argparse.Namespace) -> float:
+    """The burst the test server's limiter allows: the whole minute, or one second."""
+    return 60.0 if args.limiter == "window" else 1.0
+
+
 async def _simulate(plan: Plan, args: argparse.Namespace, mode: str) -> float:
-    """Makespan on virtual time: the provider's own limiter (60 s window), zero overhead."""
+    """Makespan on virtual time: the provider's own limiter, zero overhead."""
     loop = asyncio.get_running_loop()
     pacer = Pacer(
-        requests_per_minute=args.rpm, tokens_per_minute=args.tpm, window=60.0, burst_seconds=60
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        window=60.0,
+        burst_seconds=_burst_seconds(args),
     )
 
     async def call(task: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:
@@ -86,12 +99,15 @@ def _child_env(base_url: str, args: argparse.Namespace) -> dict[str, str]:
         "GOALFLOW_MODEL": MODEL,
         "GOALFLOW_PRICES": json.dumps({MODEL: {"input": 0, "output": 0}}),
         "GOALFLOW_MAX_TASKS": "5000",
-        "GOALFLOW_REQUESTS_PER_MINUTE": str(args.rpm),
         "GOALFLOW_EXPECTED_LATENCY": str(args.latency),
-        # The test server meters a sliding minute and allows it all at once.
-        "GOALFLOW_BURST_SECONDS": "60",
+        "GOALFLOW_BURST_SECONDS": f"{_burst_seconds(args):g}",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     }
+    if args.untold:  # learned from the answers' headers and 429s, at the same width
+        width = task_concurrency(None, args.rpm, args.latency, _burst_seconds(args))
+        env["GOALFLOW_CONCURRENCY"] = str(width)
+    else:
+        env["GOALFLOW_REQUESTS_PER_MINUTE"] = str(args.rpm)
     if args.tpm:
         env["GOALFLOW_TOKENS_PER_MINUTE"] = str(args.tpm)
     return env
@@ -140,6 +156,19 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=3500, help="R requests per minute")
     parser.add_argument("--tpm", type=int, default=None, help="T tokens per minute")
     parser.add_argument(
+        "--limiter",
+        choices=["window", "bucket"],
+        default="window",
+        help="the test server's limiter: a sliding minute that allows it all at once, or "
+        "a token bucket holding one second's worth (as most providers enforce)",
+    )
+    parser.add_argument(
+        "--untold",
+        action="store_true",
+        help="do not tell goalflow the rate: it learns it from the x-ratelimit headers and "
+        "429s (its concurrency is set to what the told rate would give)",
+    )
+    parser.add_argument(
         "--backends", default="sqlite,postgres", help="comma list of sqlite, postgres"
     )
     parser.add_argument(
@@ -163,6 +192,7 @@ def main() -> None:
         seed=1,
         rpm=args.rpm,
         tpm=args.tpm,
+        limiter=args.limiter,
         models=[MODEL],
         default=answer_any_task,
     )

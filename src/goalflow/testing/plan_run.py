@@ -67,7 +67,10 @@ async def run_bare(tasks: int, depth: int, concurrency: int | None) -> dict[str,
     async with open_llm(resolved.endpoint, local_model=settings.local_model) as llm:
         config = llm.config
         width = task_concurrency(
-            concurrency, config.requests_per_minute, config.expected_latency, config.burst_seconds
+            concurrency or settings.concurrency,
+            config.requests_per_minute,
+            config.expected_latency,
+            config.burst_seconds,
         )
 
         def run(task: TaskSpec, inputs: dict[str, str]) -> Awaitable[dict[str, str]]:
