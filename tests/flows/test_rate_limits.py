@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from uuid import UUID
@@ -96,6 +97,33 @@ async def test_a_limit_announced_only_in_the_answers_is_learned(
     assert result.status == "completed"  # no task lost to the 429s of the first burst
     assert server.stats.completed == 120
     assert server.stats.rate_limited <= 6  # 5 % of the requests: then it kept to the limit
+
+
+async def test_the_calls_refused_by_one_429_burst_try_again_spread_out(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(
+        lambda r: True, Reply(status=429, error_message="busy", retry_after=1), times=8
+    )
+
+    result = await achieve_goal(plan=layered_plan(8), concurrency=8)
+
+    assert result.status == "completed"
+    retried = sorted(r.received_at for r in llm_server.requests[8:])
+    assert len(retried) == 8
+    assert min(b - a for a, b in itertools.pairwise(retried)) > 0.005  # not all at once
+
+
+async def test_a_transient_server_error_on_the_first_call_keeps_json_schema(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(lambda r: True, Reply(status=500, error_message="try again"), times=1)
+
+    result = await achieve_goal(plan=layered_plan(3), concurrency=1)
+
+    assert result.status == "completed"
+    formats = [(r.response_format or {}).get("type") for r in llm_server.requests]
+    assert formats == ["json_schema"] * 4  # the refused one and the three after it
 
 
 async def test_an_hour_long_retry_after_ends_at_the_time_budget_naming_the_rate_limit(

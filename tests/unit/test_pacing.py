@@ -269,6 +269,16 @@ def test_a_429_halves_the_rate_then_it_recovers_and_a_long_retry_after_is_capped
     assert late_gaps == pytest.approx([0.1] * len(late_gaps))  # back to the full rate
 
 
+def test_calls_refused_together_try_again_one_after_another() -> None:
+    pacer = Pacer()
+
+    async def main() -> list[float]:
+        await asyncio.sleep(3.0)
+        return [pacer.penalize(retry_after=12.5) for _ in range(3)]
+
+    assert run_virtual(main()) == pytest.approx([12.5, 12.52, 12.54])
+
+
 def test_task_concurrency_keeps_the_binding_limit_busy_unless_set() -> None:
     assert task_concurrency(None, None, 10.0) == 4
     assert task_concurrency(9, 3500, 10.0) == 9

@@ -68,6 +68,7 @@ _FIRST_PENALTY_SECONDS = 1.0
 MAX_PENALTY_SECONDS = 60.0  # the longest a 429's Retry-After holds every call
 _LOWEST_RATE = 0.1  # 429s never cut the admitted rate below a tenth of the limit
 _RECOVERY_SECONDS = 30.0  # after a cut, the rate comes back to the limit over this
+_SPREAD_SECONDS, _SPREAD_CALLS = 0.02, 50  # refused calls try again 20 ms apart, within 1 s
 _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
 
 Gate = Callable[[], Awaitable[None]]
@@ -240,6 +241,7 @@ class Pacer:
         self._paused_until = -math.inf
         self._next_penalty = _FIRST_PENALTY_SECONDS
         self._last_penalty = -math.inf
+        self._refused = 0  # calls refused in this episode of 429s
         self._cut_to = 1.0  # the rate fraction the last 429 cut to
         self._last_cut = -math.inf
 
@@ -273,15 +275,18 @@ class Pacer:
 
     def penalize(self, retry_after: float | None) -> float:
         """A 429 arrived anyway: admit nothing until its Retry-After ends (at most 60 s),
-        and slow down; return the wait.
+        and slow down; return how long the refused call waits before it tries again.
 
         Without Retry-After the wait is 1 s, doubling (to 60 s) while 429s keep coming.
         The rate admitted is halved (at most once a second, to a tenth at least: the
-        429s of one burst arrive together), then recovers evenly over 30 s.
+        429s of one burst arrive together), then recovers evenly over 30 s. The calls
+        refused together try again one after another, 20 ms apart (within a second),
+        not all at the moment the pause ends.
         """
         now = asyncio.get_running_loop().time()
         if now - self._last_penalty > 60.0:  # a fresh episode, not a run of 429s
             self._next_penalty = _FIRST_PENALTY_SECONDS
+            self._refused = 0
         if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
             wait = self._next_penalty
             self._next_penalty = min(2 * self._next_penalty, MAX_PENALTY_SECONDS)
@@ -293,7 +298,9 @@ class Pacer:
         self.penalties += 1
         self._last_penalty = now
         self._paused_until = max(self._paused_until, now + wait)
-        return wait
+        spread = (self._refused % _SPREAD_CALLS) * _SPREAD_SECONDS
+        self._refused += 1
+        return self._paused_until - now + spread
 
     @property
     def paused_for(self) -> float:
@@ -340,18 +347,22 @@ class Pacer:
         return notes
 
     async def space_send(self) -> None:
-        """Wait until the request bucket allows one more request to be written now."""
+        """Wait until one more request may be written now: the request bucket allows it
+        or, with no known rate, for a minute after a 429, 20 ms after the one before."""
         rpm = self.requests_per_minute
-        if rpm is None:
-            return
         loop = asyncio.get_running_loop()
+        after_429 = loop.time() - self._last_penalty < 60.0
+        if rpm is None and not after_429:
+            return
         async with self._sends:
-            burst = _burst_requests(rpm, self.burst_seconds)
-            ready = self._sent_due - (burst - 1.0) * 60.0 / rpm
+            ready = self._sent_due
+            if rpm is not None:
+                ready -= (_burst_requests(rpm, self.burst_seconds) - 1.0) * 60.0 / rpm
             if ready > loop.time() + _CLOCK_SLACK:
                 await asyncio.sleep(ready - loop.time())
             now = loop.time()
-            self._sent_due = max(self._sent_due, now) + 60.0 / (rpm * self._rate_fraction(now))
+            gap = _SPREAD_SECONDS if rpm is None else 60.0 / (rpm * self._rate_fraction(now))
+            self._sent_due = max(self._sent_due, now) + gap
 
     def _sync_buckets(self, announced: AnnouncedLimits, now: float) -> None:
         """Hold the burst buckets no fuller than the endpoint says its own are (a limit

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Callable
@@ -304,9 +303,7 @@ class LLM:
         if until > self._told_until + 1.0:  # once per pause, not once per refused call
             self._told_until = until
             self.on_rate_limit(f"waiting {wait:.0f} s for the rate limit ({purpose})")
-        # The pacer holds every call until the wait ends; this one also waits a random
-        # share of a second, so that the retries do not all leave at the same moment.
-        await asyncio.sleep(random.uniform(0.0, min(1.0, wait / 4)))
+        await asyncio.sleep(wait)  # the pause, and this call's place among the refused
 
     def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
         if isinstance(error, openai.APIStatusError):
