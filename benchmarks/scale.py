@@ -42,8 +42,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from goalflow.core.pacing import Pacer, task_concurrency
+from goalflow.core.pacing import Pacer
 from goalflow.core.plan import Plan
+from goalflow.core.rates import task_concurrency
 from goalflow.core.scheduler import run_graph
 from goalflow.core.task import TaskSpec
 from goalflow.orchestration.subflow_gate import POSTGRES_SUBFLOW_STARTS

@@ -46,7 +46,7 @@ class GoalOptions(BaseModel):
         ge=1,
         description="Tasks running at once; unset: what requests_per_minute can keep busy, "
         "ceil(R * max(L, 60 s) / 60 s) for R requests/min and expected_latency L (4 with no "
-        "limit). See goalflow.core.pacing.task_concurrency.",
+        "limit). See goalflow.core.rates.task_concurrency.",
     )
     max_depth: int = Field(
         default=2, ge=0, description="How many times a composite task may be broken down."

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from goalflow.core.pacing import AnnouncedLimits, Pacer
+from goalflow.core.pacing import Pacer
+from goalflow.core.rates import AnnouncedLimits
 from goalflow.llm.limits import announced_limits, parse_duration, retry_after
 from goalflow.testing.virtual_time import run_virtual
 

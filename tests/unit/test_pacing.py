@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from goalflow.core.pacing import Pacer, estimate_request_tokens, mark_sent, task_concurrency
+from goalflow.core.pacing import Pacer, mark_sent
+from goalflow.core.rates import estimate_request_tokens, task_concurrency
 from goalflow.errors import ConfigError
 from goalflow.testing.protocol import estimate_tokens
 from goalflow.testing.virtual_time import run_virtual

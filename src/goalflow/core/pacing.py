@@ -35,35 +35,32 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
+from goalflow.core.rates import (
+    DEFAULT_BURST_SECONDS,
+    AnnouncedLimits,
+    burst_requests,
+    check_burst,
+    check_limit,
+)
 from goalflow.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_BURST_SECONDS",
-    "DEFAULT_CONCURRENCY",
     "MAX_PENALTY_SECONDS",
     "WINDOW_SECONDS",
     "Admission",
-    "AnnouncedLimits",
     "Gate",
     "Pacer",
-    "estimate_request_tokens",
     "mark_sent",
-    "task_concurrency",
 ]
 
 WINDOW_SECONDS = 61.0  # the provider's 60 s plus 1 s for the trip from here to it
-DEFAULT_CONCURRENCY = 4  # no rate limit configured: the historical default
-DEFAULT_BURST_SECONDS = 1.0  # a provider's per-minute limit, enforced per second
-_MAX_LATENCY_SECONDS = 3600.0
 _FIRST_PENALTY_SECONDS = 1.0
 MAX_PENALTY_SECONDS = 60.0  # the longest a 429's Retry-After holds every call
 _LOWEST_RATE = 0.1  # 429s never cut the admitted rate below a tenth of the limit
@@ -73,80 +70,6 @@ _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the ma
 
 Gate = Callable[[], Awaitable[None]]
 """A wait for a slot of a limit beyond this process, taken after admission here."""
-
-
-def _check_limit(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise ConfigError(
-            f"{name} must be a positive whole number or unset (no limit), got {value!r}: "
-            "use the limit your provider shows for this key and model"
-        )
-
-
-def _check_burst(burst_seconds: float) -> None:
-    if not (math.isfinite(burst_seconds) and 0 < burst_seconds <= 60):
-        raise ConfigError(
-            f"the burst must be more than 0 and at most 60 seconds' worth of the rate "
-            f"limit, got {burst_seconds!r}: 1 for providers that enforce their limit per "
-            "second (most), 60 for one that allows a whole minute at once"
-        )
-
-
-def _burst_requests(requests_per_minute: int, burst_seconds: float) -> float:
-    """How many requests may leave at once: ``burst_seconds`` worth, at least one."""
-    return max(1.0, requests_per_minute * burst_seconds / 60.0)
-
-
-def _check_latency(latency: float) -> None:
-    if not (math.isfinite(latency) and 0 < latency <= _MAX_LATENCY_SECONDS):
-        raise ConfigError(
-            f"the expected latency of a model call must be more than 0 and at most "
-            f"{_MAX_LATENCY_SECONDS:.0f} s, got {latency!r}: use the typical seconds one "
-            "answer takes (GOALFLOW_EXPECTED_LATENCY or the LLMProvider block)"
-        )
-
-
-def task_concurrency(
-    concurrency: int | None,
-    requests_per_minute: int | None,
-    expected_latency: float,
-    burst_seconds: float = DEFAULT_BURST_SECONDS,
-) -> int:
-    """How many tasks a goal runs at once: ``concurrency`` when set, else what the rate
-    limit that binds can keep busy.
-
-    Calls leave at R/60 per second with a burst of ``burst_seconds`` worth, and each is
-    out for L seconds: R/60 * L of them are in flight in steady state (Little's law),
-    plus the burst when one starts. More would only queue in the pacer (and, with a
-    limit of 600 per minute and a cap of 600, send the whole minute's calls into a
-    provider's per-second limit at once). No limit and no setting: 4.
-    """
-    _check_limit("concurrency", concurrency)
-    _check_limit("requests_per_minute", requests_per_minute)
-    _check_latency(expected_latency)
-    _check_burst(burst_seconds)
-    if concurrency is not None:
-        return concurrency
-    if requests_per_minute is None:
-        return DEFAULT_CONCURRENCY
-    steady = requests_per_minute / 60.0 * expected_latency
-    return math.ceil(steady + _burst_requests(requests_per_minute, burst_seconds))
-
-
-def estimate_request_tokens(
-    messages: Sequence[dict[str, str]], max_tokens: int, extra: Any = None
-) -> int:
-    """Tokens a provider will charge a request against its limit, erring high.
-
-    Providers meter a request at admission as its prompt plus ``max_tokens``. English
-    runs about 4 characters a token; counting 3 (and the JSON framing, and ``extra``
-    such as a response schema) over-counts ordinary text, so the pacer stays under the
-    limit. The answer's real usage settles the difference (:meth:`Admission.settle`).
-    """
-    text = json.dumps(list(messages), ensure_ascii=False)
-    if extra is not None:
-        text += json.dumps(extra, ensure_ascii=False)
-    return math.ceil(len(text) / 3) + 4 * len(messages) + max_tokens
 
 
 @dataclass
@@ -163,19 +86,6 @@ class Admission:
         metered at admission for the rest of the minute.
         """
         self.tokens = max(self.tokens, actual_tokens)
-
-
-@dataclass(frozen=True)
-class AnnouncedLimits:
-    """What an endpoint says of its limits in one answer (OpenAI's ``x-ratelimit-*``
-    headers); None: not said. ``*_reset``: seconds until that limit is whole again."""
-
-    requests: int | None = None
-    remaining_requests: int | None = None
-    requests_reset: float | None = None
-    tokens: int | None = None
-    remaining_tokens: int | None = None
-    tokens_reset: float | None = None
 
 
 _SENDING: ContextVar[tuple[Pacer, Admission] | None] = ContextVar(
@@ -218,10 +128,10 @@ class Pacer:
         burst_seconds: float = DEFAULT_BURST_SECONDS,
         gate: Gate | None = None,
     ) -> None:
-        _check_burst(burst_seconds)
-        _check_limit("requests_per_minute", requests_per_minute)
-        _check_limit("tokens_per_minute", tokens_per_minute)
-        _check_limit("max_in_flight", max_in_flight)
+        check_burst(burst_seconds)
+        check_limit("requests_per_minute", requests_per_minute)
+        check_limit("tokens_per_minute", tokens_per_minute)
+        check_limit("max_in_flight", max_in_flight)
         if not (math.isfinite(window) and window >= 60.0):
             raise ConfigError(f"the pacing window must be at least 60 s, got {window!r}")
         self.requests_per_minute = requests_per_minute
@@ -357,7 +267,7 @@ class Pacer:
         async with self._sends:
             ready = self._sent_due
             if rpm is not None:
-                ready -= (_burst_requests(rpm, self.burst_seconds) - 1.0) * 60.0 / rpm
+                ready -= (burst_requests(rpm, self.burst_seconds) - 1.0) * 60.0 / rpm
             if ready > loop.time() + _CLOCK_SLACK:
                 await asyncio.sleep(ready - loop.time())
             now = loop.time()
@@ -369,7 +279,7 @@ class Pacer:
         learned mid-burst starts from what is left, not from a full bucket)."""
         rpm, tpm = self.requests_per_minute, self.tokens_per_minute
         if rpm is not None and announced.remaining_requests is not None:
-            burst = _burst_requests(rpm, self.burst_seconds)
+            burst = burst_requests(rpm, self.burst_seconds)
             missing = max(0.0, burst - announced.remaining_requests)
             self._requests_due = max(self._requests_due, now + missing * 60.0 / rpm)
         if tpm is not None and announced.remaining_tokens is not None:
@@ -421,7 +331,7 @@ class Pacer:
         ready = -math.inf
         rpm, tpm = self.requests_per_minute, self.tokens_per_minute
         if rpm is not None:
-            burst = _burst_requests(rpm, self.burst_seconds)
+            burst = burst_requests(rpm, self.burst_seconds)
             ready = self._requests_due - (burst - 1.0) * 60.0 / rpm
         if tpm is not None:
             burst = max(float(tokens), tpm * self.burst_seconds / 60.0)

@@ -34,7 +34,8 @@ from pydantic import BaseModel, ValidationError
 
 from goalflow.core.budget import Ledger, MoneyBudget
 from goalflow.core.chat import Message
-from goalflow.core.pacing import Gate, Pacer, estimate_request_tokens, mark_sent, task_concurrency
+from goalflow.core.pacing import Gate, Pacer, mark_sent
+from goalflow.core.rates import estimate_request_tokens, task_concurrency
 from goalflow.core.rules import describe_validation_error
 from goalflow.errors import (
     LLMAuthError,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from goalflow.core.pacing import AnnouncedLimits
+from goalflow.core.rates import AnnouncedLimits
 
 __all__ = ["announced_limits", "parse_duration", "retry_after"]
 

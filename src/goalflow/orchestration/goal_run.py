@@ -34,9 +34,9 @@ from prefect.cache_policies import NO_CACHE
 from goalflow.agent.executor import CodeRunner, run_leaf
 from goalflow.agent.planner import make_plan
 from goalflow.core.budget import BudgetAlert, MoneyBudget, spending_for
-from goalflow.core.pacing import task_concurrency
 from goalflow.core.plan import Plan
 from goalflow.core.progress import Observer
+from goalflow.core.rates import task_concurrency
 from goalflow.core.report import (
     GoalResult,
     finished_values,

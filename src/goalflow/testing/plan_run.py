@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from goalflow.agent.executor import run_leaf
-from goalflow.core.pacing import task_concurrency
+from goalflow.core.rates import task_concurrency
 from goalflow.core.scheduler import run_graph
 from goalflow.core.task import TaskSpec
 from goalflow.errors import GoalFailedError
