@@ -210,7 +210,7 @@ async def test_waiting_for_the_rate_limit_uses_up_no_retry_until_the_patience_en
     with pytest.raises(LLMRateLimitError) as caught:
         await impatient.structured(Answer, ASK, purpose="capital")
     assert time.monotonic() - started < 5.0  # it gave up at its patience, not the 600 s
-    assert "GOALFLOW_RATE_LIMIT_PATIENCE" in str(caught.value) and caught.value.waited <= 1.0
+    assert "GOALFLOW_RATE_LIMIT_PATIENCE" in str(caught.value) and caught.value.waited < 1.5
     await patient.close()
     await impatient.close()
 
