@@ -311,6 +311,10 @@ async def test_a_model_that_keeps_sending_the_same_program_is_asked_a_bounded_nu
     assert str(caught.value).endswith("it exited with code 1")
     assert len(sandbox.attempts) == 1
     assert len(chat.calls) == 4  # the program, then three answers that repeat it
+    # The last ask starts afresh: the brief and what failed, sampled widely.
+    last = chat.calls[-1]
+    assert [m["role"] for m in last.messages] == ["system", "user", "user"]
+    assert "failed" in last.last_user and last.temperature == 1.0
 
 
 async def test_a_task_whose_programs_all_fail_ends_in_a_task_error_with_the_last_reason() -> None:

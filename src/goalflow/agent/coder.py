@@ -40,6 +40,7 @@ from goalflow.agent.prompts.programs import (
     program_brief,
     program_feedback,
     program_repeated,
+    program_restart,
     program_system,
 )
 from goalflow.core.chat import ChatModel, Message
@@ -179,11 +180,15 @@ async def _new_program(
 ) -> Program:
     """A program not tried before; one that was goes back with a request to change it,
     asked for at a higher temperature each time (a model decoding greedily would
-    otherwise answer the same conversation the same way)."""
+    otherwise answer the same conversation the same way), the last time in a fresh
+    conversation that only says what failed (the long one keeps pulling the model back
+    to the program it wrote)."""
     for repeat in range(_REPEAT_ASKS + 1):
+        last = repeat == _REPEAT_ASKS and repeat > 0
+        asked = [*messages[:2], {"role": "user", "content": program_restart(reason)}]
         program = await llm.structured(
             Program,
-            messages,
+            asked if last else messages,
             purpose=f"program for {task.id}",
             max_tokens=_MAX_TOKENS,
             temperature=_REPEAT_TEMPERATURES[repeat - 1] if repeat else None,

@@ -16,6 +16,7 @@ __all__ = [
     "program_brief",
     "program_feedback",
     "program_repeated",
+    "program_restart",
     "program_system",
 ]
 
@@ -154,4 +155,12 @@ def program_repeated(earlier: int, reason: str) -> str:
         f"That is the same program as attempt {earlier}, which failed: {reason}. Sent again, "
         "it fails again: a retry must change the program. Write the whole program again, "
         "changed to fix that."
+    )
+
+
+def program_restart(reason: str) -> str:
+    """The last ask after resent programs, in a fresh conversation: what failed before."""
+    return (
+        f"A program written for this task before failed: {reason}. Write a different "
+        "program, in another way, that does the task."
     )
