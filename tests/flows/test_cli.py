@@ -34,6 +34,19 @@ def test_run_json_prints_the_result_on_stdout(llm_server: OpenAITestServer) -> N
     assert data["flow_run_id"]
 
 
+def test_run_json_prints_a_json_document_on_an_error_too_and_the_error_keeps_its_brackets(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_MODEL", "no-such-[local]-model")
+
+    result = invoke("run", GOAL, "--json")
+
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["status"] == "error" and "no-such-[local]-model" in data["error"]
+    assert "no-such-[local]-model" in result.stderr  # not eaten as rich markup
+
+
 def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
     llm_server.script(is_plan, json.dumps(DIAMOND))
 

@@ -195,6 +195,23 @@ async def test_outputs_drifting_off_the_goal_stop_the_run_as_off_topic(
     assert [e["event"] for e in events] == ["goalflow.reflection.off_topic"]
 
 
+async def test_answers_that_are_not_json_are_retried_on_tasks_and_reflections_alike(
+    llm_server: OpenAITestServer,
+) -> None:
+    proxy_page = Reply(raw_body="<html><body>502 Bad Gateway</body></html>")
+    llm_server.script(asks_for("TaskAnswer", "Gather facts"), proxy_page, times=1)
+    llm_server.script(
+        _is_reflection, Reply(raw_body='{"choices": [', raw_type="application/json"), times=1
+    )
+
+    result = await achieve_goal(plan=_plan(CHAIN), reflect_every_tasks=1)
+
+    assert result.status == "completed"  # neither took the goal down
+    assert len(task_requests(llm_server, "Gather facts")) == 2
+    assert len([r for r in llm_server.requests if _is_reflection(r)]) >= 2
+    assert result.reflections and result.reflections[0].verdict == "on_track"  # answered
+
+
 async def test_an_invalid_patch_is_rejected_with_the_reason_and_the_run_goes_on(
     llm_server: OpenAITestServer,
 ) -> None:

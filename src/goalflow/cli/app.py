@@ -8,6 +8,7 @@ cancellation or a rejected plan, or the model failed; 2 the input cannot work as
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Annotated
 from uuid import UUID
 
 import typer
-from rich.console import Console
 
+from goalflow.cli.console import err, fail
 from goalflow.cli.image import image_app
 from goalflow.cli.progress import ProgressView
 from goalflow.cli.sandbox import sandbox_app
@@ -36,7 +37,6 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(image_app, name="image")
 app.add_typer(server_app, name="server")
 app.command()(setup)
-err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs
 
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model name (default: GOALFLOW_MODEL).")
@@ -44,11 +44,6 @@ ModelOpt = Annotated[
 DepthOpt = Annotated[
     int | None, typer.Option(min=0, help="How often composite tasks may be broken down.")
 ]
-
-
-def _fail(error: GoalflowError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", highlight=False)
-    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
 
 
 @app.command()
@@ -155,7 +150,9 @@ def run(
     except GoalFailedError as e:
         result = e.result
     except GoalflowError as e:
-        raise _fail(e) from None
+        if as_json:  # stdout stays one JSON document, whatever happened
+            print(json.dumps({"status": "error", "error": str(e)}, indent=2))
+        raise fail(e) from None
     if as_json:
         print(result.model_dump_json(indent=2, exclude={"plan"}))
     else:
@@ -208,7 +205,7 @@ def plan_command(
         text = check_goal(goal)
         result = asyncio.run(planned())
     except GoalflowError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     document = result.model_dump_json(indent=2)
     if output is None:
         print(document)
@@ -254,7 +251,7 @@ def approve_command(
                 return
             asyncio.run(send_decision(flow_run_id, decision, plan=edited, note=note))
     except GoalflowError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     done = {"approve": "approved", "edit": "replaced by your plan", "reject": "rejected"}
     err.print(f"the plan of run {flow_run_id} is {done[decision]}", highlight=False)
 

@@ -11,10 +11,10 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from goalflow.cli.console import err, fail
 from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
-from goalflow.errors import ConfigError, GoalflowError
+from goalflow.errors import GoalflowError
 from goalflow.sandbox.config import DEFAULT_IMAGE, SandboxConfig
 
 __all__ = ["build", "check", "image_app"]
@@ -23,18 +23,12 @@ image_app = typer.Typer(
     help="The goal runner image (goalflow installed) that the goal-docker deployment runs in.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, soft_wrap=True)
 
 TagOpt = Annotated[str, typer.Option("--tag", "-t", help="Name of the runner image.")]
 HostOpt = Annotated[
     str | None,
     typer.Option("--docker-host", help="Docker engine URL (default: DOCKER_HOST or local)."),
 ]
-
-
-def _fail(error: GoalflowError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", highlight=False)
-    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
 
 
 @image_app.command()
@@ -72,7 +66,7 @@ def build(
             )
         )
     except GoalflowError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     err.print(
         f"built {built.tag} ({built.image_id[:19]}) on {built.base}, Python {built.python}, "
         f"in {built.seconds:.0f} s",

@@ -11,9 +11,9 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from goalflow.errors import ConfigError, GoalflowError
+from goalflow.cli.console import err, fail
+from goalflow.errors import GoalflowError
 from goalflow.sandbox.config import DEFAULT_IMAGE, SandboxConfig
 
 __all__ = ["build", "check", "clean", "sandbox_app"]
@@ -22,7 +22,6 @@ sandbox_app = typer.Typer(
     help="The Docker sandbox that code tasks run in: build its image, check it, clean up.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, soft_wrap=True)
 
 BlockOpt = Annotated[
     str | None,
@@ -51,11 +50,6 @@ def _say(line: str) -> None:
     err.print(line, highlight=False)
 
 
-def _fail(error: GoalflowError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", highlight=False)
-    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
-
-
 @sandbox_app.command()
 def build(
     image: ImageOpt = None,
@@ -72,7 +66,7 @@ def build(
         config = _config(None, docker_host, image)
         image_id = asyncio.run(build_image(config, suite=suite, mirror=mirror, say=_say))
     except GoalflowError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     err.print(f"built {config.image} ({image_id[:19]})", highlight=False)
 
 
@@ -84,7 +78,7 @@ def check(block: BlockOpt = None, docker_host: HostOpt = None, image: ImageOpt =
     try:
         status = asyncio.run(check_sandbox(_config(block, docker_host, image)))
     except GoalflowError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     print(status.message)
     if not status.ready:
         raise typer.Exit(1)
@@ -107,5 +101,5 @@ def clean(
             clean_sandbox(_config(block, docker_host, None), everything=everything)
         )
     except GoalflowError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     print(f"removed {report.containers} container(s) and {report.volumes} volume(s)")

@@ -11,8 +11,8 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from goalflow.cli.console import err
 from goalflow.deploy.local_server import LocalServer, prefect_api
 from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
 from goalflow.errors import GoalflowError
@@ -24,7 +24,6 @@ server_app = typer.Typer(
     help="The local Prefect server goal runs use when PREFECT_API_URL is unset.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _server() -> LocalServer:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from goalflow.core.budget import Ledger, MoneyBudget
@@ -263,7 +264,13 @@ class LLM:
                 error = e
             except openai.APIConnectionError as e:
                 error = e
+            except json.JSONDecodeError:  # an HTTP 200 whose body is not JSON
+                attempt = await self._after_malformed(attempt)
+                continue
             else:
+                if not _is_completion(response):  # HTML, or JSON of another shape
+                    attempt = await self._after_malformed(attempt)
+                    continue
                 if self._mode == "auto":
                     self._mode = "json_schema"
                 if response.usage:
@@ -306,7 +313,20 @@ class LLM:
             self.on_rate_limit(f"waiting {wait:.0f} s for the rate limit ({purpose})")
         await asyncio.sleep(wait)  # the pause, and this call's place among the refused
 
-    def _retry_delay(self, error: openai.APIError, attempt: int) -> float:
+    async def _after_malformed(self, attempt: int) -> int:
+        """An answer that is no chat completion is a provider error like a 5xx: retried
+        after the backoff (the attempt count is returned), until the retries are spent."""
+        if attempt >= self.config.max_retries:
+            raise LLMRequestError(
+                f"the model endpoint {self.config.endpoint} answered HTTP 200 with a body "
+                f"that is not a chat completion ({self.config.max_retries} retries): check "
+                "that OPENAI_BASE_URL (or the block's base_url) is an OpenAI-compatible API"
+            )
+        attempt += 1
+        await asyncio.sleep(self._retry_delay(None, attempt))
+        return attempt
+
+    def _retry_delay(self, error: openai.APIError | None, attempt: int) -> float:
         if isinstance(error, openai.APIStatusError):
             retry_after = retry_after_of(error.response.headers)
             if retry_after is not None:
@@ -412,6 +432,11 @@ def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
         burst_seconds=burst,
         gate=gate,
     )
+
+
+def _is_completion(response: object) -> bool:
+    """Whether the SDK made a chat completion with a choice of the answer's body."""
+    return isinstance(response, ChatCompletion) and bool(response.choices)
 
 
 def _too_large(error: openai.RateLimitError) -> bool:

@@ -47,6 +47,8 @@ class Reply:
 
     ``delay`` adds to the server's latency for this answer only; ``retry_after`` (seconds)
     is sent as a ``Retry-After`` header, which the openai SDK honours when it retries.
+    ``raw_body`` replaces the whole HTTP 200 body (a proxy's HTML page, a broken JSON),
+    sent as ``raw_type``.
     """
 
     content: str = ""
@@ -55,6 +57,8 @@ class Reply:
     retry_after: float | None = None
     finish_reason: str = "stop"
     delay: float = 0.0
+    raw_body: str | None = None
+    raw_type: str = "text/html"
 
     def __post_init__(self) -> None:
         if self.status != 200 and not 400 <= self.status <= 599:

@@ -269,6 +269,8 @@ class OpenAITestServer:
             await asyncio.sleep(delay)
         if reply.status != 200:
             return scripted_error(reply)
+        if reply.raw_body is not None:
+            return Response(reply.raw_body, media_type=reply.raw_type)
         prompt_tokens = estimate_tokens(chat.text)
         completion_tokens = estimate_tokens(reply.content)
         self._script.count_tokens(prompt_tokens, completion_tokens)
