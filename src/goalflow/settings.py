@@ -12,6 +12,7 @@ Read when a command or flow starts, never at import time.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -271,6 +272,36 @@ class Settings(BaseSettings, GoalOptions):
         "is unset.",
     )
 
+    @classmethod
+    def load(cls) -> Settings:
+        """The settings the environment gives; a ConfigError naming each variable that
+        cannot work (its value too, unless it is a secret)."""
+        try:
+            return cls()
+        except ValidationError as e:
+            problems = []
+            for error in e.errors():
+                name = str(error["loc"][0]) if error["loc"] else ""
+                variable = _variable(name)
+                value = os.environ.get(variable)
+                shown = "" if value is None or "key" in name else f"={value!r}"
+                problems.append(f"{variable}{shown}: {error['msg']}")
+            raise ConfigError(
+                "the environment's goalflow settings cannot work:\n- "
+                + "\n- ".join(problems)
+                + "\nFix or unset these variables."
+            ) from None
+
     def with_options(self, options: GoalOptions) -> Settings:
         """These settings with the options that ``options`` sets explicitly."""
         return self.model_copy(update=options.as_parameters())
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a ``Settings`` field."""
+    alias = (
+        Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+    )
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"GOALFLOW_{field.upper()}"

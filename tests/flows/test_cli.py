@@ -47,6 +47,18 @@ def test_run_json_prints_a_json_document_on_an_error_too_and_the_error_keeps_its
     assert "no-such-[local]-model" in result.stderr  # not eaten as rich markup
 
 
+def test_a_setting_that_cannot_work_is_exit_2_naming_the_variable_not_a_traceback(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_CONCURRENCY", "0")
+
+    result = invoke("run", GOAL)
+
+    assert result.exit_code == 2
+    assert "GOALFLOW_CONCURRENCY='0'" in result.stderr and "Traceback" not in result.stderr
+    assert llm_server.requests == []  # nothing was asked of the model
+
+
 def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
     llm_server.script(is_plan, json.dumps(DIAMOND))
 

@@ -48,3 +48,18 @@ def test_an_option_that_cannot_work_is_a_config_error_naming_it() -> None:
         GoalOptions.given({"concurrency": 0})
     with pytest.raises(ConfigError, match="concurrncy: Extra inputs are not permitted"):
         GoalOptions.given({"concurrncy": 2})
+
+
+def test_a_variable_that_cannot_work_is_a_config_error_naming_it_and_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOALFLOW_CONCURRENCY", "0")
+    monkeypatch.setenv("GOALFLOW_MAX_USD", "abc")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+
+    message = str(caught.value)
+    assert "GOALFLOW_CONCURRENCY='0'" in message and "GOALFLOW_MAX_USD='abc'" in message
+    assert "Fix or unset" in message and "sk-secret" not in message

@@ -140,7 +140,7 @@ def run(
         saved = load_plan(plan) if plan else None
         if saved is None:
             goal = check_goal(goal or "")
-        with prefect_api(Settings().server_port) as local, ProgressView(err) as progress:
+        with prefect_api(Settings.load().server_port) as local, ProgressView(err) as progress:
             if local:
                 progress.step(f"Prefect server: {local} (UI: {local[:-4]})")
             with observe(progress):
@@ -245,7 +245,7 @@ def approve_command(
             raise ConfigError("give one of --plan, --reject and --show")
         edited = load_plan(plan) if plan else None
         decision: Decision = "reject" if reject else "edit" if edited else "approve"
-        with prefect_api(Settings().server_port):
+        with prefect_api(Settings.load().server_port):
             if show:
                 print(asyncio.run(waiting_plan(flow_run_id)))
                 return

@@ -13,8 +13,9 @@ __all__ = ["err", "fail"]
 err = Console(stderr=True, soft_wrap=True)  # messages stay whole, for grep and logs
 
 
-def fail(error: GoalflowError) -> typer.Exit:
+def fail(error: GoalflowError, code: int | None = None) -> typer.Exit:
     """Say ``error`` on stderr, as plain text (a ``[local]`` or ``[redacted]`` in it is
-    kept, never read as markup); exit 2 for what the user must change, else 1."""
+    kept, never read as markup); exit ``code``, by default 2 for what the user must
+    change and 1 for the rest."""
     err.print(Text.assemble(("error: ", "bold red"), str(error)), highlight=False)
-    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
+    return typer.Exit(code if code is not None else 2 if isinstance(error, ConfigError) else 1)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from goalflow.cli.console import err
+from goalflow.cli.console import err, fail
 from goalflow.deploy.local_server import LocalServer, prefect_api
 from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE
 from goalflow.errors import GoalflowError
@@ -27,7 +27,10 @@ server_app = typer.Typer(
 
 
 def _server() -> LocalServer:
-    return LocalServer(Settings().server_port)
+    try:
+        return LocalServer(Settings.load().server_port)
+    except GoalflowError as e:
+        raise fail(e) from None
 
 
 @server_app.command()
@@ -37,8 +40,7 @@ def start() -> None:
     try:
         started = server.start()
     except GoalflowError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(e, 1) from None
     verb = "started" if started else "already running"
     err.print(f"Prefect server {verb}: {server.api_url} (UI: {server.api_url[:-4]})")
     err.print(f"use it elsewhere with: export PREFECT_API_URL={server.api_url}", highlight=False)
@@ -96,7 +98,7 @@ def setup(
     from goalflow.deploy.setup import setup_server
 
     try:
-        with prefect_api(Settings().server_port):
+        with prefect_api(Settings.load().server_port):
             from prefect.settings import PREFECT_API_URL
 
             url = str(PREFECT_API_URL.value())
@@ -110,8 +112,7 @@ def setup(
                 )
             )
     except GoalflowError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(e, 2) from None
     for line in report.lines:
         if line.startswith("warning: "):
             err.print(f"[bold yellow]warning:[/] {line[9:]}", highlight=False)

@@ -37,7 +37,7 @@ async def resolve_options(
 ) -> ResolvedOptions:
     """``options`` over ``settings`` (default: the environment), with the blocks they
     name loaded; a ConfigError names a block that does not exist."""
-    settings = (settings or Settings()).with_options(options or GoalOptions())
+    settings = (settings or Settings.load()).with_options(options or GoalOptions())
     return ResolvedOptions(
         settings=settings,
         endpoint=await _endpoint(settings),
