@@ -167,6 +167,19 @@ async def test_inputs_are_variables_and_the_model_sees_the_outline_of_a_program(
     assert "print(total)" in brief  # the outline ends the way the protocol reads
 
 
+async def test_an_input_holding_a_number_is_turned_into_one_in_the_outline() -> None:
+    inputs = {"price": " 68.00\n", "count": "3", "label": "3 items"}
+    task = spec("tax", list(inputs), ["total"], kind="code")
+    chat = ScriptedChat({"Program": [{"code": "print(price * 1.08)"}]})
+
+    await _runner(chat, _Sandbox(_ran(stdout="73.44\n")))(task, inputs)
+
+    brief = chat.calls[0].last_user
+    assert "price = float(price)  # given as text" in brief
+    assert "count = int(count)  # given as text" in brief
+    assert "label = " not in brief  # text stays text
+
+
 async def test_several_outputs_come_back_as_a_json_object_and_are_outlined_so() -> None:
     task = spec("stats", ["numbers"], ["low", "high"], kind="code")
     chat = ScriptedChat({"Program": [{"code": "print(...)"}]})

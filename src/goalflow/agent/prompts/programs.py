@@ -79,7 +79,8 @@ def program_brief(
     lines.append(_outputs_wanted(task.outputs))
     if task.format:
         lines.append(f"Their form: {task.format}")
-    lines.append(f"The program, in outline:\n```python\n{_outline(task, variables)}\n```")
+    outline = _outline(task, inputs, variables)
+    lines.append(f"The program, in outline:\n```python\n{outline}\n```")
     if task.acceptance and check:
         lines.append(
             "Its outputs must pass this check, run with each output as a str variable: "
@@ -98,13 +99,18 @@ def _outputs_wanted(outputs: Sequence[str]) -> str:
     )
 
 
-def _outline(task: TaskSpec, variables: Mapping[str, str]) -> str:
-    """A program the model completes: the task's own names, the protocol's last line."""
+def _outline(task: TaskSpec, inputs: Mapping[str, str], variables: Mapping[str, str]) -> str:
+    """A program the model completes: the task's own names, an input that holds a number
+    turned into one (the variables are text), the protocol's last line."""
     results = {name: variable_for(name) for name in task.outputs}
     given = [variables[name] for name in task.inputs if name in variables]
     lines = ["import json", ""] if len(results) > 1 else []
     if given:
         lines.append(f"# already defined: {', '.join(given)}")
+    for name in task.inputs:
+        kind = _number_kind(inputs.get(name, ""))
+        if kind and name in variables:
+            lines.append(f"{variables[name]} = {kind}({variables[name]})  # given as text")
     lines.append(f"# compute {', '.join(results.values())} here")
     if len(results) == 1:
         lines.append(f"print({next(iter(results.values()))})")
@@ -164,3 +170,15 @@ def program_restart(reason: str) -> str:
         f"A program written for this task before failed: {reason}. Write a different "
         "program, in another way, that does the task."
     )
+
+
+def _number_kind(value: str) -> str:
+    """'int' or 'float' when ``value`` is one number written as text, else ''."""
+    text = value.strip()
+    for kind, parse in (("int", int), ("float", float)):
+        try:
+            parse(text)
+        except ValueError:
+            continue
+        return kind
+    return ""
