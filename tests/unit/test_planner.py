@@ -318,6 +318,29 @@ async def test_values_written_as_deliverables_are_dropped_and_the_output_deliver
     assert "settled: '14', '8', 'even numbers' written as deliverables are values: dropped" in steps
 
 
+async def test_words_of_the_goals_data_written_as_deliverables_are_dropped_too() -> None:
+    fruit = {
+        "inputs": [{"name": "words", "value": "banana, fig, cherry"}],
+        "deliverables": ["banana", "fig", "cherry"],
+        "tasks": [{**task("sort", "Sort by length", ["words"], ["by_length"]), "kind": "code"}],
+    }
+    chat = ScriptedChat({"PlanDraft": [fruit]})
+
+    plan = await make_plan(chat, "Sort banana, fig, cherry by length", PlanningOptions())
+
+    assert plan.deliverables == ["by_length"]
+    assert len(chat.calls) == 1
+
+
+async def test_the_one_step_delivers_only_names_a_task_made() -> None:
+    broken = {**CYCLIC, "deliverables": ["b", "nothing_makes_this"]}
+    chat = ScriptedChat({"PlanDraft": [broken] * 3})
+
+    plan = await make_plan(chat, "Go round", PlanningOptions())
+
+    assert plan.deliverables == ["b"]
+
+
 async def test_text_the_goal_quotes_reaches_code_tasks_that_take_no_input() -> None:
     reverse = {
         "inputs": [],

@@ -85,7 +85,8 @@ async def make_plan(
         for note in quote_goal_data(goal, draft):
             on_step(f"settled: {note}")
         available = [item.name for item in draft.inputs]
-        named, values = drop_value_deliverables(draft.tasks, draft.deliverables)
+        data = [item.value for item in draft.inputs]
+        named, values = drop_value_deliverables(draft.tasks, draft.deliverables, data)
         if values:
             on_step(f"settled: {names_listed(values)} written as deliverables are values: dropped")
         named = resolve_task_ids(draft.tasks, available=available, deliverables=named)

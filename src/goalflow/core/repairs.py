@@ -80,17 +80,23 @@ def resolve_task_ids(
 
 
 def drop_value_deliverables(
-    tasks: Sequence[TaskSpec], deliverables: Sequence[str]
+    tasks: Sequence[TaskSpec], deliverables: Sequence[str], data: Iterable[str] = ()
 ) -> tuple[list[str], list[str]]:
     """The deliverables that are names, and those that are values written in their place.
 
-    Small models copy the goal's data into the deliverables ('14', '27', ...) where the
-    name of the result belongs. Something no task makes that cannot even be a name is
-    no deliverable; once such values are dropped, the settlements below find the output
+    Small models copy the goal's data into the deliverables ('14', '27'; 'banana', 'fig'
+    for a list of fruit) where the name of the result belongs. Something no task makes
+    that cannot even be a name, or that is a word of the plan's input ``data``, is no
+    deliverable; once such values are dropped, the settlements below find the output
     that answers the goal (the only task's, or the one final task's).
     """
     made = {name for task in tasks for name in task.outputs}
-    kept = [name for name in deliverables if name in made or NAME.match(name)]
+    words = {word for value in data for word in re.findall(r"[^\s,;:]+", value.lower())}
+    kept = [
+        name
+        for name in deliverables
+        if name in made or (NAME.match(name) and name.lower() not in words)
+    ]
     return kept, [name for name in deliverables if name not in kept]
 
 
@@ -190,14 +196,16 @@ def as_one_step(goal: str, draft: PlanDraft | None, kinds: Sequence[TaskKind]) -
     """The goal as one task, for when no plan the model wrote kept the rules.
 
     What the model's last plan made clear is kept: the data it took from the goal (the
-    inputs with valid names), the names of its deliverables ('answer' when none is
-    valid), the form the tasks making them promised, and whether it saw exact work
-    ('code' when any of its tasks was a code task and code can run, else 'llm').
+    inputs with valid names), the names of its deliverables that a task made ('answer'
+    when none is such a valid name), the form the tasks making them promised, and
+    whether it saw exact work ('code' when any of its tasks was a code task and code can
+    run, else 'llm').
     """
     drafted = draft.tasks if draft else []
     inputs = [item for item in draft.inputs if NAME.match(item.name)] if draft else []
-    named = [name for name in (draft.deliverables if draft else []) if NAME.match(name)]
-    outputs = list(dict.fromkeys(named)) or ["answer"]
+    made = {name for task in drafted for name in task.outputs}
+    named = [name for name in (draft.deliverables if draft else []) if name in made]
+    outputs = [name for name in dict.fromkeys(named) if NAME.match(name)] or ["answer"]
     makers = [task for task in drafted if set(outputs) & set(task.outputs)]
     formats = {task.format for task in makers or drafted if task.format}
     exact = "code" in kinds and any(task.kind == "code" for task in drafted)
