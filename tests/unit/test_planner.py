@@ -129,21 +129,14 @@ async def test_the_one_step_keeps_the_data_the_form_and_the_exact_work_of_the_la
     assert only.format == "1 int"
 
 
-async def test_a_model_that_never_answers_the_schema_still_gets_the_goal_done_in_one_step() -> None:
-    chat = ScriptedChat(
-        {
-            "PlanDraft": [
-                StructuredOutputError(
-                    "not JSON", schema_name="PlanDraft", n_attempts=3, last_completion="{"
-                )
-            ]
-        }
+async def test_a_model_that_never_answers_the_plans_schema_fails_planning_clearly() -> None:
+    never = StructuredOutputError(
+        "not JSON", schema_name="PlanDraft", n_attempts=3, last_completion="{"
     )
+    chat = ScriptedChat({"PlanDraft": [never]})
 
-    plan = await make_plan(chat, GOAL, PlanningOptions(allowed_kinds=("code",)))
-
-    assert [(t.kind, t.outputs) for t in plan.tasks] == [("code", ["answer"])]
-    assert plan.deliverables == ["answer"]
+    with pytest.raises(StructuredOutputError):  # its tasks would fare no better
+        await make_plan(chat, GOAL, PlanningOptions(allowed_kinds=("code",)))
 
 
 async def test_a_composite_task_is_broken_down_into_a_sub_plan_of_its_own() -> None:

@@ -127,12 +127,13 @@ async def make_plan(
             options,
             purpose="plan goal",
         )
-    except (PlanningError, StructuredOutputError) as e:
+    except PlanningError as e:
         # Like a composite step that cannot be broken down: the goal is still well
-        # defined, so it is done in one step rather than not at all.
+        # defined, so it is done in one step rather than not at all. (A model that never
+        # answers the plan's schema at all fails the goal: its tasks would fare no better.)
         draft = as_one_step(goal, drafts[-1] if drafts else None, top_kinds)
         task = draft.tasks[0]
-        reason = e.last_errors[0] if isinstance(e, PlanningError) and e.last_errors else str(e)
+        reason = e.last_errors[0] if e.last_errors else str(e)
         on_step(f"could not plan the goal ({reason}): it runs as one '{task.kind}' step")
     plan = Plan.from_draft(goal, draft)
     await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step)
