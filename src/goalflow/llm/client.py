@@ -48,7 +48,7 @@ from goalflow.errors import (
 )
 from goalflow.llm import prompts
 from goalflow.llm.config import LLMConfig, StructuredMode
-from goalflow.llm.limits import announced_limits
+from goalflow.llm.limits import announced_limits, too_large
 from goalflow.llm.limits import retry_after as retry_after_of
 
 __all__ = ["LLM"]
@@ -278,7 +278,7 @@ class LLM:
                 return await self._settle(
                     response, purpose, reservation, time.monotonic() - started
                 )
-            if isinstance(error, openai.RateLimitError) and not _too_large(error):
+            if isinstance(error, openai.RateLimitError) and not too_large(error.message):
                 limited_since = limited_since or time.monotonic()
                 await self._wait_for_rate_limit(error, limited_since, purpose)
                 continue
@@ -437,11 +437,6 @@ def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
 def _is_completion(response: object) -> bool:
     """Whether the SDK made a chat completion with a choice of the answer's body."""
     return isinstance(response, ChatCompletion) and bool(response.choices)
-
-
-def _too_large(error: openai.RateLimitError) -> bool:
-    """A 429 that no wait can cure: the request alone exceeds the limit."""
-    return "request too large" in error.message.lower()
 
 
 def _refuses_json_schema(error: openai.APIStatusError) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from goalflow.core.rates import AnnouncedLimits
 
-__all__ = ["announced_limits", "parse_duration", "retry_after"]
+__all__ = ["announced_limits", "parse_duration", "retry_after", "too_large"]
 
 _DURATION = re.compile(
     r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?"
@@ -71,3 +71,9 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def too_large(message: str) -> bool:
+    """Whether a 429's ``message`` says no wait can cure it: the request alone exceeds
+    the limit (OpenAI: "Request too large for … on tokens per min")."""
+    return "request too large" in message.lower()
