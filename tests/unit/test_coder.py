@@ -180,6 +180,27 @@ async def test_an_input_holding_a_number_is_turned_into_one_in_the_outline() -> 
     assert "label = " not in brief  # text stays text
 
 
+async def test_a_json_csv_or_lines_input_is_read_into_what_it_holds_in_the_outline() -> None:
+    inputs = {
+        "json_text": '[{"name": "lamp", "price": 25}]',
+        "csv_text": "name,age\nAlice,34\nBob,27",
+        "text_lines": "4 9 2\n3 5 7",
+        "orders": "id,total\n1,3.50",
+    }
+    task = spec("pick", list(inputs), ["answer"], kind="code")
+    chat = ScriptedChat({"Program": [{"code": "print(1)"}]})
+
+    await _runner(chat, _Sandbox(_ran(stdout="1\n")))(task, inputs)
+
+    # A small model parses a pasted table the way the outline starts it, not by hand.
+    brief = chat.calls[0].last_user
+    assert "import csv\nimport json" in brief
+    assert "data = json.loads(json_text)  # given as JSON text" in brief
+    assert "rows = list(csv.DictReader(csv_text.splitlines()))" in brief
+    assert "orders_rows = list(csv.DictReader(orders.splitlines()))" in brief
+    assert "lines = text_lines.splitlines()" in brief
+
+
 async def test_several_outputs_come_back_as_a_json_object_and_are_outlined_so() -> None:
     task = spec("stats", ["numbers"], ["low", "high"], kind="code")
     chat = ScriptedChat({"Program": [{"code": "print(...)"}]})

@@ -325,6 +325,26 @@ async def test_words_of_the_goals_data_written_as_deliverables_are_dropped_too()
     assert len(chat.calls) == 1
 
 
+async def test_the_one_step_of_a_plan_that_delivered_values_delivers_one_answer() -> None:
+    words = ["banana", "fig", "cherry"]
+    broken = {
+        "inputs": [],
+        "deliverables": words,
+        "tasks": [{**task(w, "Sort", [], [w]), "kind": "code", "inputs": ["x"]} for w in words],
+    }
+    chat = ScriptedChat({"PlanDraft": [broken] * 3})
+    steps: list[str] = []
+    goal = "Sort the words 'banana', 'fig', 'cherry' by length"
+
+    plan = await make_plan(chat, goal, PlanningOptions(), on_step=steps.append)
+
+    [only] = plan.tasks
+    assert plan.deliverables == only.outputs == ["answer"]
+    # The one step is a program, and it reads the goal's data.
+    assert only.kind == "code" and only.inputs == ["word", "word_2", "word_3"]
+    assert plan.inputs == {"word": "banana", "word_2": "fig", "word_3": "cherry"}
+
+
 async def test_the_one_step_delivers_only_names_a_task_made() -> None:
     broken = {**CYCLIC, "deliverables": ["b", "nothing_makes_this"]}
     chat = ScriptedChat({"PlanDraft": [broken] * 3})
@@ -350,10 +370,27 @@ async def test_text_the_goal_quotes_reaches_code_tasks_that_take_no_input() -> N
     plan = await make_plan(chat, goal, PlanningOptions(), on_step=steps.append)
 
     # A program reads the goal's data exactly, rather than the model copying it by hand.
-    assert plan.inputs == {"quoted_text": "prefect", "quoted_text_2": "why"}
-    assert plan.tasks[0].inputs == ["quoted_text", "quoted_text_2"]
+    assert plan.inputs == {"word": "prefect", "word_2": "why"}
+    assert plan.tasks[0].inputs == ["word", "word_2"]
     assert plan.tasks[1].inputs == []  # a language task reads the goal itself
-    assert any("quoted text given to 'reverse'" in step for step in steps)
+    assert any("data given to 'reverse': word = 'prefect'" in step for step in steps)
+
+
+async def test_a_csv_or_json_pasted_in_the_goal_reaches_the_program_whole() -> None:
+    total = {
+        "inputs": [],
+        "deliverables": ["total"],
+        "tasks": [{**task("total", "Sum the orders", [], ["total"]), "kind": "code"}],
+    }
+    chat = ScriptedChat({"PlanDraft": [total]})
+    orders = "product,quantity\npen,10\nstapler,1"
+    goal = f'Given these orders:\n{orders}\nand the prices {{"pen": 1.5, "stapler": 12}}, sum them.'
+
+    plan = await make_plan(chat, goal, PlanningOptions())
+
+    # Whole, not cut at the quotes inside the JSON or at the lines of the CSV.
+    assert plan.inputs == {"csv_text": orders, "json_text": '{"pen": 1.5, "stapler": 12}'}
+    assert plan.tasks[0].inputs == ["csv_text", "json_text"]
 
 
 async def test_the_form_the_goal_asks_for_is_kept_on_the_task_that_delivers_it() -> None:

@@ -132,6 +132,8 @@ async def make_plan(
         # defined, so it is done in one step rather than not at all. (A model that never
         # answers the plan's schema at all fails the goal: its tasks would fare no better.)
         draft = as_one_step(goal, drafts[-1] if drafts else None, top_kinds)
+        for note in quote_goal_data(goal, draft):
+            on_step(f"settled: {note}")
         task = draft.tasks[0]
         reason = e.last_errors[0] if e.last_errors else str(e)
         on_step(f"could not plan the goal ({reason}): it runs as one '{task.kind}' step")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from goalflow.core.goal_data import stated_data
 from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import names_listed
 from goalflow.core.task import NAME, GoalInput, TaskKind, TaskSpec
@@ -28,29 +29,28 @@ __all__ = [
 ]
 
 
-# Text between quotes that are not apostrophes: no letter or digit just outside them.
-_QUOTED = re.compile(r"""(?<![\w'"])(['"])(?P<text>[^'"\n]+?)\1(?![\w'"])""")
-
-
 def quote_goal_data(goal: str, draft: PlanDraft) -> list[str]:
-    """Give the text the goal quotes to the code tasks that take no input; say so.
+    """Give the data the goal states to the code tasks that take no input; say so.
 
     Data stated in the goal belongs in the plan's inputs, so that a program reads it
     exactly; a small model that leaves the inputs empty copies the data into its program
-    by hand instead, and slips (``'perfect'[::-1]`` for the word 'prefect'). When a plan
-    has no inputs at all, each quoted text of the goal becomes one (``quoted_text``,
-    ``quoted_text_2``, ...), an input of every code task that has none.
+    by hand instead, and slips (``'perfect'[::-1]`` for the word 'prefect', a CSV pasted
+    into a one-line string). When a plan has no inputs at all, each piece of data the
+    goal states (:func:`~goalflow.core.goal_data.stated_data`: ``word``, ``text``,
+    ``csv_text``, ``json_text``, ...) becomes an input of every code task that has none.
     """
-    texts = list(dict.fromkeys(m.group("text") for m in _QUOTED.finditer(goal)))
+    data = stated_data(goal)
     takers = [task for task in draft.tasks if task.kind == "code" and not task.inputs]
-    if draft.inputs or not texts or not takers:
+    if draft.inputs or not data or not takers:
         return []
-    names = [f"quoted_text_{i}" if i > 1 else "quoted_text" for i in range(1, len(texts) + 1)]
-    draft.inputs = [GoalInput(name=n, value=t) for n, t in zip(names, texts, strict=True)]
+    draft.inputs = [GoalInput(name=name, value=value) for name, value in data]
     for task in takers:
-        task.inputs = list(names)
-    given = ", ".join(f"{n} = {t!r}" for n, t in zip(names, texts, strict=True))
-    return [f"the goal's quoted text given to {names_listed(t.id for t in takers)}: {given}"]
+        task.inputs = [name for name, _ in data]
+    given = ", ".join(
+        f"{name} = {value!r}" if len(value) <= 40 else f"{name} ({len(value)} characters)"
+        for name, value in data
+    )
+    return [f"the goal's data given to {names_listed(t.id for t in takers)}: {given}"]
 
 
 def resolve_task_ids(
@@ -196,16 +196,18 @@ def as_one_step(goal: str, draft: PlanDraft | None, kinds: Sequence[TaskKind]) -
     """The goal as one task, for when no plan the model wrote kept the rules.
 
     What the model's last plan made clear is kept: the data it took from the goal (the
-    inputs with valid names), the names of its deliverables that a task made ('answer'
-    when none is such a valid name), the form the tasks making them promised, and
-    whether it saw exact work ('code' when any of its tasks was a code task and code can
-    run, else 'llm').
+    inputs with valid names), the name of its deliverable when it named one a task made
+    ('answer' otherwise: several such names are as often the answer's values, 'banana',
+    'fig', as its parts, and the goal asks for one answer), the form the tasks making
+    it promised, and whether it saw exact work ('code' when any of its tasks was a code
+    task and code can run, else 'llm').
     """
     drafted = draft.tasks if draft else []
     inputs = [item for item in draft.inputs if NAME.match(item.name)] if draft else []
     made = {name for task in drafted for name in task.outputs}
     named = [name for name in (draft.deliverables if draft else []) if name in made]
-    outputs = [name for name in dict.fromkeys(named) if NAME.match(name)] or ["answer"]
+    valid = [name for name in dict.fromkeys(named) if NAME.match(name)]
+    outputs = valid if len(valid) == 1 else ["answer"]
     makers = [task for task in drafted if set(outputs) & set(task.outputs)]
     formats = {task.format for task in makers or drafted if task.format}
     exact = "code" in kinds and any(task.kind == "code" for task in drafted)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from goalflow.agent.prompts.tasks import preview
+from goalflow.core.goal_data import DataForm, data_form
 from goalflow.core.program import ProgramLimits, SandboxResult
 from goalflow.core.protocol import variable_for
 from goalflow.core.task import TaskSpec
@@ -104,13 +105,21 @@ def _outline(task: TaskSpec, inputs: Mapping[str, str], variables: Mapping[str, 
     turned into one (the variables are text), the protocol's last line."""
     results = {name: variable_for(name) for name in task.outputs}
     given = [variables[name] for name in task.inputs if name in variables]
-    lines = ["import json", ""] if len(results) > 1 else []
+    forms = {data_form(inputs.get(name, "")) for name in task.inputs if name in variables}
+    modules = [
+        module
+        for module, needed in (
+            ("csv", "csv" in forms),
+            ("json", len(results) > 1 or "json" in forms),
+        )
+        if needed
+    ]
+    lines = [*(f"import {module}" for module in modules), ""] if modules else []
     if given:
         lines.append(f"# already defined: {', '.join(given)}")
     for name in task.inputs:
-        kind = _number_kind(inputs.get(name, ""))
-        if kind and name in variables:
-            lines.append(f"{variables[name]} = {kind}({variables[name]})  # given as text")
+        if name in variables:
+            lines.extend(_read_as(variables[name], data_form(inputs.get(name, ""))))
     lines.append(f"# compute {', '.join(results.values())} here")
     if len(results) == 1:
         lines.append(f"print({next(iter(results.values()))})")
@@ -172,13 +181,18 @@ def program_restart(reason: str) -> str:
     )
 
 
-def _number_kind(value: str) -> str:
-    """'int' or 'float' when ``value`` is one number written as text, else ''."""
-    text = value.strip()
-    for kind, parse in (("int", int), ("float", float)):
-        try:
-            parse(text)
-        except ValueError:
-            continue
-        return kind
-    return ""
+def _read_as(variable: str, form: DataForm) -> list[str]:
+    """The outline's lines that turn a text input into what it holds (the goal's own
+    ``json_text``, ``csv_text``, ``text_lines`` into ``data``, ``rows``, ``lines``)."""
+    if form in ("int", "float"):
+        return [f"{variable} = {form}({variable})  # given as text"]
+    if form == "json":
+        data = "data" if variable == "json_text" else f"{variable}_data"
+        return [f"{data} = json.loads({variable})  # given as JSON text"]
+    if form == "csv":
+        rows = "rows" if variable == "csv_text" else f"{variable}_rows"
+        return [f"{rows} = list(csv.DictReader({variable}.splitlines()))  # dicts of text"]
+    if form == "lines":
+        lines = "lines" if variable == "text_lines" else f"{variable}_lines"
+        return [f"{lines} = {variable}.splitlines()"]
+    return []
