@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalflow.core.budget import DEFAULT_WARN_AT, Price
 from goalflow.core.rules import describe_validation_error
-from goalflow.core.task import DEFAULT_MAX_TASKS
+from goalflow.core.task import DEFAULT_MAX_TASKS, MAX_DEPTH
 from goalflow.errors import ConfigError
 from goalflow.llm.config import StructuredMode
 
@@ -50,7 +50,10 @@ class GoalOptions(BaseModel):
         "limit). See goalflow.core.rates.task_concurrency.",
     )
     max_depth: int = Field(
-        default=2, ge=0, description="How many times a composite task may be broken down."
+        default=2,
+        ge=0,
+        le=MAX_DEPTH,
+        description=f"How many times a composite task may be broken down (at most {MAX_DEPTH}).",
     )
     sandbox_block: str | None = Field(
         default=None,

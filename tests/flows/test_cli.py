@@ -59,6 +59,16 @@ def test_a_setting_that_cannot_work_is_exit_2_naming_the_variable_not_a_tracebac
     assert llm_server.requests == []  # nothing was asked of the model
 
 
+def test_a_max_depth_beyond_the_cap_is_refused_before_planning(
+    llm_server: OpenAITestServer,
+) -> None:
+    result = invoke("run", GOAL, "--max-depth", "100")
+
+    assert result.exit_code == 2
+    assert "'--max-depth': Input should be less than or equal to 5" in result.stderr
+    assert llm_server.requests == []
+
+
 def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
     llm_server.script(is_plan, json.dumps(DIAMOND))
 

@@ -129,7 +129,7 @@ def test_more_tasks_than_the_limit_is_rejected_naming_both_numbers() -> None:
     assert check_tasks(chain, available=[], deliverables=["c"], max_tasks=3) == []
     error = only_error(check_tasks(chain, available=[], deliverables=["c"], max_tasks=2))
     assert "3 tasks" in error
-    assert "limit of 2" in error
+    assert "limit of 2 (GOALFLOW_MAX_TASKS)" in error  # the setting that raises it
     assert "composite" in error
 
 

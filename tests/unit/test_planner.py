@@ -196,6 +196,25 @@ async def test_composite_tasks_are_broken_down_to_max_depth_and_no_further() -> 
     assert _kinds_offered(second_breakdown) == {"llm", "code"}  # at the depth limit
 
 
+async def test_a_model_that_always_breaks_down_stops_at_the_goals_breakdown_budget() -> None:
+    top = {
+        "inputs": [],
+        "deliverables": ["out"],
+        "tasks": [{**task("top", "Everything", [], ["out"]), "kind": "composite"}],
+    }
+    again = {"tasks": [{**task("again", "Everything again", [], ["out"]), "kind": "composite"}]}
+    chat = ScriptedChat({"PlanDraft": [top], "SubPlanDraft": [again] * 10})
+    steps: list[str] = []
+    options = PlanningOptions(max_depth=5, max_breakdowns=2)
+
+    plan = await make_plan(chat, "Do it", options, on_step=steps.append)
+
+    assert [c.schema_name for c in chat.calls] == ["PlanDraft", "SubPlanDraft", "SubPlanDraft"]
+    assert [t.kind for t in plan.walk()] == ["composite", "composite", "llm"]
+    assert plan.errors() == []
+    assert any("used its 2 breakdowns" in step for step in steps)
+
+
 @pytest.mark.parametrize(
     "breakdowns",
     [

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, create_model
@@ -43,19 +44,23 @@ from goalflow.core.repairs import (
     wire_dangling_outputs,
 )
 from goalflow.core.rules import check_tasks, names_listed
-from goalflow.core.task import Task, TaskKind, TaskSpec
+from goalflow.core.task import MAX_DEPTH, Task, TaskKind, TaskSpec
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 
-__all__ = ["PlanningOptions", "SubPlanDraft", "make_plan"]
+__all__ = ["MAX_BREAKDOWNS", "PlanningOptions", "SubPlanDraft", "make_plan"]
 
 D = TypeVar("D", bound=BaseModel)
+
+MAX_BREAKDOWNS = 40
+"""Composite tasks one goal breaks down at most; the rest run as one step each."""
 
 
 class PlanningOptions(BaseModel):
     """How far planning may go: depth of breakdowns, tasks per level, asks, task kinds."""
 
-    max_depth: int = Field(default=2, ge=0)
+    max_depth: int = Field(default=2, ge=0, le=MAX_DEPTH)
     max_tasks: int = Field(default=25, ge=1)
+    max_breakdowns: int = Field(default=MAX_BREAKDOWNS, ge=0)
     attempts: int = Field(default=3, ge=1)
     allowed_kinds: tuple[TaskKind, ...] = ("llm", "code", "composite")
 
@@ -138,8 +143,21 @@ async def make_plan(
         reason = e.last_errors[0] if e.last_errors else str(e)
         on_step(f"could not plan the goal ({reason}): it runs as one '{task.kind}' step")
     plan = Plan.from_draft(goal, draft)
-    await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step)
+    breakdowns = _Breakdowns(options.max_breakdowns)
+    await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step, left=breakdowns)
     return plan
+
+
+@dataclass
+class _Breakdowns:
+    """The composite tasks a goal may still break down: a model that decomposes every
+    step cannot make planning calls without end, even within the depth limit."""
+
+    left: int
+
+    def take(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
 
 
 async def _refine(
@@ -150,10 +168,11 @@ async def _refine(
     depth: int,
     options: PlanningOptions,
     on_step: Callable[[str], None],
+    left: _Breakdowns,
 ) -> None:
     composites = [task for task in tasks if task.kind == "composite"]
     await asyncio.gather(
-        *(_refine_one(llm, goal, task, depth, options, on_step) for task in composites)
+        *(_refine_one(llm, goal, task, depth, options, on_step, left) for task in composites)
     )
 
 
@@ -164,7 +183,15 @@ async def _refine_one(
     depth: int,
     options: PlanningOptions,
     on_step: Callable[[str], None],
+    left: _Breakdowns,
 ) -> None:
+    if not left.take():
+        on_step(
+            f"not breaking down '{task.id}': the goal has used its {options.max_breakdowns} "
+            "breakdowns; it runs as one 'llm' step"
+        )
+        task.kind = "llm"
+        return
     kinds = _kinds(options, depth=depth)
     on_step(f"refining: {task.title}")
 
@@ -201,7 +228,9 @@ async def _refine_one(
     for subtask in task.subtasks:
         if task.format and not subtask.format and set(subtask.outputs) & set(task.outputs):
             subtask.format = task.format
-    await _refine(llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step)
+    await _refine(
+        llm, goal, task.subtasks, depth=depth + 1, options=options, on_step=on_step, left=left
+    )
 
 
 async def _ask(

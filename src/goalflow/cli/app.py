@@ -24,6 +24,7 @@ from goalflow.cli.sandbox import sandbox_app
 from goalflow.cli.server import server_app, setup
 from goalflow.core.plan import Plan
 from goalflow.core.progress import observe
+from goalflow.core.task import MAX_DEPTH
 from goalflow.errors import ConfigError, GoalflowError
 
 __all__ = ["app", "approve_command", "main", "plan_command", "run"]
@@ -42,7 +43,10 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model name (default: GOALFLOW_MODEL).")
 ]
 DepthOpt = Annotated[
-    int | None, typer.Option(min=0, help="How often composite tasks may be broken down.")
+    int | None,
+    typer.Option(
+        min=0, max=MAX_DEPTH, help="How often composite tasks may be broken down (default 2)."
+    ),
 ]
 
 

@@ -43,7 +43,8 @@ def check_tasks(
     errors: list[str] = []
     if len(tasks) > max_tasks:
         errors.append(
-            f"the plan has {len(tasks)} tasks, more than the limit of {max_tasks}: "
+            f"the plan has {len(tasks)} tasks, more than the limit of {max_tasks} "
+            "(GOALFLOW_MAX_TASKS): "
             "merge small steps, or make a large part one 'composite' task"
         )
     available = set(available)

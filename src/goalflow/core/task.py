@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 __all__ = [
     "AT_LEAST_ONE",
     "DEFAULT_MAX_TASKS",
+    "MAX_DEPTH",
     "NAME",
     "GoalInput",
     "Score",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TASKS = 25
+MAX_DEPTH = 5  # the deepest breakdown a goal may ask for (--max-depth)
 TaskKind = Literal["llm", "code", "composite"]
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 # Said in the schema the model sees (grammar-constrained servers enforce it), but not
