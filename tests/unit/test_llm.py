@@ -317,6 +317,25 @@ async def test_unknown_model_lists_what_the_endpoint_serves(llm: LLM) -> None:
         await llm.structured(Answer, ASK, purpose="capital")
 
 
+@respx.mock
+@pytest.mark.parametrize(
+    "models",
+    [
+        httpx.Response(200, text="<html><body>Not here</body></html>"),
+        httpx.Response(404, text="<html>404</html>"),
+        httpx.Response(200, json={"data": [{"name": "no id"}]}),
+    ],
+)
+async def test_unknown_model_is_reported_whatever_the_models_list_answers(
+    llm: LLM, models: httpx.Response
+) -> None:
+    respx.post(f"{BASE}/chat/completions").mock(return_value=error(404, "no such model"))
+    respx.get(f"{BASE}/models").mock(return_value=models)
+
+    with pytest.raises(LLMModelNotFoundError, match=r"no model 'gpt-4o-mini'. Choose another"):
+        await llm.structured(Answer, ASK, purpose="capital")
+
+
 async def test_unreachable_endpoint_says_where_and_what_to_check() -> None:
     config = LLMConfig(
         model="m",

@@ -39,15 +39,13 @@ from goalflow.core.pacing import Gate, Pacer, mark_sent
 from goalflow.core.rates import estimate_request_tokens, task_concurrency
 from goalflow.core.rules import describe_validation_error
 from goalflow.errors import (
-    LLMAuthError,
-    LLMModelNotFoundError,
     LLMRateLimitError,
     LLMRequestError,
-    LLMUnreachableError,
     StructuredOutputError,
 )
 from goalflow.llm import prompts
 from goalflow.llm.config import LLMConfig, StructuredMode
+from goalflow.llm.failures import redact, translate
 from goalflow.llm.limits import announced_limits, too_large
 from goalflow.llm.limits import retry_after as retry_after_of
 
@@ -284,7 +282,7 @@ class LLM:
                 continue
             if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
                 # Not chained: the SDK's exception text can quote part of the API key.
-                raise await self._translate(error) from None
+                raise await translate(error, self.config, self._client) from None
             attempt += 1
             await asyncio.sleep(self._retry_delay(error, attempt))
 
@@ -303,7 +301,7 @@ class LLM:
                 f"the model endpoint {self.config.endpoint} kept rate-limiting the requests "
                 f"(HTTP 429) for {waited:.0f} s, and asks to wait {wait:.0f} s more, past the "
                 f"patience of {patience:.0f} s (GOALFLOW_RATE_LIMIT_PATIENCE): "
-                f"{self._redact(error.message)}. Lower the concurrency or raise the "
+                f"{redact(error.message, self.config)}. Lower the concurrency or raise the "
                 "provider's limits",
                 waited=waited,
             )
@@ -366,56 +364,6 @@ class LLM:
             prompt_hash=prompt_hash,
         )
         return content, str(choice.finish_reason or "stop")
-
-    async def _translate(self, error: openai.APIError) -> Exception:
-        """A goalflow error that says what to change; never the server's text about keys."""
-        where = self.config.endpoint
-        model = self.config.model
-        if isinstance(error, openai.APITimeoutError):
-            return LLMUnreachableError(
-                f"the model endpoint {where} did not answer within {self.config.timeout:.0f} s "
-                f"({self.config.max_retries} retries): check that it is up, or raise the timeout"
-            )
-        if isinstance(error, openai.APIConnectionError):
-            return LLMUnreachableError(
-                f"cannot reach the model endpoint {where}: check OPENAI_BASE_URL (or the "
-                "LLMProvider block's base_url) and that the server is running"
-            )
-        assert isinstance(error, openai.APIStatusError)
-        status = error.status_code
-        if status in (401, 403):
-            return LLMAuthError(
-                f"the model endpoint {where} refused the API key (HTTP {status}): set a valid "
-                "OPENAI_API_KEY, or the api_key of the LLMProvider block"
-            )
-        if status == 404:
-            served = await self._served_models()
-            hint = f"; it serves: {', '.join(served)}" if served else ""
-            return LLMModelNotFoundError(
-                f"the model endpoint {where} has no model {model!r}{hint}. "
-                "Choose another with --model or GOALFLOW_MODEL"
-            )
-        detail = self._redact(error.message)
-        if status == 429:  # only a request too large for the limit ends up here
-            return LLMRequestError(
-                f"the model endpoint {where} refuses a request this large (HTTP 429): "
-                f"{detail}. Lower max_tokens or shorten the inputs, or raise the limit"
-            )
-        return LLMRequestError(
-            f"the model endpoint {where} refused the request (HTTP {status}): {detail}"
-        )
-
-    async def _served_models(self) -> list[str]:
-        try:
-            page = await self._client.models.list()
-        except openai.APIError:
-            return []
-        return sorted(model.id for model in page.data)
-
-    def _redact(self, text: str) -> str:
-        if self.config.api_key:
-            text = text.replace(self.config.api_key.get_secret_value(), "[redacted]")
-        return re.sub(r"sk-[A-Za-z0-9_\-*]{4,}", "[redacted]", text)
 
 
 async def _mark_sent(request: object) -> None:
