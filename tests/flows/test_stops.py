@@ -1,10 +1,11 @@
-"""A goal stops cleanly: money or time budget spent, or cancelled on the server."""
+"""A goal stops cleanly: money or time budget spent, cancelled on the server, or signalled."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -173,3 +174,44 @@ async def test_a_directly_started_goal_obeys_prefect_flow_run_cancel(
     result = caught.value.result
     assert "cancelled on the Prefect server" in result.message
     assert {t.status for t in result.tasks} == {"failed", "pending"}
+    # The run ends Cancelled at once, with goalflow's reason (not after Prefect's timeout).
+    state, message = await _state(str(flow_run_id))
+    assert state == "CANCELLED" and "cancelled on the Prefect server" in message
+
+
+@pytest.mark.parametrize(("number", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+async def test_a_signal_stops_a_command_line_run_as_cancelled(
+    llm_server: OpenAITestServer,
+    prefect_server: str,
+    tmp_path: Path,
+    number: signal.Signals,
+    code: int,
+) -> None:
+    llm_server.script(asks_for("TaskAnswer"), _slow(60))
+    goal = f"Signal me {number.name} {time.time()}"
+    plan = tmp_path / "plan.json"
+    plan.write_text(_wide_plan(goal).model_dump_json())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "goalflow.cli",
+        "run",
+        "--plan",
+        str(plan),
+        "--concurrency",
+        "6",
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    flow_run_id = await wait_for_run(f"goal: {goal}")
+    await wait_for(lambda: len(llm_server.requests) >= 6)
+
+    process.send_signal(number)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    said = stderr.decode()
+    assert process.returncode == code, said
+    assert f"stopped: the process got {number.name}" in said and "Traceback" not in said
+    state, message = await _state(str(flow_run_id))
+    assert state == "CANCELLED" and number.name in message

@@ -2,7 +2,8 @@
 
 Exit codes: 0 the goal was achieved; 1 it ran and failed, was stopped by a budget, a
 cancellation or a rejected plan, or the model failed; 2 the input cannot work as given
-(empty goal, invalid plan file, bad settings, a run that waits for no decision).
+(empty goal, invalid plan file, bad settings, a run that waits for no decision); 130 and
+143 it was stopped by SIGINT (Ctrl-C) or SIGTERM (the run ends Cancelled).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def run(
     from goalflow.deploy.local_server import prefect_api
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
+    from goalflow.orchestration.guard import RunGuard
     from goalflow.orchestration.inputs import check_goal, load_plan
     from goalflow.settings import GoalOptions, Settings
 
@@ -170,6 +172,8 @@ def run(
             f"{result.seconds:.1f} s",
             highlight=False,
         )
+    if RunGuard.signal_received is not None:  # stopped by SIGTERM or SIGINT: 143 or 130
+        raise typer.Exit(128 + RunGuard.signal_received)
     if result.status != "completed":
         raise typer.Exit(1)
 

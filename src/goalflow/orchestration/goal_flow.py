@@ -5,7 +5,8 @@ Each parameter but ``goal``, ``plan`` and ``plan_file`` is a field of
 blocks they name (:func:`~goalflow.orchestration.options.resolve_options`). The run
 itself is :class:`~goalflow.orchestration.goal_run.GoalRun`. A goal that did not
 produce every deliverable raises :class:`~goalflow.errors.GoalFailedError` (stopped:
-:class:`~goalflow.errors.GoalStoppedError`), so the flow run's final state says why.
+:class:`~goalflow.errors.GoalStoppedError`), so the flow run's final state says why; a
+goal cancelled on the server or by a signal ends ``Cancelled`` with its reason.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
 from goalflow.core.report import GoalResult
+from goalflow.errors import GoalStoppedError
 from goalflow.orchestration.goal_run import GoalRun
 from goalflow.orchestration.inputs import given_plan
 from goalflow.orchestration.options import resolve_options
@@ -74,4 +77,10 @@ async def achieve_goal(
     run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
     result = await run.run()
     get_run_logger().info(result.message)
+    if result.status == "stopped" and run.guard.cancelled:
+        # Cancelling -> Cancelled, with goalflow's reason (the server refuses a Failed
+        # state for a run it is cancelling). Prefect makes a returned state the run's
+        # final state and raises its data to the caller: GoalStoppedError, as before.
+        stopped = GoalStoppedError(result.message, result)
+        return Cancelled(message=result.message, data=stopped)  # type: ignore[return-value]
     return result.raise_for_status()

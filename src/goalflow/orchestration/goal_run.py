@@ -55,7 +55,7 @@ from goalflow.llm.provider import open_llm
 from goalflow.orchestration.approval import review_plan
 from goalflow.orchestration.code_tasks import sandbox_code_runner
 from goalflow.orchestration.events import emit_budget_event, emit_goal_event
-from goalflow.orchestration.guard import RunGuard, RunStopped
+from goalflow.orchestration.guard import RunGuard, RunStopped, unsupervised
 from goalflow.orchestration.inputs import check_goal, planning_options
 from goalflow.orchestration.leaf import LeafContext, RunRef, host_of, hosting, run_leaf_task
 from goalflow.orchestration.options import ResolvedOptions
@@ -90,7 +90,7 @@ class GoalRun:
         self.flow_run_id = flow_run_id
         self.observer = observer
         max_seconds = options.budget.max_seconds if self.settings.time_guard else None
-        self.guard = RunGuard(flow_run_id, max_seconds=max_seconds)
+        self.guard = RunGuard(flow_run_id, max_seconds=max_seconds, on_signals=unsupervised())
         self.outcomes: dict[str, TaskOutcome] = {}
         self.graph: GraphRun | None = None  # the top level, when reflection watches it
         self.reflector: Reflector | None = None

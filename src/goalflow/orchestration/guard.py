@@ -1,17 +1,21 @@
-"""Stopping a goal run cleanly: money spent, time up, or cancelled on the server.
+"""Stopping a goal run cleanly: money spent, time up, cancelled on the server, or a
+signal to the process.
 
 A goal's work runs as one asyncio task under a :class:`RunGuard`. When a reason to stop
 arrives, the guard cancels that task: the scheduler cancels the task runs in flight
 (their sandbox containers are removed), pending tasks never start, and what finished
 is kept by the caller. The guard also polls the run's own state on the Prefect server,
 because a flow that was called directly, not by a worker, is only *marked* Cancelling
-by ``prefect flow-run cancel``, the UI or an automation: nothing else stops it.
+by ``prefect flow-run cancel``, the UI or an automation: nothing else stops it. In such
+a direct run it also takes SIGTERM (a CI job's timeout) and SIGINT (Ctrl-C) as a
+cancellation, where Prefect would otherwise crash the run mid-step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -20,13 +24,22 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
+from prefect.context import FlowRunContext
 
-__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped"]
+__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "unsupervised"]
 
 T = TypeVar("T")
 POLL_SECONDS = 1.0
 logger = logging.getLogger("goalflow.guard")
 _STOPPING_STATES = (StateType.CANCELLING, StateType.CANCELLED)
+
+
+def unsupervised() -> bool:
+    """Whether the current flow run was called directly, not from a deployment: no
+    worker or runner supervises it, and a signal is for goalflow to act on."""
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    return run is None or run.deployment_id is None
 
 
 class RunStopped(Exception):
@@ -40,17 +53,25 @@ class RunStopped(Exception):
 class RunGuard:
     """Runs a goal's work and stops it on the first reason to stop."""
 
+    signal_received: signal.Signals | None = None
+    """The last signal that stopped a goal in this process (the CLI's exit code)."""
+
     def __init__(
         self,
         flow_run_id: UUID | None,
         *,
         max_seconds: float | None,
         poll_seconds: float = POLL_SECONDS,
+        on_signals: bool = False,
     ) -> None:
+        """``on_signals``: stop on SIGTERM and SIGINT (a run no worker supervises)."""
         self.flow_run_id = flow_run_id
         self.max_seconds = max_seconds
         self.poll_seconds = poll_seconds
+        self.on_signals = on_signals
         self.reason: str | None = None
+        # Stopped as a cancellation (on the server, or by a signal), not by a budget.
+        self.cancelled = False
         # What the run is waiting on, said with a stop for time (set once the model is open).
         self.waiting: Callable[[], str] = lambda: ""
         self._work: asyncio.Future[Any] | None = None
@@ -89,7 +110,8 @@ class RunGuard:
         if self.max_seconds is not None:
             watchers.append(asyncio.create_task(self._deadline(self.max_seconds)))
         try:
-            result = await task
+            with self._stopping_on_signals():
+                result = await task
         except (Exception, asyncio.CancelledError) as e:
             if self.reason is None:
                 raise  # a failure of the work, or a cancellation from outside
@@ -132,5 +154,31 @@ class RunGuard:
                     continue
                 if run.state is not None and run.state.type in _STOPPING_STATES:
                     detail = f" ({run.state.message})" if run.state.message else ""
+                    self.cancelled = True
                     self.stop(f"it was cancelled on the Prefect server{detail}")
                     return
+
+    @contextmanager
+    def _stopping_on_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the work as a cancellation while it runs; the handlers
+        that were there before (Prefect's) come back after."""
+        loop = asyncio.get_running_loop()
+        installed: list[tuple[signal.Signals, Any]] = []
+        for number in (signal.SIGTERM, signal.SIGINT) if self.on_signals else ():
+            previous = signal.getsignal(number)
+            try:
+                loop.add_signal_handler(number, self._signalled, number)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread's loop: the signals stay Prefect's
+            installed.append((number, previous))
+        try:
+            yield
+        finally:
+            for number, previous in installed:
+                loop.remove_signal_handler(number)
+                signal.signal(number, previous)
+
+    def _signalled(self, number: signal.Signals) -> None:
+        RunGuard.signal_received = number
+        self.cancelled = True
+        self.stop(f"the process got {number.name}")
