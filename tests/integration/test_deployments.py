@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -169,6 +171,41 @@ def test_a_run_that_overruns_its_spent_money_budget_is_cancelled_by_the_automati
     # After the 10 s grace for the run to stop itself; long before its 60 s answers.
     waited = (datetime.fromisoformat(run["end_time"]) - sent).total_seconds()
     assert 9 <= waited < 40
+
+
+def test_a_goal_whose_process_is_killed_is_marked_crashed_within_two_minutes(
+    stack: DeploymentStack, llm: OpenAITestServer
+) -> None:
+    # Only the lost-run automation may act here: move the time backstop out of the way.
+    assert stack.run("goalflow", "setup", "--time-backstop", "600").returncode == 0
+    goal = f"Slow goal, killed {time.time()}"
+    env = stack.env | model_env(llm.base_url, TEST_KEY)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("goalflow")), "run", goal],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (runs := [r for r in stack.flow_runs("achieve-goal") if goal in r["name"]]):
+            assert time.monotonic() < deadline and process.poll() is None, "no run started"
+            time.sleep(0.5)
+        flow_run_id = runs[0]["id"]
+        stack.wait_for_state(flow_run_id, {"RUNNING"})
+        time.sleep(2)  # its first heartbeat is out
+        process.kill()
+        killed = time.monotonic()
+
+        run = stack.wait_for_state(flow_run_id, {"CRASHED", "CANCELLED", "FAILED"}, timeout=150)
+    finally:
+        process.kill()
+        process.wait()
+        stack.run("goalflow", "setup", "--time-backstop", str(BACKSTOP_SECONDS))
+
+    assert run["state"]["type"] == "CRASHED"
+    assert "heartbeats" in (run["state"]["message"] or "")
+    assert time.monotonic() - killed < 120
 
 
 def test_recurring_deployment_runs_its_saved_plan_on_schedule(

@@ -8,7 +8,9 @@ is kept by the caller. The guard also polls the run's own state on the Prefect s
 because a flow that was called directly, not by a worker, is only *marked* Cancelling
 by ``prefect flow-run cancel``, the UI or an automation: nothing else stops it. In such
 a direct run it also takes SIGTERM (a CI job's timeout) and SIGINT (Ctrl-C) as a
-cancellation, where Prefect would otherwise crash the run mid-step.
+cancellation, where Prefect would otherwise crash the run mid-step. While the work runs,
+it sends the server a heartbeat event, so that a run whose process died is marked
+Crashed (the ``goalflow-lost-run`` automation) instead of staying Running.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.context import FlowRunContext
 
-__all__ = ["POLL_SECONDS", "RunGuard", "RunStopped", "unsupervised"]
+from goalflow.orchestration.events import emit_goal_event
+
+__all__ = ["HEARTBEAT_SECONDS", "POLL_SECONDS", "RunGuard", "RunStopped", "unsupervised"]
 
 T = TypeVar("T")
 POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 15.0
+"""How often a run tells the server its process is alive (the goalflow-lost-run automation)."""
 logger = logging.getLogger("goalflow.guard")
 _STOPPING_STATES = (StateType.CANCELLING, StateType.CANCELLED)
 
@@ -106,7 +112,7 @@ class RunGuard:
         self._work = task
         if self.reason is not None:  # stopped before the work began
             task.cancel()
-        watchers = [asyncio.create_task(self._watch_state())]
+        watchers = [asyncio.create_task(self._watch_state()), asyncio.create_task(self._beat())]
         if self.max_seconds is not None:
             watchers.append(asyncio.create_task(self._deadline(self.max_seconds)))
         try:
@@ -140,6 +146,11 @@ class RunGuard:
         self.stop(
             f"the time budget of {seconds:g} s ran out" + (f" ({waiting})" if waiting else "")
         )
+
+    async def _beat(self) -> None:
+        while self.flow_run_id is not None:
+            emit_goal_event("goalflow.goal.heartbeat", self.flow_run_id, {})
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _watch_state(self) -> None:
         if self.flow_run_id is None:
