@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
@@ -13,6 +14,7 @@ from goalflow.errors import BudgetExceededError, ConfigError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.testing import OpenAITestServer, Reply
+from tests.helpers import wait_for
 
 PRICE = {"m": Price(input=1.0, output=2.0)}  # $ per million tokens
 
@@ -25,7 +27,9 @@ def test_concurrent_reservations_never_exceed_the_limit() -> None:
     def call() -> None:
         barrier.wait()
         try:
-            granted.append(ledger.reserve(model="m", prompt_tokens=400, max_tokens=600))
+            granted.append(
+                asyncio.run(ledger.reserve(model="m", prompt_tokens=400, max_tokens=600))
+            )
         except BudgetExceededError:
             return
         ledger.settle(
@@ -44,45 +48,61 @@ def test_concurrent_reservations_never_exceed_the_limit() -> None:
     assert ledger.summary().cost_usd <= 0.01
 
 
-def test_settlement_returns_the_unused_part_of_a_reservation() -> None:
+async def test_a_call_that_does_not_fit_beside_calls_in_flight_waits_for_them() -> None:
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
-    first = ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)  # $0.0025 held
-    with pytest.raises(BudgetExceededError):
-        ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    first = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)  # $0.0025 held
+    second = asyncio.create_task(ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000))
+    await asyncio.sleep(0.1)
+    assert not second.done()  # waiting, not refused: the first may cost far less
 
     ledger.settle(first, purpose="t", model="m", prompt_tokens=100, completion_tokens=50, seconds=0)
 
-    # Only $0.0002 was spent, so another worst case of $0.0025 fits again.
-    ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    # Only $0.0002 was spent, so the second worst case of $0.0025 fits now.
+    assert await asyncio.wait_for(second, 1) == pytest.approx(0.0025)
 
 
-def test_a_released_reservation_frees_its_money() -> None:
+async def test_a_call_is_refused_only_when_nothing_in_flight_can_free_enough() -> None:
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
-    held = ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    first = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    waiting = asyncio.create_task(ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000))
+    await asyncio.sleep(0.1)
+
+    # The first call costs its worst case: what is spent leaves no room for the second.
+    ledger.settle(
+        first, purpose="t", model="m", prompt_tokens=500, completion_tokens=1000, seconds=0
+    )
+
+    with pytest.raises(BudgetExceededError, match=r"\$0.0025 spent, \$0.0000 held"):
+        await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_released_reservation_frees_its_money() -> None:
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
+    held = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
 
     ledger.release(held)
 
-    ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    await asyncio.wait_for(ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000), 1)
     assert ledger.summary().cost_usd == 0
 
 
-def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None:
+async def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None:
     alerts: list[BudgetAlert] = []
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.001, on_alert=alerts.append))
 
-    def spend(completion_tokens: int) -> None:
-        held = ledger.reserve(model="m", prompt_tokens=0, max_tokens=completion_tokens)
+    async def spend(completion_tokens: int) -> None:
+        held = await ledger.reserve(model="m", prompt_tokens=0, max_tokens=completion_tokens)
         ledger.settle(
             held, purpose="t", model="m", prompt_tokens=0, completion_tokens=completion_tokens,
             seconds=0,
         )  # fmt: skip
 
-    spend(260)  # 52 %
-    spend(10)  # 54 %: nothing new
-    spend(150)  # 84 %
+    await spend(260)  # 52 %
+    await spend(10)  # 54 %: nothing new
+    await spend(150)  # 84 %
     for _ in range(2):
         with pytest.raises(BudgetExceededError, match=r"money budget of \$0.001 "):
-            ledger.reserve(model="m", prompt_tokens=0, max_tokens=200)
+            await ledger.reserve(model="m", prompt_tokens=0, max_tokens=200)
 
     assert [(a.kind, a.fraction) for a in alerts] == [
         ("warning", 0.5),
@@ -159,3 +179,52 @@ async def test_a_failed_call_gives_its_reservation_back() -> None:
         await llm.close()
 
     assert len(server.requests) == 3
+
+
+async def test_attempts_that_time_out_are_counted_and_the_call_stops_within_the_budget() -> None:
+    from goalflow.agent.executor import Verdict
+
+    answer = Reply(content=json.dumps({"passed": True, "reason": "ok"}), delay=2)
+    server = OpenAITestServer(models=("m",), default=answer)
+    async with server:
+        config = LLMConfig(
+            model="m",
+            base_url=server.base_url,
+            prices=PRICE,
+            max_tokens=1000,
+            timeout=0.3,
+            backoff=0.01,
+            structured_mode="json_schema",
+        )
+        # Each attempt may cost ~$0.0029 at worst: two fit in $0.007, a third does not.
+        llm = LLM(config, budget=MoneyBudget(limit_usd=0.007), http_client=httpx.AsyncClient())
+        with pytest.raises(BudgetExceededError):
+            await llm.structured(Verdict, [{"role": "user", "content": "x"}], purpose="slow")
+        await llm.close()
+
+    # The provider answers (and bills) what the client gave up on: each attempt sent is a
+    # call in the report, at its worst case, and no attempt went out that did not fit.
+    summary = llm.ledger.summary()
+    assert len(server.requests) == summary.calls == 2
+    assert 0.005 < summary.cost_usd <= 0.007
+
+
+async def test_a_call_cancelled_after_it_was_sent_is_counted() -> None:
+    from goalflow.agent.executor import Verdict
+
+    answer = Reply(content=json.dumps({"passed": True, "reason": "ok"}), delay=5)
+    server = OpenAITestServer(models=("m",), default=answer)
+    async with server:
+        config = LLMConfig(model="m", base_url=server.base_url, prices=PRICE, max_tokens=1000)
+        llm = LLM(config, budget=MoneyBudget(limit_usd=0.01), http_client=httpx.AsyncClient())
+        call = asyncio.create_task(
+            llm.structured(Verdict, [{"role": "user", "content": "x"}], purpose="cut")
+        )
+        await wait_for(lambda: bool(server.requests))
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await llm.close()
+
+    summary = llm.ledger.summary()
+    assert summary.calls == 1 and summary.cost_usd > 0.002  # sent: billed, so counted

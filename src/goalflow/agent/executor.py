@@ -37,6 +37,9 @@ __all__ = ["CodeRunner", "Verdict", "review", "run_leaf"]
 CodeRunner = Callable[[TaskSpec, dict[str, str]], Awaitable[dict[str, str]]]
 logger = logging.getLogger("goalflow.executor")
 
+REVIEW_MAX_TOKENS = 256
+"""A verdict is a flag and a sentence: its call reserves this much answer, not a task's."""
+
 
 def _as_text(value: Any) -> Any:
     """Small models often answer a list or object where text was asked: keep it, as JSON."""
@@ -135,4 +138,6 @@ async def review(llm: ChatModel, task: TaskSpec, outputs: Mapping[str, str]) -> 
         {"role": "system", "content": REVIEW_SYSTEM},
         {"role": "user", "content": review_request(task, outputs)},
     ]
-    return await llm.structured(Verdict, messages, purpose=f"review {task.id}")
+    return await llm.structured(
+        Verdict, messages, purpose=f"review {task.id}", max_tokens=REVIEW_MAX_TOKENS
+    )

@@ -4,14 +4,16 @@ Pure bookkeeping, no I/O. Prices are US dollars per million tokens; a provider's
 block can override or add to the table.
 
 With a money limit, every call first *reserves* its worst case (its prompt, counted
-generously, plus ``max_tokens`` of answer) against what is left, and is refused when
-that does not fit; the answer's real usage then *settles* the reservation. Spend is
-therefore never above the limit, however many calls are in flight. Crossing a warning
-fraction, and the first refused call, are each reported once to ``on_alert``.
+generously, plus ``max_tokens`` of answer) against what is left; the answer's real
+usage then *settles* the reservation. A call that does not fit waits while calls in
+flight may still free enough, and is refused only when nothing can. Spend is therefore
+never above the limit, however many calls are in flight. Crossing a warning fraction,
+and the first refused call, are each reported once to ``on_alert``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import defaultdict
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 DEFAULT_WARN_AT = (0.5, 0.8)
+_RESERVE_POLL_SECONDS = 0.02  # how often a waiting reservation looks again
 
 
 class BudgetPolicy(BaseModel):
@@ -208,22 +211,31 @@ class Ledger:
                 ", or the LLMProvider block's prices), or run without a money budget"
             )
 
-    def reserve(self, *, model: str, prompt_tokens: int, max_tokens: int) -> float:
-        """Set aside the worst case of one call; raise when it does not fit what is left.
+    async def reserve(self, *, model: str, prompt_tokens: int, max_tokens: int) -> float:
+        """Set aside the worst case of one call, waiting while calls in flight hold what
+        it needs; raise when it cannot fit even once they have settled.
 
-        Returns the amount reserved, to hand to :meth:`settle` or :meth:`release`.
+        A call whose worst case does not fit beside the reservations in flight waits
+        for them: they settle at their real cost, mostly far below their worst case,
+        and free the rest. Only when what is spent already leaves no room for this
+        call's worst case does the goal run out of money. Returns the amount reserved,
+        to hand to :meth:`settle` or :meth:`release`.
         """
         worst = self._cost(model, prompt_tokens, max_tokens)
         if self.budget is None:
             return worst
         limit = self.budget.limit_usd
-        with self._lock:
-            if self._spent + self._reserved + worst <= limit:
-                self._reserved += worst
-                return worst
-            spent, reserved = self._spent, self._reserved
-            first = not self._exceeded
-            self._exceeded = True
+        while True:
+            with self._lock:
+                if self._spent + self._reserved + worst <= limit:
+                    self._reserved += worst
+                    return worst
+                if not (self._reserved > 0 and self._spent + worst <= limit):
+                    spent, reserved = self._spent, self._reserved
+                    first = not self._exceeded
+                    self._exceeded = True
+                    break
+            await asyncio.sleep(_RESERVE_POLL_SECONDS)
         if first:
             self._alert(BudgetAlert("exceeded", 1.0, spent, limit))
         raise BudgetExceededError(

@@ -145,7 +145,7 @@ class LedgerBroker:
             if op == "reserve":
                 if self._stopped:
                     return {"error": "stopped", "message": "the goal is stopping"}
-                reserved = ledger.reserve(
+                reserved = await ledger.reserve(
                     model=model,
                     prompt_tokens=int(message["prompt_tokens"]),
                     max_tokens=int(message["max_tokens"]),

@@ -8,11 +8,13 @@ Structured output uses ``response_format`` ``json_schema``; a server that reject
 from then on. Each call first takes a slot of the goal's pacer
 (:mod:`goalflow.core.pacing`: requests and tokens per minute), so a rate limit is met
 without 429s; a 429 that arrives anyway pauses the pacer for its ``Retry-After`` and
-the call is retried. Server errors and timeouts are retried with backoff. Before a
-call is sent, its worst-case cost is reserved in the ledger (the whole request counted
-as one token per byte, which no tokenizer exceeds, plus ``max_tokens``); a call that
-does not fit the money budget is not sent (:class:`~goalflow.errors.BudgetExceededError`).
-The answer's usage settles it.
+the call is retried. Server errors and timeouts are retried with backoff. Before each
+attempt is sent, its worst-case cost is reserved in the ledger (the whole request
+counted as one token per byte, which no tokenizer exceeds, plus ``max_tokens``); an
+attempt that cannot fit the money budget is not sent
+(:class:`~goalflow.errors.BudgetExceededError`). The answer's usage settles it; an
+attempt that went out and got no usable answer (it timed out, was cancelled, or came
+back as no chat completion) is counted at its reservation, as the provider may bill it.
 No message raised or logged here contains the API key.
 """
 
@@ -23,14 +25,14 @@ import hashlib
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import httpx
 import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from goalflow.core.budget import Ledger, MoneyBudget
@@ -44,6 +46,12 @@ from goalflow.errors import (
     StructuredOutputError,
 )
 from goalflow.llm import prompts
+from goalflow.llm.answers import (
+    is_completion,
+    refuses_json_schema,
+    strip_fences,
+    worst_case_tokens,
+)
 from goalflow.llm.config import LLMConfig, StructuredMode
 from goalflow.llm.failures import redact, translate
 from goalflow.llm.limits import announced_limits, too_large
@@ -133,7 +141,7 @@ class LLM:
             try:
                 # strict=False: small models put raw newlines inside strings; the
                 # meaning is plain, so it is not worth a re-ask.
-                return schema.model_validate(json.loads(_strip_fences(content), strict=False))
+                return schema.model_validate(json.loads(strip_fences(content), strict=False))
             except json.JSONDecodeError as e:
                 errors = [f"the answer is not valid JSON: {e}"]
             except ValidationError as e:
@@ -160,7 +168,7 @@ class LLM:
         """Whether one call of this shape fits the money budget left (no reservation)."""
         return self.ledger.fits(
             model=self.config.model,
-            prompt_tokens=_worst_case_tokens(messages, schema.model_json_schema()),
+            prompt_tokens=worst_case_tokens(messages, schema.model_json_schema()),
             max_tokens=max_tokens or self.config.max_tokens,
         )
 
@@ -175,29 +183,56 @@ class LLM:
     ) -> tuple[str, str]:
         json_schema = schema.model_json_schema()
         max_tokens = max_tokens or self.config.max_tokens
-        reserved = await self._reserve(_worst_case_tokens(messages, json_schema), max_tokens)
-        prompt_hash = hashlib.sha256(
-            json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
-        ).hexdigest()[:16]
+        worst_prompt = worst_case_tokens(messages, json_schema)
+        bill = _Bill(
+            reserved=await self._reserve(worst_prompt, max_tokens),
+            prompt_tokens=worst_prompt,
+            max_tokens=max_tokens,
+            prompt_hash=hashlib.sha256(
+                json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
+            ).hexdigest()[:16],
+        )
         try:
             return await self._send(
                 messages,
                 schema,
                 json_schema,
                 purpose,
-                max_tokens,
-                (reserved, prompt_hash),
+                bill,
                 self.config.temperature if temperature is None else temperature,
             )
         except BaseException:
-            self._release(reserved)
+            if bill.unanswered:  # sent, then cancelled or timed out: the provider bills it
+                await self._charge_unanswered(bill, purpose)
+            else:
+                self._release(bill.reserved)
             raise
+
+    async def _charge_unanswered(self, bill: _Bill, purpose: str) -> None:
+        """Count an attempt that went out and got no usable answer at its reservation:
+        the provider may well have answered it, and billed it."""
+        await self._record(
+            bill.reserved,
+            f"{purpose} (no answer; counted at its worst case)",
+            bill.prompt_tokens,
+            bill.max_tokens,
+            time.monotonic() - bill.started,
+            prompt_hash=bill.prompt_hash,
+        )
+        bill.reserved = 0.0
+        bill.sent = bill.responded = False
+
+    async def _next_attempt(self, bill: _Bill, purpose: str) -> None:
+        """After an attempt the provider bills without an answer (a timeout, a body that
+        is no chat completion): count it, and reserve again for the next one."""
+        await self._charge_unanswered(bill, purpose)
+        bill.reserved = await self._reserve(bill.prompt_tokens, bill.max_tokens)
 
     # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
     # overrides them to use the goal's ledger in the flow process (goalflow.llm.broker).
 
     async def _reserve(self, prompt_tokens: int, max_tokens: int) -> float:
-        return self.ledger.reserve(
+        return await self.ledger.reserve(
             model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
         )
 
@@ -230,28 +265,34 @@ class LLM:
         schema: type[BaseModel],
         json_schema: dict[str, Any],
         purpose: str,
-        max_tokens: int,
-        reservation: tuple[float, str],
+        bill: _Bill,
         temperature: float,
     ) -> tuple[str, str]:
         attempt = 0
         limited_since: float | None = None  # the first 429 of this call
+        max_tokens = bill.max_tokens
         while True:
             error: openai.APIError
             sent = self._with_schema_hint(messages, json_schema)
             paced = estimate_request_tokens(sent, max_tokens, extra=json_schema)
             try:
                 async with self.pacer.slot(paced) as admission:
-                    started = time.monotonic()
-                    response = await self._client.chat.completions.create(
-                        model=self.config.model,
-                        messages=cast(Any, sent),
-                        response_format=cast(Any, self._response_format(schema, json_schema)),
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                    )
+                    bill.started = time.monotonic()
+                    bill.sent = bill.responded = False
+                    sending = _SENDING.set(bill)
+                    try:
+                        response = await self._client.chat.completions.create(
+                            model=self.config.model,
+                            messages=cast(Any, sent),
+                            response_format=cast(Any, self._response_format(schema, json_schema)),
+                            max_tokens=max_tokens,
+                            temperature=temperature,
+                        )
+                    finally:
+                        _SENDING.reset(sending)
             except openai.APIStatusError as e:
-                if self._mode == "auto" and _refuses_json_schema(e):
+                bill.responded = True  # refused: not billed
+                if self._mode == "auto" and refuses_json_schema(e):
                     logger.info(
                         "%s rejected response_format json_schema (HTTP %s); using json_object",
                         self.config.endpoint,
@@ -262,20 +303,22 @@ class LLM:
                 error = e
             except openai.APIConnectionError as e:
                 error = e
+                if isinstance(e, openai.APITimeoutError) and bill.unanswered:
+                    await self._next_attempt(bill, purpose)
             except json.JSONDecodeError:  # an HTTP 200 whose body is not JSON
+                await self._next_attempt(bill, purpose)
                 attempt = await self._after_malformed(attempt)
                 continue
             else:
-                if not _is_completion(response):  # HTML, or JSON of another shape
+                if not is_completion(response):  # HTML, or JSON of another shape
+                    await self._next_attempt(bill, purpose)
                     attempt = await self._after_malformed(attempt)
                     continue
                 if self._mode == "auto":
                     self._mode = "json_schema"
                 if response.usage:
                     admission.settle(response.usage.total_tokens)
-                return await self._settle(
-                    response, purpose, reservation, time.monotonic() - started
-                )
+                return await self._settle(response, purpose, bill)
             if isinstance(error, openai.RateLimitError) and not too_large(error.message):
                 limited_since = limited_since or time.monotonic()
                 await self._wait_for_rate_limit(error, limited_since, purpose)
@@ -348,25 +391,49 @@ class LLM:
             return messages
         return [{"role": "system", "content": prompts.schema_hint(json_schema)}, *messages]
 
-    async def _settle(
-        self, response: Any, purpose: str, reservation: tuple[float, str], seconds: float
-    ) -> tuple[str, str]:
-        reserved, prompt_hash = reservation
+    async def _settle(self, response: Any, purpose: str, bill: _Bill) -> tuple[str, str]:
         choice = response.choices[0]
         content: str = choice.message.content or ""
         usage = response.usage
+        reserved, bill.reserved = bill.reserved, 0.0
+        bill.responded = True
         await self._record(
             reserved,
             purpose,
             usage.prompt_tokens if usage else 0,
             usage.completion_tokens if usage else 0,
-            seconds,
-            prompt_hash=prompt_hash,
+            time.monotonic() - bill.started,
+            prompt_hash=bill.prompt_hash,
         )
         return content, str(choice.finish_reason or "stop")
 
 
+@dataclass
+class _Bill:
+    """The money side of one call: what its current attempt holds in the ledger, and
+    whether that attempt's request went out with no answer yet (the provider bills it)."""
+
+    reserved: float
+    prompt_tokens: int  # counted at the worst case
+    max_tokens: int
+    prompt_hash: str
+    started: float = 0.0
+    sent: bool = False
+    responded: bool = False
+
+    @property
+    def unanswered(self) -> bool:
+        return self.sent and not self.responded
+
+
+# The call whose request the HTTP client is writing (set around each attempt).
+_SENDING: ContextVar[_Bill | None] = ContextVar("goalflow_llm_sending", default=None)
+
+
 async def _mark_sent(request: object) -> None:
+    bill = _SENDING.get()
+    if bill is not None:
+        bill.sent = True
     await mark_sent()
 
 
@@ -380,36 +447,3 @@ def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
         burst_seconds=burst,
         gate=gate,
     )
-
-
-def _is_completion(response: object) -> bool:
-    """Whether the SDK made a chat completion with a choice of the answer's body."""
-    return isinstance(response, ChatCompletion) and bool(response.choices)
-
-
-def _refuses_json_schema(error: openai.APIStatusError) -> bool:
-    """The server cannot take ``response_format`` json_schema: a 400 or 422 (a 500 from
-    llama.cpp's server) whose body names it. Any other error, a transient 500 among
-    them, says nothing about the format and is retried in the same mode."""
-    if error.status_code not in (400, 422, 500):
-        return False
-    said = f"{error.message} {error.body}".lower()
-    return "response_format" in said or "json_schema" in said
-
-
-def _worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> int:
-    """An upper bound of the prompt's tokens: one per byte of everything sent.
-
-    The schema is counted twice because in json_object mode it is sent both as the
-    response format and as a system hint; the constant covers per-message framing.
-    """
-    sent = json.dumps(messages, ensure_ascii=False) + 2 * json.dumps(json_schema)
-    return len(sent.encode()) + 8 * len(messages) + 16
-
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-
-
-def _strip_fences(content: str) -> str:
-    match = _FENCE.match(content)
-    return match.group(1) if match else content
