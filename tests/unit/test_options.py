@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from prefect.exceptions import ParameterTypeError
+from prefect.utilities.callables import parameter_schema
 
 from goalflow.errors import ConfigError
 from goalflow.orchestration.goal_flow import achieve_goal
@@ -16,6 +18,26 @@ def test_the_flow_has_a_parameter_for_each_option_and_nothing_else() -> None:
     parameters = set(inspect.signature(achieve_goal.fn).parameters)
 
     assert parameters == {"goal", "plan", "plan_file"} | set(GoalOptions.model_fields)
+
+
+def test_every_constraint_of_an_option_is_in_the_flows_parameter_schema() -> None:
+    schema = parameter_schema(achieve_goal).model_dump()["properties"]
+
+    for name, field in GoalOptions.model_fields.items():
+        limits = {
+            key: getattr(rule, attr)
+            for rule in field.metadata
+            for key, attr in (("minimum", "ge"), ("exclusiveMinimum", "gt"), ("maximum", "le"))
+            if hasattr(rule, attr)
+        }
+        # What a deployment run is checked against when it is created (UI, CLI, API).
+        assert limits.items() <= schema[name]["anyOf"][0].items(), name
+
+
+@pytest.mark.parametrize(("name", "value"), [("concurrency", 0), ("max_depth", 6)])
+def test_a_flow_run_with_a_parameter_an_option_refuses_is_refused(name: str, value: int) -> None:
+    with pytest.raises(ParameterTypeError, match=name):
+        achieve_goal.validate_parameters({"goal": "x", name: value})
 
 
 def test_every_option_is_a_setting_with_an_environment_variable(

@@ -5,30 +5,62 @@ Each parameter but ``goal``, ``plan`` and ``plan_file`` is a field of
 blocks they name (:func:`~goalflow.orchestration.options.resolve_options`). The run
 itself is :class:`~goalflow.orchestration.goal_run.GoalRun`. A goal that did not
 produce every deliverable raises :class:`~goalflow.errors.GoalFailedError` (stopped:
-:class:`~goalflow.errors.GoalStoppedError`), so the flow run's final state says why; a
-goal cancelled on the server or by a signal ends ``Cancelled`` with its reason.
+:class:`~goalflow.errors.GoalStoppedError`) to its caller, and its flow run ends Failed
+with the reason as the state's message (Cancelled, when it was cancelled on the server
+or by a signal); input that cannot work (a parameter, a setting, a block) ends it Failed
+with the one-line error, not a traceback. Each constrained option is constrained in the
+parameter schema too, so a deployment run that breaks one is refused when it is created.
 """
 
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Failed
 
 from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
 from goalflow.core.report import GoalResult
-from goalflow.errors import GoalStoppedError
+from goalflow.errors import GoalFailedError, GoalflowError
 from goalflow.orchestration.goal_run import GoalRun
 from goalflow.orchestration.inputs import given_plan
 from goalflow.orchestration.options import resolve_options
 from goalflow.settings import GoalOptions
 
 __all__ = ["achieve_goal"]
+
+
+def _checked(name: str, kind: Any) -> Any:
+    """``kind`` with the constraints of the GoalOptions field ``name`` (``ge=1``, ...):
+    Prefect writes them into the deployment's parameter schema, so a run that breaks
+    one is refused when it is created, with the reason, instead of failing later."""
+    return Annotated[(kind, *GoalOptions.model_fields[name].metadata)]
+
+
+if TYPE_CHECKING:  # the plain types; at run time, the same with their constraints
+    _Concurrency = int | None
+    _MaxDepth = int | None
+    _MaxUsd = float | None
+    _MaxSeconds = float | None
+    _ApprovalTimeout = float | None
+    _ReflectEveryTasks = int | None
+    _ReflectEverySeconds = float | None
+    _StuckRepeats = int | None
+    _MaxRevisions = int | None
+else:
+    _Concurrency = _checked("concurrency", int | None)
+    _MaxDepth = _checked("max_depth", int | None)
+    _MaxUsd = _checked("max_usd", float | None)
+    _MaxSeconds = _checked("max_seconds", float | None)
+    _ApprovalTimeout = _checked("approval_timeout", float | None)
+    _ReflectEveryTasks = _checked("reflect_every_tasks", int | None)
+    _ReflectEverySeconds = _checked("reflect_every_seconds", float | None)
+    _StuckRepeats = _checked("stuck_repeats", int | None)
+    _MaxRevisions = _checked("max_revisions", int | None)
 
 
 def _goal_run_name() -> str:
@@ -48,21 +80,21 @@ async def achieve_goal(
     plan: Plan | None = None,
     plan_file: str | None = None,
     model: str | None = None,
-    concurrency: int | None = None,
-    max_depth: int | None = None,
-    max_usd: float | None = None,
-    max_seconds: float | None = None,
+    concurrency: _Concurrency = None,
+    max_depth: _MaxDepth = None,
+    max_usd: _MaxUsd = None,
+    max_seconds: _MaxSeconds = None,
     budget_block: str | None = None,
     llm_block: str | None = None,
     sandbox_block: str | None = None,
     approve: bool | None = None,
-    approval_timeout: float | None = None,
+    approval_timeout: _ApprovalTimeout = None,
     reflection: bool | None = None,
     reflection_block: str | None = None,
-    reflect_every_tasks: int | None = None,
-    reflect_every_seconds: float | None = None,
-    stuck_repeats: int | None = None,
-    max_revisions: int | None = None,
+    reflect_every_tasks: _ReflectEveryTasks = None,
+    reflect_every_seconds: _ReflectEverySeconds = None,
+    stuck_repeats: _StuckRepeats = None,
+    max_revisions: _MaxRevisions = None,
     task_runner: str | None = None,
     runner_address: str | None = None,
     task_cache: bool | None = None,
@@ -71,16 +103,22 @@ async def achieve_goal(
     tasks, hand back the deliverables. The other parameters are the goal's options
     (``goalflow.settings.GoalOptions``); unset, the environment and blocks decide."""
     given = {k: v for k, v in locals().items() if k in GoalOptions.model_fields}
-    options = await resolve_options(GoalOptions.given(given))
-    plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks)
-    run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
-    run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
-    result = await run.run()
+    try:
+        options = await resolve_options(GoalOptions.given(given))
+        plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks)
+        run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
+        run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
+        result = await run.run()
+    except GoalflowError as e:  # what to change, said once: no traceback in the run's log
+        get_run_logger().error("%s", e)
+        return Failed(message=str(e), data=e)  # type: ignore[return-value]
     get_run_logger().info(result.message)
-    if result.status == "stopped" and run.guard.cancelled:
-        # Cancelling -> Cancelled, with goalflow's reason (the server refuses a Failed
-        # state for a run it is cancelling). Prefect makes a returned state the run's
-        # final state and raises its data to the caller: GoalStoppedError, as before.
-        stopped = GoalStoppedError(result.message, result)
-        return Cancelled(message=result.message, data=stopped)  # type: ignore[return-value]
-    return result.raise_for_status()
+    try:
+        return result.raise_for_status()
+    except GoalFailedError as e:
+        # A returned state is the run's final state, and Prefect raises its data to the
+        # caller. A run cancelled on the server (or by a signal) goes Cancelling ->
+        # Cancelled with goalflow's reason: the server refuses Failed for it.
+        cancelled = result.status == "stopped" and run.guard.cancelled
+        final = Cancelled if cancelled else Failed
+        return final(message=result.message, data=e)  # type: ignore[return-value]
