@@ -69,6 +69,29 @@ def test_a_max_depth_beyond_the_cap_is_refused_before_planning(
     assert llm_server.requests == []
 
 
+def test_the_goal_can_come_from_stdin_or_from_a_file(
+    llm_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    llm_server.script(is_plan, json.dumps(DIAMOND))
+    goal_file = tmp_path / "goal.txt"
+    goal_file.write_text(GOAL + "\n", encoding="utf-8")
+
+    piped = CliRunner().invoke(app, ["run", "-", "--json"], input=GOAL)
+    read = invoke("run", "--goal-file", str(goal_file), "--json")
+
+    for result in (piped, read):
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["goal"] == GOAL
+    missing = invoke("run", "--goal-file", str(tmp_path / "nothing.txt"))
+    assert missing.exit_code == 2 and "cannot read the goal file" in missing.stderr
+
+
+def test_version_is_printed() -> None:
+    result = invoke("--version")
+
+    assert result.exit_code == 0 and result.stdout.startswith("goalflow 0.")
+
+
 def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
     llm_server.script(is_plan, json.dumps(DIAMOND))
 
@@ -77,6 +100,7 @@ def test_run_prints_the_deliverables(llm_server: OpenAITestServer) -> None:
     assert result.exit_code == 0, result.stderr
     assert "<report from Write report>" in result.stdout
     assert "goal completed" in result.stderr and "5 model calls" in result.stderr
+    assert "no price known for test-model: counted as $0" in result.stderr
     # Off a terminal, progress is one line per event, in order.
     assert "plan ready: 4 tasks" in result.stderr
     running = result.stderr.index("  running  pros: List pros")

@@ -9,6 +9,7 @@ cancellation or a rejected plan, or the model failed; 2 the input cannot work as
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -35,6 +36,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        print(f"goalflow {importlib.metadata.version('goalflow')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """goalflow: give it a goal; an LLM plans it, Prefect runs it."""
+
+
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(image_app, name="image")
 app.add_typer(server_app, name="server")
@@ -53,7 +74,12 @@ DepthOpt = Annotated[
 
 @app.command()
 def run(
-    goal: Annotated[str | None, typer.Argument(help="What you want done.")] = None,
+    goal: Annotated[
+        str | None, typer.Argument(help="What you want done; '-' reads it from stdin.")
+    ] = None,
+    goal_file: Annotated[
+        Path | None, typer.Option("--goal-file", help="Read the goal from this file.")
+    ] = None,
     plan: Annotated[
         Path | None, typer.Option("--plan", help="Run this saved plan instead of planning.")
     ] = None,
@@ -120,10 +146,11 @@ def run(
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
     from goalflow.orchestration.guard import RunGuard
-    from goalflow.orchestration.inputs import check_goal, load_plan
+    from goalflow.orchestration.inputs import check_goal, load_plan, read_goal
     from goalflow.settings import GoalOptions, Settings
 
     try:
+        goal = read_goal(goal, goal_file)
         if plan and goal:
             raise ConfigError(
                 "give a goal or --plan, not both: a saved plan runs the goal it was made for"
@@ -166,11 +193,18 @@ def run(
             err.rule(name)
             print(value)
         usage = result.usage
+        unpriced = (
+            f" (no price known for {', '.join(usage.unpriced_models)}: counted as $0; give "
+            "it in GOALFLOW_PRICES)"
+            if usage.unpriced_models
+            else ""
+        )
         err.print(
             f"{result.message}; {usage.calls} model calls, {usage.prompt_tokens}+"
-            f"{usage.completion_tokens} tokens, ${usage.cost_usd:.4f}, "
+            f"{usage.completion_tokens} tokens, ${usage.cost_usd:.4f}{unpriced}, "
             f"{result.seconds:.1f} s",
             highlight=False,
+            markup=False,
         )
     if RunGuard.signal_received is not None:  # stopped by SIGTERM or SIGINT: 143 or 130
         raise typer.Exit(128 + RunGuard.signal_received)

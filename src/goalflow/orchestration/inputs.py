@@ -4,6 +4,7 @@ may go. The CLI uses the same checks, so a bad input fails before a run starts."
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,7 +16,14 @@ from goalflow.core.task import TaskKind
 from goalflow.errors import ConfigError, PlanFileError
 from goalflow.settings import Settings
 
-__all__ = ["check_goal", "checked_plan", "given_plan", "load_plan", "planning_options"]
+__all__ = [
+    "check_goal",
+    "checked_plan",
+    "given_plan",
+    "load_plan",
+    "planning_options",
+    "read_goal",
+]
 
 
 def check_goal(goal: str) -> str:
@@ -24,6 +32,22 @@ def check_goal(goal: str) -> str:
     if not text:
         raise ConfigError('the goal is empty: say what you want done, e.g. "Write a haiku"')
     return text
+
+
+def read_goal(given: str | None, goal_file: Path | None) -> str | None:
+    """The goal as given on the command line: the text itself, ``-`` for standard input,
+    or the contents of ``goal_file``; None when neither was given."""
+    if goal_file is not None:
+        if given:
+            raise ConfigError("give the goal as text or as --goal-file, not both")
+        try:
+            return goal_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "it is not UTF-8 text"
+            raise ConfigError(f"cannot read the goal file {goal_file}: {reason}") from e
+    if given == "-":
+        return sys.stdin.read()
+    return given
 
 
 def load_plan(path: Path, *, max_tasks: int | None = None) -> Plan:
