@@ -92,6 +92,19 @@ async def test_a_wrong_token_gets_no_model_configuration(flow_llm: LLM) -> None:
                 pass
 
 
+async def test_a_client_that_says_nothing_is_closed(
+    flow_llm: LLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("goalflow.llm.broker.HELLO_SECONDS", 0.5)
+    async with LedgerBroker(flow_llm) as broker:
+        reader, writer = await asyncio.open_connection(broker.ticket.host, broker.ticket.port)
+
+        # The broker hangs up on a silent client instead of holding it open forever.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        assert broker.workers == set()
+
+
 def test_addresses_are_checked_for_form_and_for_an_answer() -> None:
     with pytest.raises(ConfigError, match="not a Dask scheduler address"):
         check_address("dask", "tcp://:8786")

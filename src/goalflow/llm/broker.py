@@ -43,9 +43,18 @@ from goalflow.errors import BudgetExceededError, ConfigError, GoalflowError, Tas
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 
-__all__ = ["BrokerTicket", "BrokeredLLM", "LedgerBroker", "brokered_llm", "worker_name"]
+__all__ = [
+    "HELLO_SECONDS",
+    "BrokerTicket",
+    "BrokeredLLM",
+    "LedgerBroker",
+    "brokered_llm",
+    "worker_name",
+]
 
 _LINE_LIMIT = 1 << 20
+HELLO_SECONDS = 5.0
+"""A connection that has not said the goal's token by then is closed."""
 # Pacing is the broker's: a worker's own client has no limits of its own.
 _BROKER_KEEPS = {
     "requests_per_minute",
@@ -118,7 +127,10 @@ class LedgerBroker:
         self._handlers.add(handler)
         slots: dict[int, tuple[AsyncExitStack, Admission]] = {}
         try:
-            hello = await _receive(reader)
+            try:
+                hello = await asyncio.wait_for(_receive(reader), HELLO_SECONDS)
+            except TimeoutError:
+                return  # a client that does not say the token at once is not a worker
             if hello is None or not secrets.compare_digest(
                 str(hello.get("token", "")), self._token
             ):
