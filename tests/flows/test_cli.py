@@ -34,6 +34,28 @@ def test_run_json_prints_the_result_on_stdout(llm_server: OpenAITestServer) -> N
     assert data["flow_run_id"]
 
 
+def test_a_finished_runs_deliverables_are_read_back_by_its_id(
+    llm_server: OpenAITestServer,
+) -> None:
+    llm_server.script(is_plan, json.dumps(DIAMOND))
+    ran = json.loads(invoke("run", GOAL, "--json").stdout)
+
+    result = invoke("result", ran["flow_run_id"], "--json")
+
+    assert result.exit_code == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert (
+        outcome["deliverables"] == ran["deliverables"] == {"report": "<report from Write report>"}
+    )
+    # The final state's message carries them too: what `--watch` and the UI show.
+    assert outcome["state"] == "COMPLETED"
+    assert outcome["message"].endswith("report = <report from Write report>")
+    plain = invoke("result", ran["flow_run_id"])
+    assert plain.stdout.strip() == "<report from Write report>"
+    unknown = invoke("result", "not-a-run")
+    assert unknown.exit_code == 2 and "not a flow run id" in unknown.stderr
+
+
 def test_run_json_prints_a_json_document_on_an_error_too_and_the_error_keeps_its_brackets(
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,7 +29,7 @@ from goalflow.core.progress import observe
 from goalflow.core.task import MAX_DEPTH
 from goalflow.errors import ConfigError, GoalflowError
 
-__all__ = ["app", "approve_command", "main", "plan_command", "run"]
+__all__ = ["app", "approve_command", "main", "plan_command", "result_command", "run"]
 
 app = typer.Typer(
     help="goalflow: give it a goal; an LLM plans it, Prefect runs it.",
@@ -209,6 +209,37 @@ def run(
     if RunGuard.signal_received is not None:  # stopped by SIGTERM or SIGINT: 143 or 130
         raise typer.Exit(128 + RunGuard.signal_received)
     if result.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("result")
+def result_command(
+    flow_run_id: Annotated[str, typer.Argument(help="The goal run's flow run id.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Print a finished goal run's deliverables from the Prefect server (e.g. after
+    `prefect deployment run ... --watch`). Exit 0 when the run completed, 1 when not."""
+    from goalflow.deploy.local_server import prefect_api
+    from goalflow.orchestration.results import run_outcome
+    from goalflow.settings import Settings
+
+    try:
+        with prefect_api(Settings.load().server_port):
+            outcome = asyncio.run(run_outcome(flow_run_id))
+    except GoalflowError as e:
+        if as_json:
+            print(json.dumps({"status": "error", "error": str(e)}, indent=2))
+        raise fail(e) from None
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+    else:
+        for name, value in outcome.deliverables.items():
+            err.rule(name)
+            print(value)
+        err.print(f"{outcome.name}: {outcome.state}: {outcome.message}", markup=False)
+    if not outcome.completed:
         raise typer.Exit(1)
 
 

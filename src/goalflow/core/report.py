@@ -18,6 +18,7 @@ from goalflow.errors import GoalFailedError, GoalStoppedError
 __all__ = [
     "GoalResult",
     "TaskReport",
+    "delivered_line",
     "finished_values",
     "goal_result",
     "graph_markdown",
@@ -225,6 +226,16 @@ def report_markdown(result: GoalResult) -> str:
             "prices in the LLMProvider block"
         )
     return "\n".join(lines)
+
+
+def delivered_line(result: GoalResult, width: int = 300) -> str:
+    """The result's message and its deliverables in one line of at most ``width``
+    characters: a flow run's final state message, where CI and the UI show it."""
+    values = "; ".join(
+        f"{name} = {' '.join(value.split())}" for name, value in result.deliverables.items()
+    )
+    line = f"{result.message}: {values}" if values else result.message
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def finished_values(plan: Plan | None, outcomes: Mapping[str, TaskOutcome]) -> dict[str, str]:

@@ -20,11 +20,11 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Completed, Failed
 
 from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
-from goalflow.core.report import GoalResult
+from goalflow.core.report import GoalResult, delivered_line
 from goalflow.errors import GoalFailedError, GoalflowError
 from goalflow.orchestration.goal_run import GoalRun
 from goalflow.orchestration.inputs import given_plan
@@ -113,12 +113,15 @@ async def achieve_goal(
         get_run_logger().error("%s", e)
         return Failed(message=str(e), data=e)  # type: ignore[return-value]
     get_run_logger().info(result.message)
+    # A returned state is the run's final state: its message says how the goal ended and
+    # what it delivered (where `prefect deployment run --watch` and the UI show it).
+    # Prefect hands its data to the caller, raising it when it is an error.
+    line = delivered_line(result)
     try:
-        return result.raise_for_status()
+        return Completed(message=line, data=result.raise_for_status())  # type: ignore[return-value]
     except GoalFailedError as e:
-        # A returned state is the run's final state, and Prefect raises its data to the
-        # caller. A run cancelled on the server (or by a signal) goes Cancelling ->
-        # Cancelled with goalflow's reason: the server refuses Failed for it.
+        # A run cancelled on the server (or by a signal) goes Cancelling -> Cancelled
+        # with goalflow's reason: the server refuses Failed for it.
         cancelled = result.status == "stopped" and run.guard.cancelled
         final = Cancelled if cancelled else Failed
-        return final(message=result.message, data=e)  # type: ignore[return-value]
+        return final(message=line, data=e)  # type: ignore[return-value]

@@ -28,7 +28,7 @@ from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from goalflow.agent.executor import CodeRunner, run_leaf
@@ -65,7 +65,10 @@ from goalflow.orchestration.subflow_gate import SubflowGate, subflow_starts
 from goalflow.orchestration.task_cache import cache_scope, cached
 from goalflow.orchestration.task_runners import RemoteLeaves, open_remote_leaves
 
-__all__ = ["GoalRun", "plan_goal", "run_composite"]
+__all__ = ["DELIVERABLES_ARTIFACT", "GoalRun", "plan_goal", "run_composite"]
+
+DELIVERABLES_ARTIFACT = "goal-deliverables"
+"""The key of the table artifact of a goal run's deliverables (name, value)."""
 
 
 class GoalRun:
@@ -136,6 +139,11 @@ class GoalRun:
         )
         await acreate_markdown_artifact(
             report_markdown(result), key="goal-report", description="The goal report"
+        )
+        await acreate_table_artifact(
+            [{"deliverable": name, "value": value} for name, value in result.deliverables.items()],
+            key=DELIVERABLES_ARTIFACT,
+            description="The goal's deliverables (goalflow result RUN_ID prints them)",
         )
         return result
 
