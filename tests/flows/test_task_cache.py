@@ -62,6 +62,9 @@ async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not
     assert asked_tasks(llm_server) == []  # nothing paid twice
     assert again.deliverables == first.deliverables
     assert set((await _task_run_states(UUID(again.flow_run_id))).values()) == {"Cached"}
+    # The reuse is said: every task is reported cached, and the summary counts them.
+    assert all(t.cached for t in again.tasks) and not any(t.cached for t in first.tasks)
+    assert again.message.endswith("(6 from the task cache of an earlier run)")
 
     llm_server.reset()
     reseeded = plan.model_copy(update={"inputs": {"seed": "another seed"}})

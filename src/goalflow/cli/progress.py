@@ -84,7 +84,8 @@ class ProgressView(Observer):
     def task_changed(self, path: str, outcome: TaskOutcome) -> None:
         self.states[path] = outcome
         detail = f" ({outcome.error})" if outcome.error else ""
-        self._say(f"{outcome.status:>9}  {path}: {outcome.title}{detail}")
+        status = "cached" if outcome.cached else outcome.status
+        self._say(f"{status:>9}  {path}: {outcome.title}{detail}")
 
     def _say(self, line: str) -> None:
         if self.live:
@@ -93,12 +94,13 @@ class ProgressView(Observer):
             self.console.print(line, highlight=False, markup=False)
 
     def _render(self) -> Table:
-        counts = Counter(o.status for o in self.states.values())
+        counts = Counter("cached" if o.cached else o.status for o in self.states.values())
         counts["pending"] += self.total - len(self.states)
         table = Table.grid(padding=(0, 2))
         summary = "  ".join(
             f"{s}: {counts[s]}"
-            for s in ("pending", "running", "completed", "failed", "skipped", "cancelled")
+            for s in ("pending", "running", "completed", "cached", "failed", "skipped", "cancelled")
+            if counts[s] or s != "cached"
         )
         usage = self.ledger.summary() if self.ledger else None
         spend = ""

@@ -36,6 +36,9 @@ class TaskReport(BaseModel):
     title: str
     kind: str
     status: TaskStatus
+    cached: bool = Field(
+        default=False, description="Completed with an earlier run's result (no model call)."
+    )
     seconds: float | None = None
     error: str | None = None
 
@@ -84,6 +87,7 @@ def task_reports(
                 title=task.title,
                 kind=task.kind,
                 status=outcome.status if outcome else "pending",
+                cached=outcome.cached if outcome else False,
                 seconds=round(outcome.duration, 3) if outcome and outcome.duration else None,
                 error=outcome.error if outcome else None,
             )
@@ -195,8 +199,8 @@ def report_markdown(result: GoalResult) -> str:
     for t in result.tasks:
         seconds = f"{t.seconds:.1f}" if t.seconds is not None else ""
         lines.append(
-            f"| {t.path} | {_cell(t.title)} | {t.kind} | {t.status} | {seconds} | "
-            f"{_cell(t.error or '')} |"
+            f"| {t.path} | {_cell(t.title)} | {t.kind} | {'cached' if t.cached else t.status} | "
+            f"{seconds} | {_cell(t.error or '')} |"
         )
     if result.reflections:
         lines += [
@@ -283,6 +287,9 @@ def goal_result(
     else:
         status = "completed"
         message = f"goal completed: {len(deliverables)} deliverable(s) from {len(reports)} tasks"
+        reused = sum(r.cached for r in reports)
+        if reused:
+            message += f" ({reused} from the task cache of an earlier run)"
     return GoalResult(
         goal=goal,
         status=status,

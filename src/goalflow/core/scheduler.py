@@ -36,6 +36,7 @@ class TaskOutcome:
     error: str | None = None
     started: float | None = None
     finished: float | None = None
+    cached: bool = False  # completed with an earlier run's result, no model call
 
     @property
     def duration(self) -> float | None:

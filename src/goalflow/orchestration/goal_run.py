@@ -24,12 +24,13 @@ import asyncio
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 
 from goalflow.agent.executor import CodeRunner, run_leaf
 from goalflow.agent.planner import make_plan
@@ -95,6 +96,7 @@ class GoalRun:
         max_seconds = options.budget.max_seconds if self.settings.time_guard else None
         self.guard = RunGuard(flow_run_id, max_seconds=max_seconds, on_signals=unsupervised())
         self.outcomes: dict[str, TaskOutcome] = {}
+        self.cached_paths: set[str] = set()  # leaf tasks that reused an earlier result
         self.graph: GraphRun | None = None  # the top level, when reflection watches it
         self.reflector: Reflector | None = None
         self.subflows = SubflowGate(subflow_starts(self.settings.subflow_starts))
@@ -280,6 +282,7 @@ class GoalRun:
 
         def changed(outcome: TaskOutcome) -> None:
             path = prefix + outcome.task_id
+            outcome.cached = outcome.status == "completed" and path in self.cached_paths
             self.outcomes[path] = outcome
             self.observer.task_changed(path, outcome)
             if outcome.status == "completed":
@@ -311,14 +314,21 @@ class GoalRun:
         artifact = self.artifacts
         if self.leaves is not None and spec.kind == "llm":
             async with self.slots:
-                return await self.leaves.run(
+                outputs, reused = await self.leaves.run(
                     spec, inputs, path, goal=self.goal, cache_scope=scope, artifact=artifact
                 )
+            if reused:
+                self.cached_paths.add(path)
+            return outputs
         leaf = cached(run_leaf_task, self.settings.task_cache_expiry) if scope else run_leaf_task
         context = LeafContext(
             goal=self.goal, attempts=self.settings.task_attempts, artifact=artifact, run=self.ref
         )
-        return await leaf(spec, inputs, path, scope, context)
+        call: Any = leaf(spec, inputs, path, scope, context, return_state=True)  # a coroutine
+        state: State[dict[str, str]] = await call
+        if state.name == "Cached":
+            self.cached_paths.add(path)
+        return await state.aresult()
 
     async def run_leaf(self, task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
         """One leaf task with the goal's model and sandbox, in a concurrency slot; its

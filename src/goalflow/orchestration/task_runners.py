@@ -84,7 +84,8 @@ class RemoteLeaves:
         goal: str,
         cache_scope: str | None,
         artifact: bool,
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], bool]:
+        """The task's outputs, and whether they are an earlier run's (cached)."""
         leaf = self._cached_leaf if cache_scope else run_leaf_task
         context = LeafContext(
             goal=goal, attempts=self._attempts, artifact=artifact, ticket=self._broker.ticket
@@ -128,8 +129,9 @@ def _submit_to_dask(
     )
 
 
-async def _outputs(future: PrefectFuture[dict[str, str]]) -> dict[str, str]:
-    """The task's outputs, awaited without holding a thread while it runs."""
+async def _outputs(future: PrefectFuture[dict[str, str]]) -> tuple[dict[str, str], bool]:
+    """The task's outputs, awaited without holding a thread while it runs, and whether
+    they came from the task cache."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -146,7 +148,8 @@ async def _outputs(future: PrefectFuture[dict[str, str]]) -> dict[str, str]:
     except asyncio.CancelledError:
         _cancel(future)
         raise
-    return await asyncio.to_thread(future.result)
+    outputs = await asyncio.to_thread(future.result)
+    return outputs, future.state.name == "Cached"
 
 
 def _cancel(future: PrefectFuture[Any]) -> None:
