@@ -12,7 +12,7 @@ LLAMA := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml | 
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_CACHE ?= $(HOME)/.cache/goalflow/pip-llama
 
-.PHONY: setup demo test unit lint docker postgres browser
+.PHONY: setup demo test unit lint docs docker postgres browser
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,13 @@ lint: setup
 	$(BIN)/ruff check src tests flows blocks benchmarks
 	$(BIN)/ruff format --check src tests flows blocks benchmarks
 	$(BIN)/mypy src
+
+# The documentation site (mkdocs.yml, docs/) with its API reference, into site/. --strict:
+# a broken link or anchor, a page missing from the navigation or an unreadable docstring
+# fails the build.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

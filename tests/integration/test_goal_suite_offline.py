@@ -6,8 +6,8 @@ The goals run one after another through ``achieve_goal`` (a real Prefect server,
 offline model goalflow starts itself, real Docker for code tasks), reflection and the
 task cache off, as ``benchmarks/goals.py --endpoint offline`` runs them. Decoding is
 greedy, so a goal goes the same way from run to run on one machine; the floor leaves
-room for the few that flip between machines. Solved rates of the whole suite are in the
-README (the benchmark, not this test).
+room for the few that flip between machines. Solved rates of the whole suite are in
+docs/figures.md (the benchmark, not this test).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = [
 ]
 
 # Ten goals across text, counting, arithmetic, sorting and conversion; all ten were solved
-# at the final code on the machine the floor was set on (README "Goals that get done").
+# at the final code on the machine the floor was set on (docs/figures.md, "Goals that get done").
 SUBSET = select(
     [
         "text-reverse-word",

@@ -1,5 +1,5 @@
 """The goal-docker deployment sets only job variables prefect-docker's worker knows,
-with the values the README promises (no registry pull, host network, no socket)."""
+with the values docs/scaling-out.md promises (no registry pull, host network, no socket)."""
 
 from __future__ import annotations
 
