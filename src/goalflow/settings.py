@@ -218,7 +218,7 @@ class Settings(BaseSettings, GoalOptions):
         ge=0,
         description="Plans with up to this many leaf tasks give each task's output its own "
         "Markdown artifact; larger plans log each output on its task run instead (one "
-        "artifact per task costs the server a write each: see README, Performance).",
+        "artifact per task costs the server a write each: see docs/figures.md, Scale).",
     )
     task_attempts: int = Field(
         default=2, ge=1, description="Tries a task gets to pass its acceptance check."

@@ -107,5 +107,5 @@ async def load_block(block_type: type[B], name: str, setting: str) -> B:
     except (ValueError, ObjectNotFound) as e:
         raise ConfigError(
             f"there is no {block_type.__name__} block named {name!r} on the Prefect server: "
-            f"save one (see the README) or unset {setting}"
+            f"save one (see docs/models.md) or unset {setting}"
         ) from e
