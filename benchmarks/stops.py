@@ -33,7 +33,7 @@ from goalflow.testing.deployment_stack import DeploymentStack, model_env, run_se
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKSTOP = 10
-GRACE = 10  # deployments/automations/budget-exceeded.yaml: within
+GRACE = 10  # src/goalflow/deploy/automations/budget-exceeded.yaml: within
 KEY = "sk-bench-stops"
 
 

@@ -78,7 +78,7 @@ def setup(
         typer.Option(
             min=10,  # Prefect's least `within` for a proactive trigger
             help="Seconds after which the server cancels any goal run still Running "
-            "(default: deployments/automations/time-backstop.yaml, 3600; at least 10).",
+            "(default: goalflow/deploy/automations/time-backstop.yaml, 3600; at least 10).",
         ),
     ] = None,
     reflect_after: Annotated[
@@ -86,7 +86,7 @@ def setup(
         typer.Option(
             min=10,
             help="Seconds without a progress event after which the server asks a running "
-            "goal to reflect (default: deployments/automations/reflect-on-stall.yaml, 600).",
+            "goal to reflect (default: goalflow/deploy/automations/reflect-on-stall.yaml, 600).",
         ),
     ] = None,
     docker_image: Annotated[

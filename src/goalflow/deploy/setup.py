@@ -2,8 +2,8 @@
 
 Idempotent, so CI can run it on every job: the work pools (process, Docker,
 Kubernetes; see ``goalflow.deploy.work_pools``) are created when missing, goalflow's Block
-types are registered, and each automation defined in
-``deployments/automations/*.yaml`` is created, or updated in place when one of that
+types are registered, and each automation defined in ``goalflow/deploy/automations``
+(``*.yaml``, shipped in the package) is created, or updated in place when one of that
 name exists (duplicates of the name are removed). An automation that runs a deployment
 names it (``deployment: flow/name``, goalflow's own field); it is created once that
 deployment exists, so run ``goalflow setup`` again after ``prefect deploy``.
@@ -42,7 +42,7 @@ __all__ = [
     "setup_server",
 ]
 
-AUTOMATIONS_DIR = Path(__file__).resolve().parents[3] / "deployments" / "automations"
+AUTOMATIONS_DIR = Path(__file__).resolve().parent / "automations"  # shipped in the package
 TIME_BACKSTOP = "goalflow-time-backstop"
 REFLECT_ON_STALL = "goalflow-reflect-on-stall"
 

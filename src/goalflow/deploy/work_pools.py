@@ -4,7 +4,7 @@
 each goal in a process), ``goalflow-docker`` (in a container of the runner image,
 ``goalflow image build``; prefect-docker's default template, the deployment sets the
 image and network) and ``goalflow-k8s`` (a Kubernetes Job from
-``deployments/kubernetes/base-job-template.json``, updated in place when it changed).
+``goalflow/deploy/kubernetes-job-template.json``, updated in place when it changed).
 
 ``render_kubernetes_job`` fills that template the way Prefect's Kubernetes worker does
 (variable defaults, then the deployment's job variables, then ``{{ placeholders }}``
@@ -37,9 +37,7 @@ __all__ = [
 PROCESS_POOL = "goalflow-process"
 DOCKER_POOL = "goalflow-docker"
 K8S_POOL = "goalflow-k8s"
-K8S_TEMPLATE = (
-    Path(__file__).resolve().parents[3] / "deployments" / "kubernetes" / ("base-job-template.json")
-)
+K8S_TEMPLATE = Path(__file__).resolve().parent / "kubernetes-job-template.json"  # in the package
 
 
 def load_template(path: Path = K8S_TEMPLATE) -> dict[str, Any]:
