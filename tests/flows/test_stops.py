@@ -105,6 +105,21 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     )
 
 
+async def test_a_budget_that_pays_for_the_goal_finishes_it_however_much_is_in_flight(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
+    llm_server.script(asks_for("TaskAnswer"), _slow(0.3))
+    # Seven calls of ~$0.0002 each, ~$0.0015 held by each in flight: six at once would
+    # hold $0.009. They wait for each other's settlements instead of stopping the goal.
+    budget = 0.004
+
+    result = await achieve_goal(plan=_wide_plan("Paid for"), max_usd=budget, concurrency=6)
+
+    assert result.status == "completed" and "summary" in result.deliverables
+    assert result.usage.calls == 7 and result.usage.cost_usd <= budget
+
+
 async def test_a_budget_below_one_planning_call_fails_without_a_model_call(
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -304,6 +304,12 @@ class Ledger:
         with self._lock:
             return self._spent
 
+    @property
+    def reserved_usd(self) -> float:
+        """What the calls in flight hold."""
+        with self._lock:
+            return self._reserved
+
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = price_for(model, self._prices)
         if price is None:

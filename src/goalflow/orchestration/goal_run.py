@@ -68,6 +68,7 @@ from goalflow.orchestration.task_runners import RemoteLeaves, open_remote_leaves
 
 __all__ = ["DELIVERABLES_ARTIFACT", "GoalRun", "plan_goal", "run_composite"]
 
+SETTLE_POLL_SECONDS = 0.05  # how often a money stop looks whether calls in flight settled
 DELIVERABLES_ARTIFACT = "goal-deliverables"
 """The key of the table artifact of a goal run's deliverables (name, value)."""
 
@@ -97,6 +98,7 @@ class GoalRun:
         self.guard = RunGuard(flow_run_id, max_seconds=max_seconds, on_signals=unsupervised())
         self.outcomes: dict[str, TaskOutcome] = {}
         self.cached_paths: set[str] = set()  # leaf tasks that reused an earlier result
+        self._money_stop: asyncio.Future[None] | None = None
         self.graph: GraphRun | None = None  # the top level, when reflection watches it
         self.reflector: Reflector | None = None
         self.subflows = SubflowGate(subflow_starts(self.settings.subflow_starts))
@@ -224,12 +226,21 @@ class GoalRun:
     def _on_alert(self, alert: BudgetAlert) -> None:
         emit_budget_event(alert, self.flow_run_id)
         if alert.kind == "exceeded":
-            self.guard.stop(
+            reason = (
                 f"the money budget of ${alert.limit_usd:g} cannot cover the next model call "
                 f"(${alert.spent_usd:.4f} spent)"
             )
+            # The calls in flight are paid for: let them finish (their tasks may complete),
+            # admitting no call that does not fit, then stop.
+            self._money_stop = asyncio.ensure_future(self._stop_when_settled(reason))
         else:
             get_run_logger().warning("%.0f %% of the money budget is spent", alert.fraction * 100)
+
+    async def _stop_when_settled(self, reason: str) -> None:
+        # Polled: the ledger is settled from other threads too (a thread-safe lock, no loop).
+        while self.llm.ledger.reserved_usd > 0:  # noqa: ASYNC110
+            await asyncio.sleep(SETTLE_POLL_SECONDS)
+        self.guard.stop(reason)
 
     async def _plan_and_run(self) -> dict[str, str]:
         if self.plan is None:
