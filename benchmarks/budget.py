@@ -1,10 +1,17 @@
-"""Overshoot of the money budget: spend minus budget over N runs of C concurrent calls.
+"""The money budget: overshoot under concurrency, and how much of a goal a budget buys.
 
     .venv/bin/python benchmarks/budget.py --runs 20 --concurrency 20
+    .venv/bin/python benchmarks/budget.py --goal --tasks 30
 
-Each run gives an LLM a budget that fits only some of its calls and fires them all at
-once against the project's test server (real HTTP on loopback, 50 ms latency). Spend
-must never exceed the budget: the printed maximum overshoot must be <= 0.
+Without ``--goal``: each run gives an LLM a budget that fits only some of its calls and
+fires them all at once against the project's test server (real HTTP on loopback, 50 ms
+latency). Spend must never exceed the budget: the printed maximum overshoot must be <= 0.
+
+With ``--goal``: a plan of ``--tasks`` tasks in two layers runs through the real
+``achieve_goal`` flow on a throwaway Prefect server, first without a budget (its full
+cost), then with 0.5x, 1x, 1.5x and 2x that cost, at concurrency 1 and 16. Printed per
+run: tasks finished, the spend goalflow reported, the spend the test server billed (every
+answer it produced, also those the client gave up on), and billed minus budget.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 
 from goalflow.agent.executor import Verdict
 from goalflow.core.budget import MoneyBudget, Price
@@ -39,12 +47,73 @@ async def one_run(base_url: str, concurrency: int, budget: float) -> tuple[float
     return llm.ledger.summary().cost_usd - budget, sum(answered)
 
 
+PRICE = {"input": 1.0, "output": 4.0}  # USD per million tokens, for the --goal runs
+
+
+def _billed(server: OpenAITestServer) -> float:
+    stats = server.stats
+    return (stats.prompt_tokens * PRICE["input"] + stats.completion_tokens * PRICE["output"]) / 1e6
+
+
+async def goal_runs(tasks: int) -> None:
+    from goalflow.errors import GoalFailedError
+    from goalflow.orchestration.goal_flow import achieve_goal
+    from goalflow.testing.plans import answer_any_task, layered_plan
+    from goalflow.testing.prefect_process import PrefectServerProcess
+
+    server = OpenAITestServer(latency=0.2, default=answer_any_task)
+    plan = layered_plan(tasks, 2)
+    async with server:
+        os.environ.update(
+            OPENAI_BASE_URL=server.base_url,
+            OPENAI_API_KEY="sk-budget-bench",
+            GOALFLOW_MODEL="test-model",
+            GOALFLOW_PRICES=json.dumps({"test-model": PRICE}),
+            GOALFLOW_SANDBOX="off",
+            GOALFLOW_TASK_CACHE="false",
+            GOALFLOW_REFLECTION="false",
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="CRITICAL",
+        )
+        with PrefectServerProcess() as prefect:
+            os.environ["PREFECT_API_URL"] = prefect.api_url
+
+            async def run(**options: float) -> tuple[int, float, float]:
+                server.reset()
+                try:
+                    result = await achieve_goal(plan=plan, **options)
+                except GoalFailedError as e:
+                    result = e.result
+                finished = sum(t.status == "completed" for t in result.tasks)
+                return finished, result.usage.cost_usd, _billed(server)
+
+            _, full, billed = await run(concurrency=16)
+            print(
+                f"{tasks} tasks in 2 layers; full cost reported ${full:.6f}, billed ${billed:.6f}"
+            )
+            print("concurrency  budget       finished  reported    billed      billed-budget")
+            for concurrency in (1, 16):
+                for factor in (0.5, 1.0, 1.5, 2.0):
+                    budget = factor * full
+                    finished, reported, billed = await run(concurrency=concurrency, max_usd=budget)
+                    print(f"{concurrency:>11}  {factor:.1f}x ${budget:.6f}  "
+                          f"{finished:>3} of {tasks:<3} ${reported:.6f}  ${billed:.6f}  "
+                          f"{billed - budget:+.6f}", flush=True)  # fmt: skip
+
+
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--budget", type=float, default=0.01)
+    parser.add_argument("--goal", action="store_true", help="budgets of a whole goal run")
+    parser.add_argument("--tasks", type=int, default=30, help="tasks of the --goal plan")
     args = parser.parse_args()
+    if args.goal:
+        await goal_runs(args.tasks)
+        return
     server = OpenAITestServer(latency=0.05, default=json.dumps({"passed": True, "reason": "ok"}))
     async with server:
         results = [

@@ -76,23 +76,23 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
 ) -> None:
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
     llm_server.script(asks_for("TaskAnswer"), _slow(0.3))
-    # A task call holds ~1,500 tokens at worst (~$0.0015) and spends ~$0.0002: a few
-    # tasks finish, then no call fits any more.
-    budget = 0.002
+    # A task call holds ~1,500 tokens at worst (~$0.0015; ~$0.00076 with the shortest
+    # answer it may ask for) and spends ~$0.0002: a few tasks finish, then no call fits.
+    budget = 0.0012
 
     with pytest.raises(GoalStoppedError) as caught:
         await achieve_goal(plan=_wide_plan("Wide goal"), max_usd=budget, concurrency=1)
 
     result = caught.value.result
     assert result.status == "stopped"
-    assert "the money budget of $0.002 cannot cover" in result.message
+    assert "the money budget of $0.0012 cannot cover" in result.message
     assert 0 < result.usage.cost_usd <= budget
     finished = [t for t in result.tasks if t.status == "completed"]
     assert finished and "summary" not in result.deliverables
     assert next(t for t in result.tasks if t.path == "sum").status == "pending"
     assert result.flow_run_id is not None
     state, message = await _state(result.flow_run_id)
-    assert state == "FAILED" and "money budget of $0.002 cannot cover" in message
+    assert state == "FAILED" and "money budget of $0.0012 cannot cover" in message
     for _ in range(60):  # events reach the server asynchronously
         events = await _budget_events(result.flow_run_id)
         if events:

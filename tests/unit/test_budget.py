@@ -28,7 +28,7 @@ def test_concurrent_reservations_never_exceed_the_limit() -> None:
         barrier.wait()
         try:
             granted.append(
-                asyncio.run(ledger.reserve(model="m", prompt_tokens=400, max_tokens=600))
+                asyncio.run(ledger.reserve(model="m", prompt_tokens=400, max_tokens=600)).usd
             )
         except BudgetExceededError:
             return
@@ -50,7 +50,7 @@ def test_concurrent_reservations_never_exceed_the_limit() -> None:
 
 async def test_a_call_that_does_not_fit_beside_calls_in_flight_waits_for_them() -> None:
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
-    first = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)  # $0.0025 held
+    first, _ = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)  # $0.0025
     second = asyncio.create_task(ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000))
     await asyncio.sleep(0.1)
     assert not second.done()  # waiting, not refused: the first may cost far less
@@ -58,12 +58,12 @@ async def test_a_call_that_does_not_fit_beside_calls_in_flight_waits_for_them() 
     ledger.settle(first, purpose="t", model="m", prompt_tokens=100, completion_tokens=50, seconds=0)
 
     # Only $0.0002 was spent, so the second worst case of $0.0025 fits now.
-    assert await asyncio.wait_for(second, 1) == pytest.approx(0.0025)
+    assert (await asyncio.wait_for(second, 1)).usd == pytest.approx(0.0025)
 
 
 async def test_a_call_is_refused_only_when_nothing_in_flight_can_free_enough() -> None:
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
-    first = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    first, _ = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
     waiting = asyncio.create_task(ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000))
     await asyncio.sleep(0.1)
 
@@ -76,9 +76,27 @@ async def test_a_call_is_refused_only_when_nothing_in_flight_can_free_enough() -
         await asyncio.wait_for(waiting, 1)
 
 
+async def test_near_the_end_of_the_money_a_call_asks_for_a_shorter_answer() -> None:
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
+    spent, _ = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=500)
+    ledger.settle(
+        spent, purpose="t", model="m", prompt_tokens=500, completion_tokens=500, seconds=0
+    )
+
+    # $0.0015 left: 500 prompt tokens and 1000 answer tokens ($0.0025) can never fit,
+    # 500 answer tokens can ($0.0015): the call goes out capped, not refused.
+    capped = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000, min_tokens=256)
+    assert capped.max_tokens == 500 and capped.usd == pytest.approx(0.0015)
+    ledger.settle(
+        capped.usd, purpose="t", model="m", prompt_tokens=500, completion_tokens=500, seconds=0
+    )
+    with pytest.raises(BudgetExceededError, match="256 answer tokens"):
+        await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000, min_tokens=256)
+
+
 async def test_a_released_reservation_frees_its_money() -> None:
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.003))
-    held = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    held, _ = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
 
     ledger.release(held)
 
@@ -91,7 +109,7 @@ async def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.001, on_alert=alerts.append))
 
     async def spend(completion_tokens: int) -> None:
-        held = await ledger.reserve(model="m", prompt_tokens=0, max_tokens=completion_tokens)
+        held, _ = await ledger.reserve(model="m", prompt_tokens=0, max_tokens=completion_tokens)
         ledger.settle(
             held, purpose="t", model="m", prompt_tokens=0, completion_tokens=completion_tokens,
             seconds=0,
@@ -150,7 +168,8 @@ async def test_a_call_that_cannot_fit_is_never_sent() -> None:
         # The request is ~900 bytes (one token each at worst) + 1000 answer tokens: ~$0.0029.
         llm = LLM(config, budget=MoneyBudget(limit_usd=0.004), http_client=httpx.AsyncClient())
         await llm.structured(Verdict, [{"role": "user", "content": "Fine?"}], purpose="first")
-        longer = [{"role": "user", "content": "Fine? " + "x" * 2000}]  # ~$0.0049 at worst
+        # ~$0.0044 of prompt alone: not even the shortest answer fits what is left.
+        longer = [{"role": "user", "content": "Fine? " + "x" * 3500}]
         with pytest.raises(BudgetExceededError, match="cannot cover another model call"):
             await llm.structured(Verdict, longer, purpose="second")
         await llm.close()

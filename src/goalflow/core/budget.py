@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,7 @@ __all__ = [
     "Ledger",
     "MoneyBudget",
     "Price",
+    "Reservation",
     "UsageSummary",
     "price_for",
     "spending_for",
@@ -148,6 +149,14 @@ class BudgetAlert:
     limit_usd: float
 
 
+class Reservation(NamedTuple):
+    """What one call holds in the ledger, and the answer tokens it may ask for (fewer
+    than it wanted when only that fits the budget)."""
+
+    usd: float
+    max_tokens: int
+
+
 @dataclass(frozen=True)
 class MoneyBudget:
     """A goal's money limit in USD, when to warn, and who hears about it."""
@@ -211,37 +220,47 @@ class Ledger:
                 ", or the LLMProvider block's prices), or run without a money budget"
             )
 
-    async def reserve(self, *, model: str, prompt_tokens: int, max_tokens: int) -> float:
+    async def reserve(
+        self, *, model: str, prompt_tokens: int, max_tokens: int, min_tokens: int | None = None
+    ) -> Reservation:
         """Set aside the worst case of one call, waiting while calls in flight hold what
         it needs; raise when it cannot fit even once they have settled.
 
         A call whose worst case does not fit beside the reservations in flight waits
         for them: they settle at their real cost, mostly far below their worst case,
-        and free the rest. Only when what is spent already leaves no room for this
-        call's worst case does the goal run out of money. Returns the amount reserved,
-        to hand to :meth:`settle` or :meth:`release`.
+        and free the rest. When what is spent already leaves no room for ``max_tokens``
+        of answer, the call may still ask for fewer, down to ``min_tokens``: the
+        reservation says how many (most answers are far shorter than their cap). Only
+        when not even that fits does the goal run out of money. Returns the amount
+        reserved (to hand to :meth:`settle` or :meth:`release`) and the answer tokens.
         """
-        worst = self._cost(model, prompt_tokens, max_tokens)
+        floor = min(max_tokens, min_tokens or max_tokens)
         if self.budget is None:
-            return worst
+            return Reservation(self._cost(model, prompt_tokens, max_tokens), max_tokens)
         limit = self.budget.limit_usd
         while True:
             with self._lock:
-                if self._spent + self._reserved + worst <= limit:
+                now = self._answer_room(model, prompt_tokens, limit - self._spent - self._reserved)
+                ever = self._answer_room(model, prompt_tokens, limit - self._spent)
+                # All it wants, fits now; or only a smaller answer will ever fit, and does now.
+                granted = min(now, max_tokens)
+                if granted == max_tokens or (ever < max_tokens and granted >= floor):
+                    worst = self._cost(model, prompt_tokens, granted)
                     self._reserved += worst
-                    return worst
-                if not (self._reserved > 0 and self._spent + worst <= limit):
+                    return Reservation(worst, granted)
+                if not (self._reserved > 0 and ever >= floor):
                     spent, reserved = self._spent, self._reserved
                     first = not self._exceeded
                     self._exceeded = True
                     break
             await asyncio.sleep(_RESERVE_POLL_SECONDS)
+        worst = self._cost(model, prompt_tokens, floor)
         if first:
             self._alert(BudgetAlert("exceeded", 1.0, spent, limit))
         raise BudgetExceededError(
             f"the money budget of ${limit:g} cannot cover another model call: "
             f"${spent:.4f} spent, ${reserved:.4f} held by calls in flight, and this call "
-            f"may cost up to ${worst:.4f} ({prompt_tokens} prompt + {max_tokens} answer "
+            f"may cost up to ${worst:.4f} ({prompt_tokens} prompt + {floor} answer "
             f"tokens of {model}). Raise the budget (--max-usd or BudgetPolicy max_usd)",
             spent_usd=spent,
             limit_usd=limit,
@@ -309,6 +328,20 @@ class Ledger:
         """What the calls in flight hold."""
         with self._lock:
             return self._reserved
+
+    def _answer_room(self, model: str, prompt_tokens: int, room: float) -> int:
+        """The most answer tokens a call with this prompt may ask for within ``room``
+        USD (-1: not even the prompt fits; any number for a model priced at $0)."""
+        price = price_for(model, self._prices)
+        prompt = self._cost(model, prompt_tokens, 0)
+        if prompt > room:
+            return -1
+        if price is None or price.output == 0:
+            return 1 << 30
+        tokens = int((room - prompt) * 1e6 / price.output)
+        while tokens > 0 and self._cost(model, prompt_tokens, tokens) > room:
+            tokens -= 1  # float rounding
+        return tokens
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = price_for(model, self._prices)

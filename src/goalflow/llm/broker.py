@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from goalflow.core.budget import spending_for
+from goalflow.core.budget import Reservation, spending_for
 from goalflow.core.pacing import MAX_PENALTY_SECONDS as _MAX_WAIT
 from goalflow.core.pacing import Admission, Pacer
 from goalflow.errors import BudgetExceededError, ConfigError, GoalflowError, TaskError
@@ -157,12 +157,13 @@ class LedgerBroker:
             if op == "reserve":
                 if self._stopped:
                     return {"error": "stopped", "message": "the goal is stopping"}
-                reserved = await ledger.reserve(
+                reserved, max_tokens = await ledger.reserve(
                     model=model,
                     prompt_tokens=int(message["prompt_tokens"]),
                     max_tokens=int(message["max_tokens"]),
+                    min_tokens=int(message["min_tokens"]),
                 )
-                return {"reserved": reserved}
+                return {"reserved": reserved, "max_tokens": max_tokens}
             if op == "release":
                 ledger.release(float(message["reserved"]))
             elif op == "settle":
@@ -327,12 +328,12 @@ class BrokeredLLM(LLM):
         self._task_path = task_path
         self.pacer = _BrokerPacer(connection)
 
-    async def _reserve(self, prompt_tokens: int, max_tokens: int) -> float:
+    async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> Reservation:
         reply = await self._connection.call(
-            "reserve", prompt_tokens=prompt_tokens, max_tokens=max_tokens
+            "reserve", prompt_tokens=prompt_tokens, max_tokens=max_tokens, min_tokens=min_tokens
         )
         _raise_refusal(reply)
-        return float(reply["reserved"])
+        return Reservation(float(reply["reserved"]), int(reply["max_tokens"]))
 
     def _release(self, reserved: float) -> None:
         self._connection.later("release", reserved=reserved)

@@ -35,7 +35,7 @@ import httpx
 import openai
 from pydantic import BaseModel, ValidationError
 
-from goalflow.core.budget import Ledger, MoneyBudget
+from goalflow.core.budget import Ledger, MoneyBudget, Reservation
 from goalflow.core.chat import Message
 from goalflow.core.pacing import Gate, Pacer, mark_sent
 from goalflow.core.rates import estimate_request_tokens, task_concurrency
@@ -62,6 +62,8 @@ __all__ = ["LLM"]
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("goalflow.llm")
 
+ANSWER_FLOOR = 256
+"""The fewest answer tokens a call asks for when the money left cannot pay for more."""
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
@@ -185,13 +187,15 @@ class LLM:
         max_tokens = max_tokens or self.config.max_tokens
         worst_prompt = worst_case_tokens(messages, json_schema)
         bill = _Bill(
-            reserved=await self._reserve(worst_prompt, max_tokens),
+            reserved=0.0,
             prompt_tokens=worst_prompt,
+            wanted=max_tokens,
             max_tokens=max_tokens,
             prompt_hash=hashlib.sha256(
                 json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
             ).hexdigest()[:16],
         )
+        await self._hold(bill)
         try:
             return await self._send(
                 messages,
@@ -226,14 +230,31 @@ class LLM:
         """After an attempt the provider bills without an answer (a timeout, a body that
         is no chat completion): count it, and reserve again for the next one."""
         await self._charge_unanswered(bill, purpose)
-        bill.reserved = await self._reserve(bill.prompt_tokens, bill.max_tokens)
+        await self._hold(bill)
+
+    async def _hold(self, bill: _Bill) -> None:
+        """Reserve the next attempt's worst case; near the end of the money, for a
+        shorter answer (not below ``ANSWER_FLOOR`` tokens) rather than none."""
+        reservation = await self._reserve(
+            bill.prompt_tokens, bill.wanted, min(bill.wanted, ANSWER_FLOOR)
+        )
+        bill.reserved, bill.max_tokens = reservation
+        if bill.max_tokens < bill.wanted:
+            logger.info(
+                "answer capped at %d tokens (of %d): only that fits the money budget left",
+                bill.max_tokens,
+                bill.wanted,
+            )
 
     # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
     # overrides them to use the goal's ledger in the flow process (goalflow.llm.broker).
 
-    async def _reserve(self, prompt_tokens: int, max_tokens: int) -> float:
+    async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> Reservation:
         return await self.ledger.reserve(
-            model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+            model=self.config.model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            min_tokens=min_tokens,
         )
 
     def _release(self, reserved: float) -> None:
@@ -270,9 +291,9 @@ class LLM:
     ) -> tuple[str, str]:
         attempt = 0
         limited_since: float | None = None  # the first 429 of this call
-        max_tokens = bill.max_tokens
         while True:
             error: openai.APIError
+            max_tokens = bill.max_tokens
             sent = self._with_schema_hint(messages, json_schema)
             paced = estimate_request_tokens(sent, max_tokens, extra=json_schema)
             try:
@@ -415,7 +436,8 @@ class _Bill:
 
     reserved: float
     prompt_tokens: int  # counted at the worst case
-    max_tokens: int
+    wanted: int  # the answer tokens the call asks for
+    max_tokens: int  # those the current attempt may use (fewer when money is short)
     prompt_hash: str
     started: float = 0.0
     sent: bool = False
