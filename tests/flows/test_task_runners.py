@@ -135,6 +135,35 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     assert billed <= budget
 
 
+@pytest.mark.slow  # starting a 2-worker LocalCluster
+async def test_the_local_dask_cluster_takes_no_client_without_the_goals_credential(
+    limited_server: OpenAITestServer,
+) -> None:
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    from goalflow.llm.client import LLM
+    from goalflow.llm.config import LLMConfig
+    from goalflow.orchestration.task_runners import open_remote_leaves
+    from goalflow.settings import Settings
+
+    settings = Settings(task_runner="dask", runner_workers=1)
+    llm = LLM(LLMConfig(model="test-model", base_url=limited_server.base_url))
+    async with open_remote_leaves(settings, llm, concurrency=1) as leaves:
+        assert leaves is not None
+        address = leaves._runner.client.scheduler.address  # type: ignore[attr-defined]
+        assert address.startswith("tls://")
+        # Another local client, even one with a credential of its own, is refused.
+        with pytest.raises((OSError, TimeoutError, ValueError, TypeError)):
+            await connect(address, timeout=5)
+        forged = Security.temporary().get_connection_args("client")
+        with pytest.raises((OSError, TimeoutError)):
+            comm = await connect(address, timeout=5, **forged)
+            await comm.write({"op": "identity"})
+            await comm.read()
+    await llm.close()
+
+
 @pytest.mark.slow  # a minute of pacing, plus starting a 2-worker LocalCluster
 async def test_dask_runs_parallel_branches_on_workers_within_rate_and_budget(
     limited_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch

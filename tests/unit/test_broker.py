@@ -4,6 +4,7 @@ flow process's ledger and pacer (here both ends in one process, over real TCP)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -13,8 +14,8 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from goalflow.core.budget import MoneyBudget, Price
-from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError
-from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_llm
+from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError, TaskError
+from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_llm, keep_token
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.orchestration.task_runners import check_address
@@ -86,9 +87,22 @@ async def test_a_call_over_the_money_budget_is_refused_before_it_is_sent(
 
 async def test_a_wrong_token_gets_no_model_configuration(flow_llm: LLM) -> None:
     async with LedgerBroker(flow_llm) as broker:
-        forged = BrokerTicket(broker.ticket.host, broker.ticket.port, "guessed")
+        keep_token("forged", "guessed")
+        forged = BrokerTicket(broker.ticket.host, broker.ticket.port, "forged")
         with pytest.raises(ConfigError, match="wrong broker token"):
             async with brokered_llm(forged, "t"):
+                pass
+
+
+async def test_a_ticket_carries_no_secret_and_a_worker_without_the_token_is_told(
+    flow_llm: LLM,
+) -> None:
+    async with LedgerBroker(flow_llm) as broker:
+        # What travels in task parameters: no token in it.
+        assert broker.token not in repr(dataclasses.asdict(broker.ticket))
+        elsewhere = BrokerTicket(broker.ticket.host, broker.ticket.port, "another-goal")
+        with pytest.raises(TaskError, match="was not given the goal's broker token"):
+            async with brokered_llm(elsewhere, "t"):
                 pass
 
 

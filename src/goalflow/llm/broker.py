@@ -31,7 +31,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -49,6 +49,8 @@ __all__ = [
     "BrokeredLLM",
     "LedgerBroker",
     "brokered_llm",
+    "keep_token",
+    "token_variable",
     "worker_name",
 ]
 
@@ -72,11 +74,39 @@ def worker_name() -> str:
 
 @dataclass(frozen=True)
 class BrokerTicket:
-    """Where a worker reaches the goal's broker, and the token that lets it in."""
+    """Where a worker reaches the goal's broker, and the key its token is kept under.
+
+    A ticket travels as a task run's parameter (stored on the Prefect server, queued on
+    the cluster), so it carries no secret: the token reaches the workers apart, by
+    :func:`keep_token` in their process (a Dask worker plugin) or in their environment
+    (:func:`token_variable`, Ray's runtime environment)."""
 
     host: str
     port: int
-    token: str = field(repr=False)
+    key: str
+
+
+_TOKENS: dict[str, str] = {}  # broker key -> token, in this process
+
+
+def keep_token(key: str, token: str) -> None:
+    """Let leaf tasks in this process reach the broker ``key`` with ``token``."""
+    _TOKENS[key] = token
+
+
+def token_variable(key: str) -> str:
+    """The environment variable a worker may be given the broker ``key``'s token in."""
+    return f"GOALFLOW_BROKER_TOKEN_{key}"
+
+
+def _token_for(ticket: BrokerTicket) -> str:
+    token = _TOKENS.get(ticket.key) or os.environ.get(token_variable(ticket.key))
+    if not token:
+        raise TaskError(
+            f"this worker ({worker_name()}) was not given the goal's broker token: it "
+            "joined after the goal started, or is not one of the goal's workers"
+        )
+    return token
 
 
 class LedgerBroker:
@@ -86,6 +116,7 @@ class LedgerBroker:
         self._llm = llm
         self._host = host
         self._token = secrets.token_urlsafe(24)
+        self.key = secrets.token_hex(8)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopped = False
@@ -96,7 +127,12 @@ class LedgerBroker:
         if self._server is None:
             raise RuntimeError("the broker is not started")
         port = int(self._server.sockets[0].getsockname()[1])
-        return BrokerTicket(self._host, port, self._token)
+        return BrokerTicket(self._host, port, self.key)
+
+    @property
+    def token(self) -> str:
+        """The secret a worker says first; hand it to workers apart from the ticket."""
+        return self._token
 
     async def __aenter__(self) -> LedgerBroker:
         try:
@@ -106,10 +142,12 @@ class LedgerBroker:
                 f"cannot listen on {self._host} for the goal's ledger broker ({e.strerror}): "
                 "set GOALFLOW_BROKER_HOST to an address of this machine the workers can reach"
             ) from e
+        keep_token(self.key, self._token)  # leaf tasks in this process
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.stop()
+        _TOKENS.pop(self.key, None)
         if self._server is not None:
             self._server.close()
             for handler in list(self._handlers):
@@ -376,7 +414,7 @@ async def brokered_llm(ticket: BrokerTicket, task_path: str) -> AsyncIterator[Br
         ) from e
     connection = _Connection(reader, writer)
     try:
-        await _send(writer, {"token": ticket.token, "worker": worker_name()})
+        await _send(writer, {"token": _token_for(ticket), "worker": worker_name()})
         reply = await _receive(reader)
         if reply is None:
             raise TaskError("the goal's ledger broker closed the connection: the goal ended")

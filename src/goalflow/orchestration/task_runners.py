@@ -37,7 +37,7 @@ from prefect.tasks import Task
 
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError, RunnerUnreachableError
-from goalflow.llm.broker import LedgerBroker
+from goalflow.llm.broker import LedgerBroker, token_variable
 from goalflow.llm.client import LLM
 from goalflow.orchestration.leaf import LeafContext, run_leaf_task
 from goalflow.orchestration.task_cache import cached
@@ -193,10 +193,17 @@ def check_address(kind: TaskRunnerKind, address: str, timeout: float = _CONNECT_
         ) from e
 
 
-def _task_runner(kind: TaskRunnerKind, settings: Settings, concurrency: int) -> TaskRunner[Any]:
+def _task_runner(
+    kind: TaskRunnerKind, settings: Settings, concurrency: int, broker: LedgerBroker
+) -> TaskRunner[Any]:
+    """The Dask or Ray runner. The local Dask cluster speaks TLS with a credential made
+    for this goal, so no other client on the machine can submit work to it (and reach
+    the broker token its workers hold); Ray's workers get the token in their
+    environment."""
     threads = math.ceil(concurrency / settings.runner_workers)
     try:
         if kind == "dask":
+            from distributed.security import Security
             from prefect_dask.task_runners import DaskTaskRunner
 
             if settings.runner_address:
@@ -207,11 +214,16 @@ def _task_runner(kind: TaskRunnerKind, settings: Settings, concurrency: int) -> 
                     "threads_per_worker": threads,
                     "processes": True,
                     "dashboard_address": None,
+                    "security": Security.temporary(),  # type: ignore[no-untyped-call]
                 }
             )
         from prefect_ray.task_runners import RayTaskRunner
 
-        init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        init: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "runtime_env": {"env_vars": {token_variable(broker.key): broker.token}},
+        }
         if settings.runner_address:
             ray_runner: TaskRunner[Any] = RayTaskRunner(
                 address=settings.runner_address, init_kwargs=init
@@ -225,10 +237,13 @@ def _task_runner(kind: TaskRunnerKind, settings: Settings, concurrency: int) -> 
         ) from e
 
 
-def _start(runner: TaskRunner[Any], kind: TaskRunnerKind) -> None:
+def _start(runner: TaskRunner[Any], kind: TaskRunnerKind, broker: LedgerBroker) -> None:
     runner.__enter__()
     if kind == "dask":
-        _ = runner.client  # type: ignore[attr-defined]  # connects, or starts the local cluster
+        from goalflow.orchestration.dask_plugin import BrokerToken
+
+        client = runner.client  # type: ignore[attr-defined]  # connects, or starts the cluster
+        client.register_plugin(BrokerToken(broker.key, broker.token), name=broker.key)
 
 
 @asynccontextmanager
@@ -242,10 +257,10 @@ async def open_remote_leaves(
         return
     if settings.runner_address and settings.runner_address != "auto":  # Ray's "this node"
         await asyncio.to_thread(check_address, kind, settings.runner_address)
-    runner = _task_runner(kind, settings, concurrency)
     async with LedgerBroker(llm, settings.broker_host) as broker:
+        runner = _task_runner(kind, settings, concurrency, broker)
         try:
-            await asyncio.to_thread(_start, runner, kind)
+            await asyncio.to_thread(_start, runner, kind, broker)
         except Exception as e:
             await asyncio.to_thread(runner.__exit__, None, None, None)
             raise RunnerUnreachableError(
