@@ -274,3 +274,21 @@ def test_artifacts_tab_shows_the_plan_and_the_report_with_their_content(
     assert "<report from Write final report>" in report
     assert "report/write Write final report llm completed" in report
     _assert_png(ui.screenshot("goal-report"))
+
+
+def test_the_run_form_describes_every_parameter_and_the_final_message_shows_the_answer(
+    ui: PrefectUI, stack: DeploymentStack, flow_run_id: str
+) -> None:
+    run = stack.flow_run(flow_run_id)
+    # The run page's state message carries the deliverable (where a person looks first).
+    assert "report = " in (run["state"]["message"] or "")
+
+    ui.driver.get(f"{ui.base_url}/deployments/deployment/{run['deployment_id']}/run")
+    form = ui.text_shows(
+        "the custom run form with each parameter's description",
+        "What you want done, in plain words",
+        "Money budget of one goal in USD",
+    )
+
+    assert form.index("What you want done") < form.index("Money budget")  # the goal first
+    _assert_png(ui.screenshot("goal-run-form"))

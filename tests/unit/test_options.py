@@ -34,6 +34,16 @@ def test_every_constraint_of_an_option_is_in_the_flows_parameter_schema() -> Non
         assert limits.items() <= schema[name]["anyOf"][0].items(), name
 
 
+def test_every_parameter_of_the_run_form_says_what_it_is() -> None:
+    schema = parameter_schema(achieve_goal).model_dump()["properties"]
+
+    assert set(schema) == set(inspect.signature(achieve_goal.fn).parameters)
+    assert all(schema[name].get("description") for name in schema)
+    # An option's words are the ones the CLI and the settings show.
+    description = GoalOptions.model_fields["max_usd"].description or ""
+    assert schema["max_usd"]["description"] == " ".join(description.split())
+
+
 @pytest.mark.parametrize(("name", "value"), [("concurrency", 0), ("max_depth", 6)])
 def test_a_flow_run_with_a_parameter_an_option_refuses_is_refused(name: str, value: int) -> None:
     with pytest.raises(ParameterTypeError, match=name):

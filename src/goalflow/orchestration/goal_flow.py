@@ -125,3 +125,24 @@ async def achieve_goal(
         cancelled = result.status == "stopped" and run.guard.cancelled
         final = Cancelled if cancelled else Failed
         return final(message=line, data=e)  # type: ignore[return-value]
+
+
+_GIVEN = {
+    "goal": "What you want done, in plain words (leave empty when you give a plan).",
+    "plan": "A saved plan (goalflow plan GOAL -o plan.json) to run instead of planning.",
+    "plan_file": "The path of a saved plan file, on the machine the run executes on.",
+}
+
+
+def _describe_parameters() -> None:
+    """Each parameter's description, where Prefect reads it (a Google-style ``Args:``
+    section of the flow function's docstring) for the deployment's run form: the goal's
+    own, then each option's from GoalOptions (one description for the CLI, the
+    environment and the form)."""
+    described = {**_GIVEN, **{n: f.description or "" for n, f in GoalOptions.model_fields.items()}}
+    lines = [f"        {name}: {' '.join(text.split())}" for name, text in described.items()]
+    documented = f"{achieve_goal.fn.__doc__}\n\n    Args:\n" + "\n".join(lines)
+    achieve_goal.fn.__doc__ = achieve_goal.__doc__ = documented  # the Flow copied it at init
+
+
+_describe_parameters()
