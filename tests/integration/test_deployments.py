@@ -173,6 +173,22 @@ def test_a_run_that_overruns_its_spent_money_budget_is_cancelled_by_the_automati
     assert 9 <= waited < 40
 
 
+def test_a_parameter_that_cannot_work_is_refused_when_the_run_is_created(
+    stack: DeploymentStack,
+) -> None:
+    before = len(stack.flow_runs("achieve-goal"))
+
+    done = stack.run(
+        "prefect", "deployment", "run", "achieve-goal/goal",
+        "--param", "goal=Anything", "--param", "concurrency=0",
+    )  # fmt: skip
+
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert "'concurrency'. Failure reason: 0 is less than the minimum of 1" in said, said
+    assert len(stack.flow_runs("achieve-goal")) == before  # no run was created
+
+
 def test_a_goal_whose_process_is_killed_is_marked_crashed_within_two_minutes(
     stack: DeploymentStack, llm: OpenAITestServer
 ) -> None:
