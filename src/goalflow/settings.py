@@ -115,6 +115,11 @@ class GoalOptions(BaseModel):
         description="Address of a running Dask scheduler (tcp://host:8786) or Ray cluster "
         "(ray://host:10001, or host:6379); unset: a local cluster started for the goal.",
     )
+    fresh: bool = Field(
+        default=False,
+        description="Reuse no cached task result in this run: every task runs (and pays) "
+        "again, and its result replaces the cached one.",
+    )
     task_cache: bool = Field(
         default=True,
         description="Cache each finished leaf task's outputs (keyed on the model, the goal, the "

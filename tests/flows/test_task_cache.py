@@ -67,6 +67,11 @@ async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not
     assert again.message.endswith("(6 from the task cache of an earlier run)")
 
     llm_server.reset()
+    fresh = await achieve_goal(plan=plan, fresh=True)
+    assert len(asked_tasks(llm_server)) == 6  # --fresh: every task is asked again
+    assert not any(t.cached for t in fresh.tasks)
+
+    llm_server.reset()
     reseeded = plan.model_copy(update={"inputs": {"seed": "another seed"}})
     await achieve_goal(plan=reseeded)
     # The first layer reads the seed and runs again; it answers as before (the test

@@ -131,6 +131,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    fresh: Annotated[
+        bool | None,
+        typer.Option(
+            "--fresh",
+            help="Reuse no cached task result: every task runs again (its result replaces "
+            "the cached one).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
@@ -168,6 +177,7 @@ def run(
                 "task_runner": task_runner,
                 "runner_address": runner_address,
                 "task_cache": task_cache,
+                "fresh": fresh,
             }
         )
         saved = load_plan(plan) if plan else None

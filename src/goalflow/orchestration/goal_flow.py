@@ -98,6 +98,7 @@ async def achieve_goal(
     task_runner: str | None = None,
     runner_address: str | None = None,
     task_cache: bool | None = None,
+    fresh: bool | None = None,
 ) -> GoalResult:
     """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
     tasks, hand back the deliverables. The other parameters are the goal's options

@@ -331,7 +331,8 @@ class GoalRun:
             if reused:
                 self.cached_paths.add(path)
             return outputs
-        leaf = cached(run_leaf_task, self.settings.task_cache_expiry) if scope else run_leaf_task
+        expiry, fresh = self.settings.task_cache_expiry, self.settings.fresh
+        leaf = cached(run_leaf_task, expiry, fresh=fresh) if scope else run_leaf_task
         context = LeafContext(
             goal=self.goal, attempts=self.settings.task_attempts, artifact=artifact, run=self.ref
         )

@@ -68,17 +68,19 @@ LEAF_CACHE = CacheKeyFnPolicy(cache_key_fn=leaf_cache_key)
 
 
 @lru_cache(maxsize=32)
-def _cached(task: Task[Any, Any], expiry_seconds: float) -> Task[Any, Any]:
+def _cached(task: Task[Any, Any], expiry_seconds: float, fresh: bool) -> Task[Any, Any]:
     return task.with_options(
         cache_policy=LEAF_CACHE,
         persist_result=True,
         cache_expiration=timedelta(seconds=expiry_seconds),
+        refresh_cache=fresh,
     )
 
 
-def cached(task: T, expiry_seconds: float) -> T:
-    """``task`` with the leaf cache on, its results kept ``expiry_seconds``; made once."""
-    variant: T = _cached(task, expiry_seconds)  # type: ignore[assignment]
+def cached(task: T, expiry_seconds: float, *, fresh: bool = False) -> T:
+    """``task`` with the leaf cache on, its results kept ``expiry_seconds``; made once.
+    ``fresh``: reuse nothing, and store the new results in place of the old."""
+    variant: T = _cached(task, expiry_seconds, fresh)  # type: ignore[assignment]
     return variant
 
 

@@ -61,6 +61,7 @@ class RemoteLeaves:
         *,
         attempts: int,
         cache_expiry: float,
+        fresh: bool = False,
         ray_cpus: float = 1.0,
     ) -> None:
         self.kind = kind
@@ -68,7 +69,7 @@ class RemoteLeaves:
         self._broker = broker
         self._attempts = attempts
         self._ray_cpus = ray_cpus
-        self._cached_leaf = cached(run_leaf_task, cache_expiry)
+        self._cached_leaf = cached(run_leaf_task, cache_expiry, fresh=fresh)
 
     @property
     def workers(self) -> set[str]:
@@ -274,6 +275,7 @@ async def open_remote_leaves(
             broker,
             attempts=settings.task_attempts,
             cache_expiry=settings.task_cache_expiry,
+            fresh=settings.fresh,
             ray_cpus=ray_cpus,
         )
         try:
