@@ -24,13 +24,14 @@ pytestmark = [
 ]
 
 # Ten goals across text, counting, arithmetic, sorting and conversion; all ten were solved
-# at the final code on the machine the floor was set on (docs/figures.md, "Goals that get done").
+# in the whole-suite run at the final code on the machine the floor was set on
+# (docs/figures.md, "Goals that get done").
 SUBSET = select(
     [
         "text-reverse-word",
-        "text-remove-vowels",
         "text-caesar-shift",
-        "count-words",
+        "count-letter",
+        "count-whole-word",
         "count-distinct",
         "arith-sum",
         "arith-mean",
