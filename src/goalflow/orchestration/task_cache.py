@@ -90,8 +90,9 @@ async def keep_result(outputs: dict[str, str]) -> None:
     Prefect writes a cached result when the task's transaction commits, which is after it
     has sent the Completed state: a process killed between the two leaves a task the UI
     shows Completed with no stored result, and the rerun pays for it again. Written here
-    first (the commit later writes the same record again), a Completed task's result is
-    always there to reuse. Does nothing when the task is not cached.
+    first, a Completed task's result is always there to reuse; the commit then does not
+    write it again, as its rewrite truncates the file first and a kill in that instant
+    lost the record (seen once in CI). Does nothing when the task is not cached.
     """
     transaction = get_transaction()
     run = TaskRunContext.get()
@@ -104,3 +105,4 @@ async def keep_result(outputs: dict[str, str]) -> None:
     # Prefect's engine passes the same aware datetime; its annotation names pendulum's.
     record = store.create_result_record(outputs, key=transaction.key, expiration=expiration)  # type: ignore[arg-type]
     await store.apersist_result_record(record)
+    transaction.write_on_commit = False  # written: no second, non-atomic write
