@@ -72,6 +72,7 @@ async def goal_runs(tasks: int) -> None:
             GOALFLOW_SANDBOX="off",
             GOALFLOW_TASK_CACHE="false",
             GOALFLOW_REFLECTION="false",
+            GOALFLOW_MAX_TASKS=str(max(tasks, 25)),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="CRITICAL",
         )
