@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,11 @@ from goalflow.testing import OpenAITestServer, Reply
 from tests.helpers import wait_for
 
 PRICE = {"m": Price(input=1.0, output=2.0)}  # $ per million tokens
+
+
+def _priced(server: OpenAITestServer, **options: Any) -> LLMConfig:
+    """Model "m" on ``server``, priced, answering in at most 1000 tokens."""
+    return LLMConfig(model="m", base_url=server.base_url, prices=PRICE, max_tokens=1000, **options)
 
 
 def test_concurrent_reservations_never_exceed_the_limit() -> None:
@@ -164,7 +170,7 @@ async def test_a_call_that_cannot_fit_is_never_sent() -> None:
     from goalflow.agent.executor import Verdict
 
     async with server:
-        config = LLMConfig(model="m", base_url=server.base_url, prices=PRICE, max_tokens=1000)
+        config = _priced(server)
         # The request is ~900 bytes (one token each at worst) + 1000 answer tokens: ~$0.0029.
         llm = LLM(config, budget=MoneyBudget(limit_usd=0.004), http_client=httpx.AsyncClient())
         await llm.structured(Verdict, [{"role": "user", "content": "Fine?"}], purpose="first")
@@ -184,13 +190,7 @@ async def test_a_failed_call_gives_its_reservation_back() -> None:
     from goalflow.errors import LLMRequestError
 
     async with server:
-        config = LLMConfig(
-            model="m",
-            base_url=server.base_url,
-            prices=PRICE,
-            max_tokens=1000,
-            structured_mode="json_schema",
-        )
+        config = _priced(server, structured_mode="json_schema")
         llm = LLM(config, budget=MoneyBudget(limit_usd=0.004), http_client=httpx.AsyncClient())
         for _ in range(3):  # each holds ~$0.0029; only one fits unless it is released
             with pytest.raises(LLMRequestError):
@@ -206,15 +206,7 @@ async def test_attempts_that_time_out_are_counted_and_the_call_stops_within_the_
     answer = Reply(content=json.dumps({"passed": True, "reason": "ok"}), delay=2)
     server = OpenAITestServer(models=("m",), default=answer)
     async with server:
-        config = LLMConfig(
-            model="m",
-            base_url=server.base_url,
-            prices=PRICE,
-            max_tokens=1000,
-            timeout=0.3,
-            backoff=0.01,
-            structured_mode="json_schema",
-        )
+        config = _priced(server, timeout=0.3, backoff=0.01, structured_mode="json_schema")
         # Each attempt may cost ~$0.0029 at worst: two fit in $0.007, a third does not.
         llm = LLM(config, budget=MoneyBudget(limit_usd=0.007), http_client=httpx.AsyncClient())
         with pytest.raises(BudgetExceededError):
@@ -234,7 +226,7 @@ async def test_a_call_cancelled_after_it_was_sent_is_counted() -> None:
     answer = Reply(content=json.dumps({"passed": True, "reason": "ok"}), delay=5)
     server = OpenAITestServer(models=("m",), default=answer)
     async with server:
-        config = LLMConfig(model="m", base_url=server.base_url, prices=PRICE, max_tokens=1000)
+        config = _priced(server)
         llm = LLM(config, budget=MoneyBudget(limit_usd=0.01), http_client=httpx.AsyncClient())
         call = asyncio.create_task(
             llm.structured(Verdict, [{"role": "user", "content": "x"}], purpose="cut")
