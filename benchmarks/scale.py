@@ -71,6 +71,7 @@ async def _simulate(plan: Plan, args: argparse.Namespace, mode: str) -> float:
         tokens_per_minute=args.tpm,
         window=60.0,
         burst_seconds=_burst_seconds(args),
+        arrival_slack=0.0,
     )
 
     async def call(task: TaskSpec, inputs: dict[str, str]) -> dict[str, str]:

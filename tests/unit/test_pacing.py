@@ -9,9 +9,10 @@ import random
 
 import pytest
 
-from goalflow.core.pacing import Pacer, mark_sent
+from goalflow.core.pacing import ARRIVAL_SLACK_SECONDS, Pacer, mark_sent
 from goalflow.core.rates import estimate_request_tokens, task_concurrency
 from goalflow.errors import ConfigError
+from goalflow.testing.limiters import RateBucket
 from goalflow.testing.protocol import estimate_tokens
 from goalflow.testing.virtual_time import run_virtual
 
@@ -85,7 +86,7 @@ def test_never_more_than_the_limit_in_any_sliding_minute_including_bursts(
 
 
 def test_a_whole_minute_burst_goes_at_once_and_the_rest_when_the_window_frees() -> None:
-    pacer = Pacer(requests_per_minute=60, burst_seconds=60)
+    pacer = Pacer(requests_per_minute=60, burst_seconds=60, arrival_slack=0)
 
     admitted = run_virtual(_calls(pacer, [0.0] * 100, [0.2] * 100, [10] * 100))
 
@@ -294,12 +295,35 @@ def test_calls_leave_at_the_per_second_rate_after_a_burst_of_one_seconds_worth()
 
     admitted = run_virtual(_calls(pacer, [0.0] * 40, [2.0] * 40, [10] * 40))
 
-    assert admitted[:10] == [0.0] * 10
-    assert admitted[10:] == pytest.approx([0.1 * k for k in range(1, 31)])
+    # The burst keeps 0.25 s of the rate (2.5 requests) in reserve for arrivals out of step.
+    assert admitted[:7] == [0.0] * 7
+    assert admitted[7:] == pytest.approx([0.05 + 0.1 * k for k in range(33)])
+
+
+@pytest.mark.parametrize("rpm", [600, 3500])
+def test_requests_reaching_the_provider_out_of_step_never_find_its_bucket_short(
+    rpm: int,
+) -> None:
+    """The provider's token bucket (the test server's) never refuses a request that
+    reaches it up to the arrival slack later than sent, in any order."""
+    rng = random.Random(rpm)
+    arrivals = [rng.choice([0.0, 0.0, rng.uniform(0, 30)]) for _ in range(rpm // 5)]
+    pacer = Pacer(requests_per_minute=rpm)
+
+    sent = run_virtual(_calls(pacer, arrivals, [1.0] * len(arrivals), [10] * len(arrivals)))
+
+    provider = RateBucket(rpm=rpm, tpm=None)
+    first, *rest = sorted(sent)
+    # the first is the slowest of all (it opens the connection) and sets the bucket's clock
+    delays = [ARRIVAL_SLACK_SECONDS] + [rng.uniform(0, ARRIVAL_SLACK_SECONDS) for _ in rest]
+    for at in sorted(at + delay for at, delay in zip([first, *rest], delays, strict=True)):
+        assert provider.refusal("m", cost=10, now=at) is None
+        provider.admit(10, now=at)
 
 
 def test_the_token_burst_spreads_large_calls_at_the_per_second_token_rate() -> None:
-    pacer = Pacer(tokens_per_minute=60_000)  # 1,000 tokens a second, a burst of 1,000
+    # 1,000 tokens a second, a burst of 1,000
+    pacer = Pacer(tokens_per_minute=60_000, arrival_slack=0)
 
     admitted = run_virtual(_calls(pacer, [0.0] * 4, [1.0] * 4, [500, 500, 2000, 500]))
 

@@ -164,6 +164,7 @@ async def test_rpm_limit_answers_429_with_retry_after() -> None:
             await _ask(client, "three")
     headers = caught.value.response.headers
     assert 1 <= int(headers["retry-after"]) <= 60
+    assert 1 <= int(headers["retry-after-ms"]) <= 60_000
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert "requests per min" in caught.value.message
     stats = server.stats
@@ -216,7 +217,8 @@ def test_retry_after_is_when_the_window_frees_enough() -> None:
     tokens.admit(5, now=30.0)
     refusal = tokens.refusal("m", cost=20, now=40.5)
     assert refusal is not None
-    assert refusal.retry_after == 20  # ceil(19.5): 20 tokens leave at 60 s, then 25 fit
+    assert refusal.retry_after == 19.5  # 20 tokens leave at 60 s, then 25 fit
+    assert "Please try again in 19.5s." in refusal.message
 
 
 def test_a_bucket_allows_a_seconds_burst_then_the_per_second_rate() -> None:
@@ -226,7 +228,8 @@ def test_a_bucket_allows_a_seconds_burst_then_the_per_second_rate() -> None:
         bucket.admit(1, now=0.0)
     refusal = bucket.refusal("m", cost=1, now=0.0)
     assert refusal is not None and refusal.limit == "requests"
-    assert refusal.retry_after == 1 and "Limit 600" in refusal.message
+    assert refusal.retry_after == pytest.approx(0.1) and "Limit 600" in refusal.message
+    assert "Please try again in 100ms." in refusal.message
     assert bucket.refusal("m", cost=1, now=0.1) is None  # one more has refilled
     bucket.admit(1, now=0.1)
     assert bucket.refusal("m", cost=1, now=0.15) is not None
@@ -238,7 +241,8 @@ def test_a_bucket_allows_a_seconds_burst_then_the_per_second_rate() -> None:
     tokens = RateBucket(rpm=None, tpm=6000, burst_seconds=1)  # 100 a second
     tokens.admit(150, now=0.0)  # more than the burst, less than the limit: in debt
     refusal = tokens.refusal("m", cost=100, now=1.0)  # refilled to 50 of the 100 it needs
-    assert refusal is not None and refusal.limit == "tokens" and refusal.retry_after == 1
+    assert refusal is not None and refusal.limit == "tokens"
+    assert refusal.retry_after == pytest.approx(0.5)
     assert tokens.refusal("m", cost=100, now=1.5) is None
 
 

@@ -52,6 +52,7 @@ from goalflow.core.rates import (
 from goalflow.errors import ConfigError
 
 __all__ = [
+    "ARRIVAL_SLACK_SECONDS",
     "MAX_PENALTY_SECONDS",
     "WINDOW_SECONDS",
     "Admission",
@@ -67,6 +68,10 @@ _LOWEST_RATE = 0.1  # 429s never cut the admitted rate below a tenth of the limi
 _RECOVERY_SECONDS = 30.0  # after a cut, the rate comes back to the limit over this
 _SPREAD_SECONDS, _SPREAD_CALLS = 0.02, 50  # refused calls try again 20 ms apart, within 1 s
 _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
+ARRIVAL_SLACK_SECONDS = 0.25
+"""Requests written in order reach the provider up to this far out of step (the first
+of a burst opens a connection, a busy loop writes late): the burst limit keeps this much
+of its rate in reserve, so the provider's own bucket is never found a request short."""
 
 Gate = Callable[[], Awaitable[None]]
 """A wait for a slot of a limit beyond this process, taken after admission here."""
@@ -111,7 +116,8 @@ async def mark_sent() -> None:
 
 class Pacer:
     """Admits calls within requests/min, tokens/min (over the sliding minute and in
-    bursts of ``burst_seconds`` worth) and a cap on calls in flight.
+    bursts of ``burst_seconds`` worth, ``arrival_slack`` seconds of the rate kept in
+    reserve) and a cap on calls in flight.
 
     ``None`` means no limit. ``gate`` is awaited after a call is admitted here and
     before it is sent: a limit shared with other processes (a Prefect global
@@ -126,9 +132,12 @@ class Pacer:
         max_in_flight: int | None = None,
         window: float = WINDOW_SECONDS,
         burst_seconds: float = DEFAULT_BURST_SECONDS,
+        arrival_slack: float = ARRIVAL_SLACK_SECONDS,
         gate: Gate | None = None,
     ) -> None:
         check_burst(burst_seconds)
+        if not (math.isfinite(arrival_slack) and 0 <= arrival_slack <= 1):
+            raise ConfigError(f"the arrival slack must be 0 to 1 s, got {arrival_slack!r}")
         check_limit("requests_per_minute", requests_per_minute)
         check_limit("tokens_per_minute", tokens_per_minute)
         check_limit("max_in_flight", max_in_flight)
@@ -138,6 +147,7 @@ class Pacer:
         self.tokens_per_minute = tokens_per_minute
         self.window = window
         self.burst_seconds = burst_seconds
+        self.arrival_slack = arrival_slack
         self.penalties = 0
         # The token buckets of the burst limit, as the time each would be full again.
         self._requests_due = -math.inf
@@ -267,7 +277,7 @@ class Pacer:
         async with self._sends:
             ready = self._sent_due
             if rpm is not None:
-                ready -= (burst_requests(rpm, self.burst_seconds) - 1.0) * 60.0 / rpm
+                ready -= (self._request_burst(rpm) - 1.0) * 60.0 / rpm
             if ready > loop.time() + _CLOCK_SLACK:
                 await asyncio.sleep(ready - loop.time())
             now = loop.time()
@@ -331,12 +341,17 @@ class Pacer:
         ready = -math.inf
         rpm, tpm = self.requests_per_minute, self.tokens_per_minute
         if rpm is not None:
-            burst = burst_requests(rpm, self.burst_seconds)
-            ready = self._requests_due - (burst - 1.0) * 60.0 / rpm
+            ready = self._requests_due - (self._request_burst(rpm) - 1.0) * 60.0 / rpm
         if tpm is not None:
-            burst = max(float(tokens), tpm * self.burst_seconds / 60.0)
+            burst = max(float(tokens), tpm * (self.burst_seconds - self.arrival_slack) / 60.0)
             ready = max(ready, self._tokens_due - (burst - tokens) * 60.0 / tpm)
         return ready
+
+    def _request_burst(self, rpm: int) -> float:
+        """The requests that may leave at once, less the arrival slack's worth (at least
+        one: a burst of one request spaces requests a whole gap apart already)."""
+        burst = burst_requests(rpm, self.burst_seconds)
+        return max(1.0, burst - rpm * self.arrival_slack / 60.0)
 
     def _drain_buckets(self, tokens: int, now: float) -> None:
         """Take one request and ``tokens`` tokens out of the burst limit's buckets, at

@@ -1,7 +1,8 @@
 """The test server's rate limiters, as real providers meter: a sliding minute, or a
 token bucket that enforces the per-minute limit over a second or so.
 
-Both refuse a request with OpenAI's 429 wording and a Retry-After, and describe their
+Both refuse a request with OpenAI's 429 wording and the exact wait (``Please try again in
+20ms``, sent as ``retry-after-ms`` and as whole seconds in ``retry-after``), and describe their
 state in OpenAI's ``x-ratelimit-*`` headers (limit, remaining, and the time until the
 limit is whole again, as a duration like ``20ms``, ``1s`` or ``6m0s``).
 """
@@ -35,7 +36,8 @@ class Refusal:
 
     message: str
     limit: str  # "requests" or "tokens", OpenAI's error type for a 429
-    retry_after: int | None  # None when no wait can help: the request alone exceeds the limit
+    retry_after: float | None  # seconds; None when no wait can help (the request alone
+    # exceeds the limit)
 
 
 class Limiter(Protocol):
@@ -79,12 +81,12 @@ def _too_large(model: str, tpm: int, cost: int) -> Refusal:
 def _refuse(
     model: str, limit: str, short: str, cap: int, used: int, requested: int, wait: float
 ) -> Refusal:
-    seconds = max(1, math.ceil(wait))
+    wait = max(0.001, wait)
     return Refusal(
         f"Rate limit reached for {model} on {limit} per min ({short}): Limit {cap}, "
-        f"Used {used}, Requested {requested}. Please try again in {seconds}s.",
+        f"Used {used}, Requested {requested}. Please try again in {openai_duration(wait)}.",
         limit,
-        seconds,
+        wait,
     )
 
 

@@ -213,9 +213,18 @@ def error_response(
     kind: str = "invalid_request_error",
     code: str | None = None,
     retry_after: float | None = None,
+    retry_after_ms: bool = False,
 ) -> JSONResponse:
-    """An error in OpenAI's body shape, which the SDK turns into its typed exceptions."""
-    headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+    """An error in OpenAI's body shape, which the SDK turns into its typed exceptions.
+
+    ``retry_after`` (seconds) is sent as ``Retry-After``; with ``retry_after_ms`` it is
+    also sent to the millisecond, and ``Retry-After`` is rounded up to whole seconds."""
+    headers = {}
+    if retry_after is not None and retry_after_ms:
+        headers["retry-after"] = str(math.ceil(retry_after))
+        headers["retry-after-ms"] = str(math.ceil(retry_after * 1000))
+    elif retry_after is not None:
+        headers["retry-after"] = f"{retry_after:g}"
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 

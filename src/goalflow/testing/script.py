@@ -186,6 +186,7 @@ class ChatScript:
                     kind=refusal.limit,
                     code="rate_limit_exceeded",
                     retry_after=refusal.retry_after,
+                    retry_after_ms=True,
                 )
             self._window.admit(cost, now)
             if rule is not None:
