@@ -10,7 +10,8 @@ import random
 import pytest
 
 from goalflow.core.pacing import ARRIVAL_SLACK_SECONDS, Pacer, mark_sent
-from goalflow.core.rates import estimate_request_tokens, task_concurrency
+from goalflow.core.rates import AnnouncedLimits, estimate_request_tokens, task_concurrency
+from goalflow.llm.limits import announced_limits
 from goalflow.errors import ConfigError
 from goalflow.testing.limiters import RateBucket
 from goalflow.testing.protocol import estimate_tokens
@@ -279,6 +280,52 @@ def test_calls_refused_together_try_again_one_after_another() -> None:
         return [pacer.penalize(retry_after=12.5) for _ in range(3)]
 
     assert run_virtual(main()) == pytest.approx([12.5, 12.52, 12.54])
+
+
+def _refusals_of_an_untold_bucket(pacer: Pacer, calls: int) -> tuple[int, float]:
+    """``calls`` at once against a provider limiting 600/min as 10/s (a token bucket),
+    whose rate the pacer was not told: it learns it from the answers' headers and 429s
+    (which come back at once). Returns the 429s and when the last call was answered."""
+    provider = RateBucket(rpm=600, tpm=None)
+    refused = 0
+
+    async def call() -> None:
+        nonlocal refused
+        loop = asyncio.get_running_loop()
+        while True:
+            async with pacer.slot(10) as admission:
+                await mark_sent()
+                refusal = provider.refusal("m", cost=10, now=loop.time())
+                if refusal is None:
+                    provider.admit(10, now=loop.time())
+                await asyncio.sleep(0.005 if refusal else 1.0)  # the way back, or the answer
+                said = announced_limits(provider.headers(loop.time()))
+                pacer.observe(said or AnnouncedLimits())
+                if refusal is None:
+                    return
+                refused += 1
+                wait = pacer.penalize(refusal.retry_after, rate_known=admission.rate_known)
+            await asyncio.sleep(wait)
+
+    async def main() -> float:
+        await asyncio.gather(*(call() for _ in range(calls)))
+        return asyncio.get_running_loop().time()
+
+    ended = run_virtual(main())
+    return refused, ended
+
+
+def test_a_rate_nobody_told_is_found_by_a_slow_start_not_by_a_storm_of_429s() -> None:
+    pacer = Pacer(max_in_flight=200)
+
+    refused, ended = _refusals_of_an_untold_bucket(pacer, 200)
+
+    # Sent all at once, 190 of the 200 would be refused; the slow start learns the rate
+    # from the first 429 and paces the rest at the whole of it (the 429 came from the
+    # probe, not from pacing at a known rate, so the rate is not cut).
+    assert refused <= 2
+    assert pacer.requests_per_minute == 600
+    assert ended < (200 - 10) / 10 * 1.1 + 1.0
 
 
 def test_task_concurrency_keeps_the_binding_limit_busy_unless_set() -> None:

@@ -26,9 +26,14 @@ the provider). Time is the running event loop's clock, so a virtual-time loop
 (:mod:`goalflow.testing.virtual_time`) makes the pacer exact and instant in tests and in
 the benchmark's lower-bound simulation.
 
+While no rate is known (none configured, none announced by an answer yet), requests
+leave in a slow start: 50 a second, doubling every half second until a 429 comes back.
+Its headers usually announce the limit, which is adopted; sent all at once, a wide plan
+would instead have found the limit by hundreds of refusals.
+
 A 429 that arrives anyway (another process shares the key, a provider meters
 differently) goes to :meth:`Pacer.penalize`: every call waits out its Retry-After
-before the next is admitted.
+before the next is admitted or written.
 """
 
 from __future__ import annotations
@@ -67,6 +72,11 @@ MAX_PENALTY_SECONDS = 60.0  # the longest a 429's Retry-After holds every call
 _LOWEST_RATE = 0.1  # 429s never cut the admitted rate below a tenth of the limit
 _RECOVERY_SECONDS = 30.0  # after a cut, the rate comes back to the limit over this
 _SPREAD_SECONDS, _SPREAD_CALLS = 0.02, 50  # refused calls try again 20 ms apart, within 1 s
+# With no rate known (none told, none announced yet), requests leave in a slow start:
+_PROBE_RATE = 50.0  # requests a second at first, and again after a second of silence,
+_PROBE_DOUBLING_SECONDS = 0.5  # doubling every half second while no 429 comes back
+_PROBE_IDLE_SECONDS = 1.0
+_PROBE_MAX_DOUBLINGS = 16  # ~3 million a second: no spacing at all
 _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
 ARRIVAL_SLACK_SECONDS = 0.25
 """Requests written in order reach the provider up to this far out of step (the first
@@ -83,6 +93,7 @@ class Admission:
 
     at: float
     tokens: int
+    rate_known: bool = False  # sent while a rate limit was known (told or announced)
 
     def settle(self, actual_tokens: int) -> None:
         """Count the call's real usage when it exceeds the estimate.
@@ -112,6 +123,7 @@ async def mark_sent() -> None:
         pacer, admission = sending
         await pacer.space_send()
         admission.at = max(admission.at, asyncio.get_running_loop().time())
+        admission.rate_known = pacer.rate_known
 
 
 class Pacer:
@@ -164,6 +176,9 @@ class Pacer:
         self._refused = 0  # calls refused in this episode of 429s
         self._cut_to = 1.0  # the rate fraction the last 429 cut to
         self._last_cut = -math.inf
+        self._probe_base = _PROBE_RATE  # the slow start: its rate at _probe_from
+        self._probe_from = -math.inf
+        self._last_probe_cut = -math.inf
 
     @property
     def limited(self) -> bool:
@@ -193,7 +208,12 @@ class Pacer:
             if self._in_flight is not None:
                 self._in_flight.release()
 
-    def penalize(self, retry_after: float | None) -> float:
+    @property
+    def rate_known(self) -> bool:
+        """Whether a request or token rate is known, told or announced by the endpoint."""
+        return self.requests_per_minute is not None or self.tokens_per_minute is not None
+
+    def penalize(self, retry_after: float | None, *, rate_known: bool = True) -> float:
         """A 429 arrived anyway: admit nothing until its Retry-After ends (at most 60 s),
         and slow down; return how long the refused call waits before it tries again.
 
@@ -201,7 +221,9 @@ class Pacer:
         The rate admitted is halved (at most once a second, to a tenth at least: the
         429s of one burst arrive together), then recovers evenly over 30 s. The calls
         refused together try again one after another, 20 ms apart (within a second),
-        not all at the moment the pause ends.
+        not all at the moment the pause ends. A call sent while no rate was known
+        (``rate_known`` false) halves the slow start's rate instead: the limit its 429
+        announces is adopted whole.
         """
         now = asyncio.get_running_loop().time()
         if now - self._last_penalty > 60.0:  # a fresh episode, not a run of 429s
@@ -212,12 +234,16 @@ class Pacer:
             self._next_penalty = min(2 * self._next_penalty, MAX_PENALTY_SECONDS)
         else:
             wait = min(retry_after, MAX_PENALTY_SECONDS)
-        if now - self._last_cut >= 1.0:
+        self._paused_until = max(self._paused_until, now + wait)
+        if rate_known and now - self._last_cut >= 1.0:
             self._cut_to = max(_LOWEST_RATE, self._rate_fraction(now) / 2)
             self._last_cut = now
+        if not rate_known and now - self._last_probe_cut >= 1.0:
+            self._probe_base = max(1.0, self._probe_rate(now) / 2)
+            self._probe_from = self._paused_until
+            self._last_probe_cut = now
         self.penalties += 1
         self._last_penalty = now
-        self._paused_until = max(self._paused_until, now + wait)
         spread = (self._refused % _SPREAD_CALLS) * _SPREAD_SECONDS
         self._refused += 1
         return self._paused_until - now + spread
@@ -268,21 +294,33 @@ class Pacer:
 
     async def space_send(self) -> None:
         """Wait until one more request may be written now: the request bucket allows it
-        or, with no known rate, for a minute after a 429, 20 ms after the one before."""
-        rpm = self.requests_per_minute
+        or, with no known rate, the slow start does."""
         loop = asyncio.get_running_loop()
-        after_429 = loop.time() - self._last_penalty < 60.0
-        if rpm is None and not after_429:
-            return
         async with self._sends:
-            ready = self._sent_due
-            if rpm is not None:
-                ready -= (self._request_burst(rpm) - 1.0) * 60.0 / rpm
-            if ready > loop.time() + _CLOCK_SLACK:
+            while True:  # a 429 or what an answer said may hold sends while this waits
+                rpm = self.requests_per_minute
+                ready = self._sent_due
+                if rpm is not None:
+                    ready -= (self._request_burst(rpm) - 1.0) * 60.0 / rpm
+                ready = max(ready, self._paused_until)
+                if ready <= loop.time() + _CLOCK_SLACK:
+                    break
                 await asyncio.sleep(ready - loop.time())
             now = loop.time()
-            gap = _SPREAD_SECONDS if rpm is None else 60.0 / (rpm * self._rate_fraction(now))
+            if rpm is not None:
+                gap = 60.0 / (rpm * self._rate_fraction(now))
+            else:
+                if now - self._sent_due > _PROBE_IDLE_SECONDS:
+                    self._probe_base, self._probe_from = _PROBE_RATE, now
+                gap = 1.0 / self._probe_rate(now)
             self._sent_due = max(self._sent_due, now) + gap
+
+    def _probe_rate(self, now: float) -> float:
+        """Requests a second the slow start allows now: with no rate known, a burst that
+        a provider would refuse is found out by its first 429s (and their headers),
+        not by hundreds; a provider without limits is at full speed within seconds."""
+        doublings = max(0.0, now - self._probe_from) / _PROBE_DOUBLING_SECONDS
+        return self._probe_base * 2.0 ** min(doublings, _PROBE_MAX_DOUBLINGS)
 
     def _sync_buckets(self, announced: AnnouncedLimits, now: float) -> None:
         """Hold the burst buckets no fuller than the endpoint says its own are (a limit
@@ -292,6 +330,7 @@ class Pacer:
             burst = burst_requests(rpm, self.burst_seconds)
             missing = max(0.0, burst - announced.remaining_requests)
             self._requests_due = max(self._requests_due, now + missing * 60.0 / rpm)
+            self._sent_due = max(self._sent_due, now + missing * 60.0 / rpm)
         if tpm is not None and announced.remaining_tokens is not None:
             burst = tpm * self.burst_seconds / 60.0
             missing = max(0.0, burst - announced.remaining_tokens)
