@@ -11,8 +11,8 @@ import pytest
 
 from goalflow.core.pacing import ARRIVAL_SLACK_SECONDS, Pacer, mark_sent
 from goalflow.core.rates import AnnouncedLimits, estimate_request_tokens, task_concurrency
-from goalflow.llm.limits import announced_limits
 from goalflow.errors import ConfigError
+from goalflow.llm.limits import announced_limits
 from goalflow.testing.limiters import RateBucket
 from goalflow.testing.protocol import estimate_tokens
 from goalflow.testing.virtual_time import run_virtual
