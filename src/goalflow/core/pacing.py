@@ -320,7 +320,7 @@ class Pacer:
         a provider would refuse is found out by its first 429s (and their headers),
         not by hundreds; a provider without limits is at full speed within seconds."""
         doublings = max(0.0, now - self._probe_from) / _PROBE_DOUBLING_SECONDS
-        return self._probe_base * 2.0 ** min(doublings, _PROBE_MAX_DOUBLINGS)
+        return self._probe_base * math.pow(2.0, min(doublings, _PROBE_MAX_DOUBLINGS))
 
     def _sync_buckets(self, announced: AnnouncedLimits, now: float) -> None:
         """Hold the burst buckets no fuller than the endpoint says its own are (a limit

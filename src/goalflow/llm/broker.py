@@ -230,7 +230,9 @@ class LedgerBroker:
                 pass  # the queued messages before it were the point
             elif op == "penalize":
                 retry_after = message.get("retry_after")
-                self._llm.pacer.penalize(None if retry_after is None else float(retry_after))
+                pacer = self._llm.pacer
+                wait = None if retry_after is None else float(retry_after)
+                pacer.penalize(wait, rate_known=pacer.rate_known)
             else:
                 return {"error": "config", "message": f"unknown broker operation {op!r}"}
         except BudgetExceededError as e:
@@ -339,8 +341,9 @@ class _BrokerPacer(Pacer):
         finally:
             await self._connection.call("finish", id=reply["id"], tokens=admission.tokens)
 
-    def penalize(self, retry_after: float | None) -> float:
-        """The flow's pacer holds every worker's calls; this one waits the Retry-After."""
+    def penalize(self, retry_after: float | None, *, rate_known: bool = True) -> float:
+        """The flow's pacer holds every worker's calls (and knows whether it knew the
+        rate); this one waits the Retry-After."""
         self._connection.later("penalize", retry_after=retry_after)
         return min(retry_after, _MAX_WAIT) if retry_after is not None else 1.0
 
