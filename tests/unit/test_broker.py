@@ -72,6 +72,22 @@ async def test_a_worker_call_is_paced_and_booked_in_the_flow_processs_ledger(
     assert broker.workers == {f"{os.uname().nodename}:{os.getpid()}"}
 
 
+async def test_the_limits_a_workers_answer_announces_pace_the_flow() -> None:
+    answer = json.dumps({"colour": "teal"})
+    with OpenAITestServer(api_key=TEST_KEY, default=answer, rpm=600, limiter="bucket") as s:
+        config = LLMConfig(model="test-model", base_url=s.base_url, api_key=SecretStr(TEST_KEY))
+        flow_llm = LLM(config)
+        try:
+            async with LedgerBroker(flow_llm) as broker:
+                async with brokered_llm(broker.ticket, "t") as worker:
+                    await worker.structured(Colour, ASK, purpose="task t")
+                # the worker's messages are queued; a flush has run when it closed
+        finally:
+            await flow_llm.close()
+
+    assert flow_llm.pacer.requests_per_minute == 600
+
+
 async def test_a_call_over_the_money_budget_is_refused_before_it_is_sent(
     server: OpenAITestServer,
 ) -> None:

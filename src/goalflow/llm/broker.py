@@ -23,6 +23,7 @@ slot is freed when its connection drops. Once the goal stops, reservations are r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -39,6 +40,7 @@ import httpx
 from goalflow.core.budget import Reservation, spending_for
 from goalflow.core.pacing import MAX_PENALTY_SECONDS as _MAX_WAIT
 from goalflow.core.pacing import Admission, Pacer
+from goalflow.core.rates import AnnouncedLimits
 from goalflow.errors import BudgetExceededError, ConfigError, GoalflowError, TaskError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
@@ -228,6 +230,8 @@ class LedgerBroker:
                 await stack.aclose()
             elif op == "flush":
                 pass  # the queued messages before it were the point
+            elif op == "observe":
+                self._llm.heed(_announced(message.get("limits")))
             elif op == "penalize":
                 retry_after = message.get("retry_after")
                 pacer = self._llm.pacer
@@ -341,11 +345,27 @@ class _BrokerPacer(Pacer):
         finally:
             await self._connection.call("finish", id=reply["id"], tokens=admission.tokens)
 
+    def observe(self, announced: AnnouncedLimits) -> list[str]:
+        """What a worker's answer announced paces the whole goal: the flow's pacer."""
+        self._connection.later("observe", limits=dataclasses.asdict(announced))
+        return []
+
     def penalize(self, retry_after: float | None, *, rate_known: bool = True) -> float:
         """The flow's pacer holds every worker's calls (and knows whether it knew the
         rate); this one waits the Retry-After."""
         self._connection.later("penalize", retry_after=retry_after)
         return min(retry_after, _MAX_WAIT) if retry_after is not None else 1.0
+
+
+def _announced(limits: object) -> AnnouncedLimits:
+    """A worker's announced limits as sent over the broker; what is not a number is unsaid."""
+    said = limits if isinstance(limits, dict) else {}
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(AnnouncedLimits):
+        value = said.get(field.name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[field.name] = value if field.name.endswith("_reset") else int(value)
+    return AnnouncedLimits(**values)
 
 
 @functools.cache

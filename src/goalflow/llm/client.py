@@ -38,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from goalflow.core.budget import Ledger, MoneyBudget, Reservation
 from goalflow.core.chat import Message
 from goalflow.core.pacing import Admission, Gate, Pacer, mark_sent
-from goalflow.core.rates import estimate_request_tokens, task_concurrency
+from goalflow.core.rates import AnnouncedLimits, estimate_request_tokens, task_concurrency
 from goalflow.core.rules import describe_validation_error
 from goalflow.errors import (
     LLMRateLimitError,
@@ -109,8 +109,12 @@ class LLM:
         """Every answer's announced rate limits go to the pacer (a response hook)."""
         announced = announced_limits(response.headers)
         if announced is not None:
-            for note in self.pacer.observe(announced):
-                logger.info("%s: %s", self.config.endpoint, note)
+            self.heed(announced)
+
+    def heed(self, announced: AnnouncedLimits) -> None:
+        """Pace by what the endpoint announced (here or in a worker), logging what changed."""
+        for note in self.pacer.observe(announced):
+            logger.info("%s: %s", self.config.endpoint, note)
 
     @property
     def structured_mode(self) -> StructuredMode:
