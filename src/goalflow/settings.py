@@ -12,11 +12,22 @@ Read when a command or flow starts, never at import time.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from goalflow.core.budget import DEFAULT_WARN_AT, Price
 from goalflow.core.rules import describe_validation_error
@@ -238,10 +249,11 @@ class Settings(BaseSettings, GoalOptions):
         ge=1,
         description="Programs a code task may write; each failure is shown to the model.",
     )
-    prices: dict[str, Price] = Field(
+    prices: Annotated[dict[str, Price], NoDecode] = Field(
         default_factory=dict,
         description='USD per million tokens by model, as JSON: {"my-model": {"input": 0.15, '
-        '"output": 0.6}}; overrides the built-in table (a block brings its own prices).',
+        '"output": 0.6}}, or the path of a JSON or YAML file holding that table; overrides '
+        "the built-in table (a block brings its own prices).",
     )
     warn_at: list[float] | None = Field(
         default=None,
@@ -280,6 +292,30 @@ class Settings(BaseSettings, GoalOptions):
         "is unset.",
     )
 
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _price_table(cls, value: object) -> object:
+        """A price table given as JSON text, or as the path of a JSON or YAML file."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not a JSON object of prices: {e}") from None
+        try:
+            table = yaml.safe_load(Path(text).expanduser().read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ValueError(
+                f"neither a JSON object nor a readable price file: {e.strerror or e}"
+            ) from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"the price file {text} is not JSON or YAML: {e}") from None
+        if not isinstance(table, dict):
+            raise ValueError(f"the price file {text} holds no table of models")
+        return table
+
     @classmethod
     def load(cls) -> Settings:
         """The settings the environment gives; a ConfigError naming each variable that
@@ -293,7 +329,10 @@ class Settings(BaseSettings, GoalOptions):
                 variable = _variable(name)
                 value = os.environ.get(variable)
                 shown = "" if value is None or "key" in name else f"={value!r}"
-                problems.append(f"{variable}{shown}: {error['msg']}")
+                inside = ".".join(str(part) for part in error["loc"][1:])
+                problems.append(
+                    f"{variable}{shown}: {inside + ': ' if inside else ''}{error['msg']}"
+                )
             raise ConfigError(
                 "the environment's goalflow settings cannot work:\n- "
                 + "\n- ".join(problems)

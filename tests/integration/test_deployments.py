@@ -70,9 +70,17 @@ def stack(llm: OpenAITestServer) -> Iterator[DeploymentStack]:
 
 def test_setup_is_idempotent(stack: DeploymentStack) -> None:
     # The stack ran it twice (before and after `prefect deploy`): the second run updated
-    # what the first created, and added what needs a deployment.
+    # what the first created, and found the reflect trigger `prefect deploy` made.
     assert "automation 'goalflow-budget-exceeded': updated" in stack.setup_output
-    assert "automation 'goalflow-reflect-on-stall': created" in stack.setup_output
+    assert "automation 'goalflow-reflect-on-stall' is missing" in stack.setup_output
+    assert "automation 'goalflow-reflect-on-stall': present (prefect deploy)" in (
+        stack.setup_output
+    )
+    reflect = stack.post(
+        "/automations/filter", {"automations": {"name": {"any_": ["goalflow-reflect-on-stall"]}}}
+    )
+    assert len(reflect) == 1  # one automation, however often deploy and setup ran
+    assert reflect[0]["actions"][0]["type"] == "run-deployment"
 
 
 def test_watch_exits_0_for_a_goal_that_succeeds(stack: DeploymentStack) -> None:

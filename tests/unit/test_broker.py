@@ -78,10 +78,12 @@ async def test_the_limits_a_workers_answer_announces_pace_the_flow() -> None:
         config = LLMConfig(model="test-model", base_url=s.base_url, api_key=SecretStr(TEST_KEY))
         flow_llm = LLM(config)
         try:
-            async with LedgerBroker(flow_llm) as broker:
-                async with brokered_llm(broker.ticket, "t") as worker:
-                    await worker.structured(Colour, ASK, purpose="task t")
-                # the worker's messages are queued; a flush has run when it closed
+            # the worker's messages are queued; a flush delivers them when it closes
+            async with (
+                LedgerBroker(flow_llm) as broker,
+                brokered_llm(broker.ticket, "t") as worker,
+            ):
+                await worker.structured(Colour, ASK, purpose="task t")
         finally:
             await flow_llm.close()
 

@@ -4,6 +4,7 @@ environment all go through GoalOptions."""
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 from prefect.exceptions import ParameterTypeError
@@ -95,3 +96,23 @@ def test_a_variable_that_cannot_work_is_a_config_error_naming_it_and_its_value(
     message = str(caught.value)
     assert "GOALFLOW_CONCURRENCY='0'" in message and "GOALFLOW_MAX_USD='abc'" in message
     assert "Fix or unset" in message and "sk-secret" not in message
+
+
+def test_a_price_table_is_read_from_json_or_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", '{"m": {"input": 0.15, "output": 0.6}}')
+    assert Settings.load().prices["m"].output == 0.6
+
+    table = tmp_path / "prices.yaml"
+    table.write_text("my-model:\n  input: 2\n  output: 8\n", encoding="utf-8")
+    monkeypatch.setenv("GOALFLOW_PRICES", str(table))
+    assert Settings.load().prices["my-model"].input == 2
+
+    monkeypatch.setenv("GOALFLOW_PRICES", str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match=r"GOALFLOW_PRICES=.*neither a JSON object nor a"):
+        Settings.load()
+    table.write_text("my-model: {input: cheap}\n", encoding="utf-8")
+    monkeypatch.setenv("GOALFLOW_PRICES", str(table))
+    with pytest.raises(ConfigError, match=r"GOALFLOW_PRICES=.*: my-model\.input: Input should"):
+        Settings.load()

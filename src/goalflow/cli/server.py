@@ -86,7 +86,7 @@ def setup(
         typer.Option(
             min=10,
             help="Seconds without a progress event after which the server asks a running "
-            "goal to reflect (default: goalflow/deploy/automations/reflect-on-stall.yaml, 600).",
+            "goal to reflect (the reflect deployment's trigger in prefect.yaml: 600).",
         ),
     ] = None,
     docker_image: Annotated[

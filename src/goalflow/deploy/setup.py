@@ -3,19 +3,20 @@
 Idempotent, so CI can run it on every job: the work pools (process, Docker,
 Kubernetes; see ``goalflow.deploy.work_pools``) are created when missing, goalflow's Block
 types are registered, and each automation defined in ``goalflow/deploy/automations``
-(``*.yaml``, shipped in the package) is created, or updated in place when one of that
-name exists (duplicates of the name are removed). An automation that runs a deployment
-names it (``deployment: flow/name``, goalflow's own field); it is created once that
-deployment exists, so run ``goalflow setup`` again after ``prefect deploy``.
+(``*.yaml``, shipped in the package; each loads with ``prefect automation create -f``)
+is created, or updated in place when one of that name exists (duplicates of the name are
+removed).
+
+The automation that runs a deployment, ``goalflow-reflect-on-stall``, is that
+deployment's trigger in ``prefect.yaml``: ``prefect deploy`` creates it with the
+``reflect`` deployment. ``reflect_after`` changes its window on the server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import httpx
 import yaml
@@ -38,7 +39,6 @@ __all__ = [
     "TIME_BACKSTOP",
     "SetupReport",
     "load_automations",
-    "named_deployments",
     "setup_server",
 ]
 
@@ -69,51 +69,20 @@ def _definitions(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     return definitions
 
 
-def named_deployments(directory: Path = AUTOMATIONS_DIR) -> list[str]:
-    """The deployments (``flow/name``) that the automations run."""
-    return sorted(
-        {
-            action["deployment"]
-            for _, data in _definitions(directory)
-            for action in data.get("actions", [])
-            if isinstance(action, dict) and "deployment" in action
-        }
-    )
-
-
 def load_automations(
-    directory: Path = AUTOMATIONS_DIR,
-    *,
-    time_backstop: float | None = None,
-    reflect_after: float | None = None,
-    deployment_ids: Mapping[str, UUID] | None = None,
+    directory: Path = AUTOMATIONS_DIR, *, time_backstop: float | None = None
 ) -> list[AutomationCore]:
-    """The automation definitions; ``time_backstop`` and ``reflect_after`` replace the
-    ``within`` of the time backstop and of reflect-on-stall. An automation that runs a
-    deployment missing from ``deployment_ids`` (``flow/name`` -> id) is left out."""
+    """The automation definitions; ``time_backstop`` replaces the ``within`` of the time
+    backstop."""
     automations = []
     for path, data in _definitions(directory):
         try:
-            within = {TIME_BACKSTOP: time_backstop, REFLECT_ON_STALL: reflect_after}
-            if within.get(data["name"]) is not None:
-                data["trigger"]["within"] = within[data["name"]]
-            if not _resolve_deployments(data, deployment_ids or {}):
-                continue
+            if data["name"] == TIME_BACKSTOP and time_backstop is not None:
+                data["trigger"]["within"] = time_backstop
             automations.append(AutomationCore.model_validate(data))
         except (KeyError, TypeError, ValidationError) as e:
             raise ConfigError(f"the automation definition {path} cannot be used: {e}") from e
     return automations
-
-
-def _resolve_deployments(data: dict[str, Any], ids: Mapping[str, UUID]) -> bool:
-    """Replace each action's ``deployment`` name by its id; False when one is unknown."""
-    for action in data.get("actions", []):
-        if isinstance(action, dict) and "deployment" in action:
-            name = action.pop("deployment")
-            if name not in ids:
-                return False
-            action["deployment_id"] = str(ids[name])
-    return True
 
 
 async def setup_server(
@@ -129,24 +98,11 @@ async def setup_server(
     ``docker_image`` is looked for on the local Docker engine (DOCKER_HOST): a Docker
     worker there needs it, and its absence is reported with the command that builds it.
     """
-    load_automations(time_backstop=time_backstop, reflect_after=reflect_after)  # check first
+    automations = load_automations(time_backstop=time_backstop)
     k8s_template = load_template()
     report = SetupReport()
     try:
         async with get_client() as client:
-            ids: dict[str, UUID] = {}
-            for name in named_deployments():
-                try:
-                    ids[name] = (await client.read_deployment_by_name(name)).id
-                except ObjectNotFound:
-                    report.lines.append(
-                        f"deployment {name!r} is missing: the automations that run it are "
-                        "left out; deploy it (prefect --no-prompt deploy -n "
-                        f"{name.split('/')[-1]}), then run goalflow setup again"
-                    )
-            automations = load_automations(
-                time_backstop=time_backstop, reflect_after=reflect_after, deployment_ids=ids
-            )
             await _ensure_pool(client, report, work_pool, "process")
             await _ensure_pool(client, report, DOCKER_POOL, "docker")
             await _ensure_pool(client, report, K8S_POOL, "kubernetes", k8s_template)
@@ -164,6 +120,7 @@ async def setup_server(
                 else:
                     await client.create_automation(automation)
                     report.lines.append(f"automation {automation.name!r}: created")
+            await _tune_reflect_trigger(client, report, reflect_after)
     except httpx.HTTPError as e:
         raise ConfigError(
             f"cannot set up the Prefect server at {api_url}: {type(e).__name__}: {e}. Start "
@@ -172,6 +129,33 @@ async def setup_server(
     ready, line = await runner_image_status(SandboxConfig(), docker_image)
     report.lines.append(line if ready else f"warning: {line}")
     return report
+
+
+async def _tune_reflect_trigger(
+    client: PrefectClient, report: SetupReport, reflect_after: float | None
+) -> None:
+    """Check the reflect deployment's trigger is on the server; set its window if asked."""
+    found = await client.read_automations_by_name(REFLECT_ON_STALL)
+    if not found:
+        report.lines.append(
+            f"automation {REFLECT_ON_STALL!r} is missing: it is the reflect deployment's "
+            "trigger, which `prefect --no-prompt deploy -n reflect` creates"
+            + (", then run goalflow setup --reflect-after again" if reflect_after else "")
+        )
+        return
+    automation = found[0]
+    if reflect_after is None or getattr(automation.trigger, "within", None) == reflect_after:
+        report.lines.append(f"automation {REFLECT_ON_STALL!r}: present (prefect deploy)")
+        return
+    trigger = automation.trigger.model_copy(update={"within": reflect_after})
+    core = AutomationCore.model_validate(
+        automation.model_dump(include=set(AutomationCore.model_fields)) | {"trigger": trigger}
+    )
+    await client.update_automation(automation.id, core)
+    report.lines.append(
+        f"automation {REFLECT_ON_STALL!r}: updated (a goal is asked to reflect after "
+        f"{reflect_after:g} s without progress)"
+    )
 
 
 async def _ensure_pool(

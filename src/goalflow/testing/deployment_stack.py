@@ -62,7 +62,7 @@ class DeploymentStack:
     """Server, automations, deployments and a worker for the project in ``project``.
 
     ``setup_options`` go to both runs of ``goalflow setup`` (before the deployments, and
-    after them for the automations that start one, such as reflect-on-stall);
+    after them, when ``--reflect-after`` reaches the trigger ``prefect deploy`` made);
     ``setup_output`` holds what both printed. ``deployments`` are deployed by name; one
     worker starts per ``workers`` entry (pool, worker type). ``worker_env`` is added to
     the workers' environment (OPENAI_*, GOALFLOW_*); ``server_env`` to the server's
@@ -137,7 +137,7 @@ class DeploymentStack:
                 deployed = self.run("prefect", "--no-prompt", "deploy", "-n", name)
                 if "successfully created" not in deployed.stdout:
                     raise ConfigError(f"deploying {name} failed:\n{deployed.stdout}")
-            self.setup_output += self._must(*self._setup)  # now with the deployments
+            self.setup_output += self._must(*self._setup)  # now with their triggers
             # Workers look for runs every 2 s (Prefect's default: 10 s).
             worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "2"} | self._worker_env
             for pool, kind in self._workers_wanted:
