@@ -148,8 +148,9 @@ async def _tune_reflect_trigger(
         report.lines.append(f"automation {REFLECT_ON_STALL!r}: present (prefect deploy)")
         return
     trigger = automation.trigger.model_copy(update={"within": reflect_after})
+    fields = set(AutomationCore.model_fields) - {"owner_resource"}  # not for an update
     core = AutomationCore.model_validate(
-        automation.model_dump(include=set(AutomationCore.model_fields)) | {"trigger": trigger}
+        automation.model_dump(include=fields) | {"trigger": trigger}
     )
     await client.update_automation(automation.id, core)
     report.lines.append(
