@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from uuid import UUID
@@ -162,6 +164,50 @@ async def test_the_local_dask_cluster_takes_no_client_without_the_goals_credenti
             await comm.write({"op": "identity"})
             await comm.read()
     await llm.close()
+
+
+_INTRUDER = """
+import sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+print("ran:", ray.get(ray.remote(lambda: 1).remote(), timeout=20))
+"""
+
+
+@pytest.mark.slow  # starting a local Ray instance, and a client waiting to be refused
+async def test_the_local_ray_instance_takes_no_client_without_the_goals_token(
+    limited_server: OpenAITestServer,
+) -> None:
+    import ray
+
+    from goalflow.llm.client import LLM
+    from goalflow.llm.config import LLMConfig
+    from goalflow.orchestration.task_runners import open_remote_leaves
+    from goalflow.settings import Settings
+
+    settings = Settings(task_runner="ray", runner_workers=1)
+    llm = LLM(LLMConfig(model="test-model", base_url=limited_server.base_url))
+    async with open_remote_leaves(settings, llm, concurrency=1) as leaves:
+        assert leaves is not None
+        address = ray.get_runtime_context().gcs_address
+        # Another local program, without this process's token, is refused: in token
+        # mode it finds none in ~/.ray either (where Ray would have saved one for any
+        # program to read).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        env["RAY_AUTH_MODE"] = "token"
+        intruder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _INTRUDER,
+            address,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(intruder.communicate(), 180)
+    await llm.close()
+    assert intruder.returncode != 0
+    assert b"ran:" not in output
+    assert b"Authentication token is missing or incorrect" in output
 
 
 @pytest.mark.slow  # a minute of pacing, plus starting a 2-worker LocalCluster

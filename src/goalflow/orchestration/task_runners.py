@@ -22,7 +22,10 @@ same version) and reach the Prefect API, the model endpoint and the broker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import os
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -194,13 +197,25 @@ def check_address(kind: TaskRunnerKind, address: str, timeout: float = _CONNECT_
         ) from e
 
 
+@functools.cache
+def _ray_token_auth() -> None:
+    """Have the local Ray instances this process starts take only clients that hold a
+    token made here (``RAY_AUTH_TOKEN``, inherited by Ray's processes), not the token
+    Ray would otherwise save in ``~/.ray`` for any local program to read. Ray turns its
+    token authentication on for a new local instance unless ``RAY_AUTH_MODE`` says
+    otherwise (kept, as is a token the user set). One token per process: Ray's client
+    keeps the first it reads."""
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_urlsafe(32))
+
+
 def _task_runner(
     kind: TaskRunnerKind, settings: Settings, concurrency: int, broker: LedgerBroker
 ) -> TaskRunner[Any]:
     """The Dask or Ray runner. The local Dask cluster speaks TLS with a credential made
-    for this goal, so no other client on the machine can submit work to it (and reach
-    the broker token its workers hold); Ray's workers get the token in their
-    environment."""
+    for this goal, and the local Ray instance takes only clients with this process's
+    own token (Ray's token authentication, :func:`_ray_token_auth`), so no other client
+    on the machine can submit work to them (and reach the broker token their workers
+    hold); Ray's workers get the broker token in their environment."""
     threads = math.ceil(concurrency / settings.runner_workers)
     try:
         if kind == "dask":
@@ -230,6 +245,7 @@ def _task_runner(
                 address=settings.runner_address, init_kwargs=init
             )
         else:
+            _ray_token_auth()
             ray_runner = RayTaskRunner(init_kwargs={**init, "num_cpus": settings.runner_workers})
         return ray_runner
     except ImportError as e:
