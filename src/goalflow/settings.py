@@ -330,9 +330,8 @@ class Settings(BaseSettings, GoalOptions):
                 value = os.environ.get(variable)
                 shown = "" if value is None or "key" in name else f"={value!r}"
                 inside = ".".join(str(part) for part in error["loc"][1:])
-                problems.append(
-                    f"{variable}{shown}: {inside + ': ' if inside else ''}{error['msg']}"
-                )
+                said = error["msg"].removeprefix("Value error, ")
+                problems.append(f"{variable}{shown}: {inside + ': ' if inside else ''}{said}")
             raise ConfigError(
                 "the environment's goalflow settings cannot work:\n- "
                 + "\n- ".join(problems)

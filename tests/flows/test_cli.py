@@ -10,6 +10,7 @@ from typer.testing import CliRunner, Result
 
 from goalflow.cli.app import app
 from goalflow.testing import OpenAITestServer, Reply
+from goalflow.testing.plans import layered_plan
 from tests.helpers import DIAMOND, TEST_KEY, asks_for, is_plan, task
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -200,6 +201,25 @@ def test_invalid_plan_file_is_refused_before_any_model_call(
     assert result.exit_code == 2
     assert message in result.stderr
     assert not llm_server.requests
+
+
+def test_a_saved_plan_wider_than_the_default_limit_runs_when_the_limit_is_raised(
+    llm_server: OpenAITestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan_file = tmp_path / "wide.json"
+    plan_file.write_text(layered_plan(30).model_dump_json())
+
+    refused = invoke("run", "--plan", str(plan_file))
+    monkeypatch.setenv("GOALFLOW_MAX_TASKS", "abc")
+    bad = invoke("run", "--plan", str(plan_file))
+    monkeypatch.setenv("GOALFLOW_MAX_TASKS", "30")
+    ran = invoke("run", "--plan", str(plan_file), "--json")
+
+    assert refused.exit_code == 2 and "more than the limit of 25" in refused.stderr
+    assert bad.exit_code == 2 and "GOALFLOW_MAX_TASKS='abc'" in bad.stderr
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["status"] == "completed"
+    assert len(llm_server.requests) >= 30
 
 
 def test_a_goal_and_a_plan_together_are_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import respx
 from pydantic import BaseModel, SecretStr
 
-from goalflow.core.budget import Price
+from goalflow.core.budget import MoneyBudget, Price
 from goalflow.errors import (
     LLMAuthError,
     LLMModelNotFoundError,
@@ -112,10 +112,59 @@ async def test_a_limit_announced_in_an_answers_headers_paces_the_calls_after_it(
         return_value=httpx.Response(200, json=GOOD, headers=headers)
     )
     assert llm.pacer.requests_per_minute is None
+    said: list[str] = []
+    llm.on_notice = said.append
 
     await llm.structured(Answer, ASK, purpose="capital")
 
     assert llm.pacer.requests_per_minute == 120
+    assert said == [f"{BASE}: adopted the endpoint's limit of 120 requests per minute"]
+
+
+@respx.mock
+async def test_an_endpoint_that_says_nothing_is_left_holds_the_next_call_and_it_is_said(
+    llm: LLM,
+) -> None:
+    headers = {
+        "x-ratelimit-limit-requests": "600",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "2.5s",
+    }
+    respx.post(f"{BASE}/chat/completions").mock(
+        return_value=httpx.Response(200, json=GOOD, headers=headers)
+    )
+    said: list[str] = []
+    llm.on_notice = said.append
+
+    await llm.structured(Answer, ASK, purpose="capital")
+    started = time.monotonic()
+    await llm.structured(Answer, ASK, purpose="capital")
+
+    assert 2.4 <= time.monotonic() - started < 10  # held until the reset, not longer
+    assert any("the endpoint says no requests are left until it resets" in s for s in said)
+
+
+@respx.mock
+async def test_an_answer_the_budget_caps_is_said() -> None:
+    route = respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=GOOD))
+    config = LLMConfig(
+        model="my-model",
+        base_url=BASE,
+        api_key=SecretStr(KEY),
+        prices={"my-model": Price(input=0, output=1000)},  # $0.001 an answer token
+    )
+    llm = LLM(config, budget=MoneyBudget(0.5), http_client=httpx.AsyncClient())
+    said: list[str] = []
+    llm.on_notice = said.append
+
+    await llm.structured(Answer, ASK, purpose="capital")
+
+    assert sent(route, 0)["max_tokens"] == 500
+    assert said == [
+        f"answer capped at 500 tokens (of {config.max_tokens}): only that fits the money "
+        "budget left"
+    ]
+    await llm.close()
 
 
 @respx.mock

@@ -110,7 +110,7 @@ def test_a_price_table_is_read_from_json_or_from_a_file(
     assert Settings.load().prices["my-model"].input == 2
 
     monkeypatch.setenv("GOALFLOW_PRICES", str(tmp_path / "missing.json"))
-    with pytest.raises(ConfigError, match=r"GOALFLOW_PRICES=.*neither a JSON object nor a"):
+    with pytest.raises(ConfigError, match=r"GOALFLOW_PRICES=.*json': neither a JSON object"):
         Settings.load()
     table.write_text("my-model: {input: cheap}\n", encoding="utf-8")
     monkeypatch.setenv("GOALFLOW_PRICES", str(table))

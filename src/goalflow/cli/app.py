@@ -180,10 +180,11 @@ def run(
                 "fresh": fresh,
             }
         )
-        saved = load_plan(plan) if plan else None
+        settings = Settings.load()  # a variable that cannot work is said before the rest
+        saved = load_plan(plan, max_tasks=settings.max_tasks) if plan else None
         if saved is None:
             goal = check_goal(goal or "")
-        with prefect_api(Settings.load().server_port) as local, ProgressView(err) as progress:
+        with prefect_api(settings.server_port) as local, ProgressView(err) as progress:
             if local:
                 progress.step(f"Prefect server: {local} (UI: {local[:-4]})")
             with observe(progress):
@@ -326,9 +327,10 @@ def approve_command(
     try:
         if sum((plan is not None, reject, show)) > 1:
             raise ConfigError("give one of --plan, --reject and --show")
-        edited = load_plan(plan) if plan else None
+        settings = Settings.load()
+        edited = load_plan(plan, max_tasks=settings.max_tasks) if plan else None
         decision: Decision = "reject" if reject else "edit" if edited else "approve"
-        with prefect_api(Settings.load().server_port):
+        with prefect_api(settings.server_port):
             if show:
                 print(asyncio.run(waiting_plan(flow_run_id)))
                 return

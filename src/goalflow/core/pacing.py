@@ -77,6 +77,7 @@ _PROBE_RATE = 50.0  # requests a second at first, and again after a second of si
 _PROBE_DOUBLING_SECONDS = 0.5  # doubling every half second while no 429 comes back
 _PROBE_IDLE_SECONDS = 1.0
 _PROBE_MAX_DOUBLINGS = 16  # ~3 million a second: no spacing at all
+_TOLD_PAUSE_SECONDS = 2.0  # a hold of this much more than the one in force is worth a note
 _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
 ARRIVAL_SLACK_SECONDS = 0.25
 """Requests written in order reach the provider up to this far out of step (the first
@@ -283,13 +284,20 @@ class Pacer:
             )
         now = asyncio.get_running_loop().time()
         self._sync_buckets(announced, now)
-        for remaining, reset in (
-            (announced.remaining_requests, announced.requests_reset),
-            (announced.remaining_tokens, announced.tokens_reset),
+        for kind, remaining, reset in (
+            ("requests", announced.remaining_requests, announced.requests_reset),
+            ("tokens", announced.remaining_tokens, announced.tokens_reset),
         ):
             if remaining == 0 and reset is not None and reset > 0:
                 # the time until the limit is whole; some of it frees sooner
-                self._paused_until = max(self._paused_until, now + min(reset, MAX_PENALTY_SECONDS))
+                until = now + min(reset, MAX_PENALTY_SECONDS)
+                longer = until - max(now, self._paused_until)
+                if until - now >= _TOLD_PAUSE_SECONDS and longer >= _TOLD_PAUSE_SECONDS:
+                    notes.append(
+                        f"waiting {until - now:.0f} s for the rate limit (the endpoint says "
+                        f"no {kind} are left until it resets)"
+                    )
+                self._paused_until = max(self._paused_until, until)
         return notes
 
     async def space_send(self) -> None:

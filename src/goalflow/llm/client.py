@@ -85,8 +85,9 @@ class LLM:
         self.ledger.require_price(config.model)
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config, gate)
-        # Told when calls start waiting for the rate limit (the run's log and live view).
-        self.on_rate_limit: Callable[[str], None] = lambda message: logger.warning("%s", message)
+        # What a user should know as it happens (the run's log and live view): waits for
+        # the rate limit, limits the endpoint announced, answers the budget capped.
+        self.on_notice: Callable[[str], None] = lambda message: logger.warning("%s", message)
         self._told_until = -math.inf
         key = config.api_key.get_secret_value() if config.api_key else "not-needed"
         # The SDK's own HTTP client (httpx2) unless one is given. Its request hook tells
@@ -112,9 +113,10 @@ class LLM:
             self.heed(announced)
 
     def heed(self, announced: AnnouncedLimits) -> None:
-        """Pace by what the endpoint announced (here or in a worker), logging what changed."""
+        """Pace by what the endpoint announced (here or in a worker); what changed is
+        said where the rate-limit waits are (the run's log and live view)."""
         for note in self.pacer.observe(announced):
-            logger.info("%s: %s", self.config.endpoint, note)
+            self.on_notice(f"{self.config.endpoint}: {note}")
 
     @property
     def structured_mode(self) -> StructuredMode:
@@ -244,10 +246,9 @@ class LLM:
         )
         bill.reserved, bill.max_tokens = reservation
         if bill.max_tokens < bill.wanted:
-            logger.info(
-                "answer capped at %d tokens (of %d): only that fits the money budget left",
-                bill.max_tokens,
-                bill.wanted,
+            self.on_notice(
+                f"answer capped at {bill.max_tokens} tokens (of {bill.wanted}): only that "
+                "fits the money budget left"
             )
 
     # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
@@ -378,7 +379,7 @@ class LLM:
         until = time.monotonic() + wait
         if until > self._told_until + 1.0:  # once per pause, not once per refused call
             self._told_until = until
-            self.on_rate_limit(f"waiting {wait:.0f} s for the rate limit ({purpose})")
+            self.on_notice(f"waiting {wait:.0f} s for the rate limit ({purpose})")
         await asyncio.sleep(wait)  # the pause, and this call's place among the refused
 
     async def _after_malformed(self, attempt: int) -> int:
@@ -459,10 +460,10 @@ _SENDING: ContextVar[_Bill | None] = ContextVar("goalflow_llm_sending", default=
 
 
 async def _mark_sent(request: object) -> None:
+    await mark_sent()  # may wait for the rate limit: a call stopped here was never sent
     bill = _SENDING.get()
     if bill is not None:
         bill.sent = True
-    await mark_sent()
 
 
 def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:

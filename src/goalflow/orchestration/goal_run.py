@@ -177,7 +177,7 @@ class GoalRun:
             )
         )
         self.guard.waiting = self._rate_limit_wait
-        self.llm.on_rate_limit = self._step
+        self.llm.on_notice = self._step
         config = self.llm.config
         self.concurrency = task_concurrency(
             self.settings.concurrency,
