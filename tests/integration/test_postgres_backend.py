@@ -57,6 +57,9 @@ def test_hundreds_of_tasks_and_dozens_of_subflows_complete_without_503(
         "OPENAI_API_KEY": TEST_KEY,
         "GOALFLOW_MODEL": "test-model",
         "GOALFLOW_MAX_TASKS": "1000",
+        # A rate told (1,000 a second) lets all 300 leaves leave at once; untold, they
+        # would leave in the slow start that finds an unknown limit (about 1.6 s).
+        "GOALFLOW_REQUESTS_PER_MINUTE": "60000",
     }
     with llm:
         env["OPENAI_BASE_URL"] = llm.base_url
