@@ -10,7 +10,9 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -26,6 +28,7 @@ from prefect.logging.handlers import APILogHandler
 
 from goalflow.errors import GoalStoppedError, RunnerUnreachableError
 from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.settings import Settings, TaskRunnerKind
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.plans import layered_plan
 from tests.helpers import TEST_KEY, echo_answer, task_requests
@@ -137,6 +140,23 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     assert billed <= budget
 
 
+@asynccontextmanager
+async def _local_cluster(kind: TaskRunnerKind, server: OpenAITestServer) -> AsyncIterator[Any]:
+    """The local Dask cluster or Ray instance a goal starts (one worker), while open."""
+    from goalflow.llm.client import LLM
+    from goalflow.llm.config import LLMConfig
+    from goalflow.orchestration.task_runners import open_remote_leaves
+
+    llm = LLM(LLMConfig(model="test-model", base_url=server.base_url))
+    try:
+        settings = Settings(task_runner=kind, runner_workers=1)
+        async with open_remote_leaves(settings, llm, concurrency=1) as leaves:
+            assert leaves is not None
+            yield leaves
+    finally:
+        await llm.close()
+
+
 @pytest.mark.slow  # starting a 2-worker LocalCluster
 async def test_the_local_dask_cluster_takes_no_client_without_the_goals_credential(
     limited_server: OpenAITestServer,
@@ -144,15 +164,7 @@ async def test_the_local_dask_cluster_takes_no_client_without_the_goals_credenti
     from distributed.comm import connect
     from distributed.security import Security
 
-    from goalflow.llm.client import LLM
-    from goalflow.llm.config import LLMConfig
-    from goalflow.orchestration.task_runners import open_remote_leaves
-    from goalflow.settings import Settings
-
-    settings = Settings(task_runner="dask", runner_workers=1)
-    llm = LLM(LLMConfig(model="test-model", base_url=limited_server.base_url))
-    async with open_remote_leaves(settings, llm, concurrency=1) as leaves:
-        assert leaves is not None
+    async with _local_cluster("dask", limited_server) as leaves:
         address = leaves._runner.client.scheduler.address  # type: ignore[attr-defined]
         assert address.startswith("tls://")
         # Another local client, even one with a credential of its own, is refused.
@@ -163,7 +175,6 @@ async def test_the_local_dask_cluster_takes_no_client_without_the_goals_credenti
             comm = await connect(address, timeout=5, **forged)
             await comm.write({"op": "identity"})
             await comm.read()
-    await llm.close()
 
 
 _INTRUDER = """
@@ -179,15 +190,7 @@ async def test_the_local_ray_instance_takes_no_client_without_the_goals_token(
 ) -> None:
     import ray
 
-    from goalflow.llm.client import LLM
-    from goalflow.llm.config import LLMConfig
-    from goalflow.orchestration.task_runners import open_remote_leaves
-    from goalflow.settings import Settings
-
-    settings = Settings(task_runner="ray", runner_workers=1)
-    llm = LLM(LLMConfig(model="test-model", base_url=limited_server.base_url))
-    async with open_remote_leaves(settings, llm, concurrency=1) as leaves:
-        assert leaves is not None
+    async with _local_cluster("ray", limited_server):
         address = ray.get_runtime_context().gcs_address
         # Another local program, without this process's token, is refused: in token
         # mode it finds none in ~/.ray either (where Ray would have saved one for any
@@ -204,7 +207,6 @@ async def test_the_local_ray_instance_takes_no_client_without_the_goals_token(
             stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await asyncio.wait_for(intruder.communicate(), 180)
-    await llm.close()
     assert intruder.returncode != 0
     assert b"ran:" not in output
     assert b"Authentication token is missing or incorrect" in output
