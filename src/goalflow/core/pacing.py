@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from goalflow.core.rates import (
     DEFAULT_BURST_SECONDS,
     AnnouncedLimits,
+    SlowStart,
     burst_requests,
     check_burst,
     check_limit,
@@ -72,11 +73,6 @@ MAX_PENALTY_SECONDS = 60.0  # the longest a 429's Retry-After holds every call
 _LOWEST_RATE = 0.1  # 429s never cut the admitted rate below a tenth of the limit
 _RECOVERY_SECONDS = 30.0  # after a cut, the rate comes back to the limit over this
 _SPREAD_SECONDS, _SPREAD_CALLS = 0.02, 50  # refused calls try again 20 ms apart, within 1 s
-# With no rate known (none told, none announced yet), requests leave in a slow start:
-_PROBE_RATE = 50.0  # requests a second at first, and again after a second of silence,
-_PROBE_DOUBLING_SECONDS = 0.5  # doubling every half second while no 429 comes back
-_PROBE_IDLE_SECONDS = 1.0
-_PROBE_MAX_DOUBLINGS = 16  # ~3 million a second: no spacing at all
 _TOLD_PAUSE_SECONDS = 2.0  # a hold of this much more than the one in force is worth a note
 _CLOCK_SLACK = 1e-6  # float sums of sleeps land a hair early; far inside the margin
 ARRIVAL_SLACK_SECONDS = 0.25
@@ -177,9 +173,7 @@ class Pacer:
         self._refused = 0  # calls refused in this episode of 429s
         self._cut_to = 1.0  # the rate fraction the last 429 cut to
         self._last_cut = -math.inf
-        self._probe_base = _PROBE_RATE  # the slow start: its rate at _probe_from
-        self._probe_from = -math.inf
-        self._last_probe_cut = -math.inf
+        self._slow_start = SlowStart()  # how fast requests leave while no rate is known
 
     @property
     def limited(self) -> bool:
@@ -239,10 +233,8 @@ class Pacer:
         if rate_known and now - self._last_cut >= 1.0:
             self._cut_to = max(_LOWEST_RATE, self._rate_fraction(now) / 2)
             self._last_cut = now
-        if not rate_known and now - self._last_probe_cut >= 1.0:
-            self._probe_base = max(1.0, self._probe_rate(now) / 2)
-            self._probe_from = self._paused_until
-            self._last_probe_cut = now
+        if not rate_known:
+            self._slow_start.halve(now, self._paused_until)
         self.penalties += 1
         self._last_penalty = now
         spread = (self._refused % _SPREAD_CALLS) * _SPREAD_SECONDS
@@ -307,9 +299,7 @@ class Pacer:
         async with self._sends:
             while True:  # a 429 or what an answer said may hold sends while this waits
                 rpm = self.requests_per_minute
-                ready = self._sent_due
-                if rpm is not None:
-                    ready -= (self._request_burst(rpm) - 1.0) * 60.0 / rpm
+                ready = self._sent_due if rpm is None else self._room_for_one(self._sent_due, rpm)
                 ready = max(ready, self._paused_until)
                 if ready <= loop.time() + _CLOCK_SLACK:
                     break
@@ -318,17 +308,8 @@ class Pacer:
             if rpm is not None:
                 gap = 60.0 / (rpm * self._rate_fraction(now))
             else:
-                if now - self._sent_due > _PROBE_IDLE_SECONDS:
-                    self._probe_base, self._probe_from = _PROBE_RATE, now
-                gap = 1.0 / self._probe_rate(now)
+                gap = self._slow_start.gap(now, quiet_since=self._sent_due)
             self._sent_due = max(self._sent_due, now) + gap
-
-    def _probe_rate(self, now: float) -> float:
-        """Requests a second the slow start allows now: with no rate known, a burst that
-        a provider would refuse is found out by its first 429s (and their headers),
-        not by hundreds; a provider without limits is at full speed within seconds."""
-        doublings = max(0.0, now - self._probe_from) / _PROBE_DOUBLING_SECONDS
-        return self._probe_base * math.pow(2.0, min(doublings, _PROBE_MAX_DOUBLINGS))
 
     def _sync_buckets(self, announced: AnnouncedLimits, now: float) -> None:
         """Hold the burst buckets no fuller than the endpoint says its own are (a limit
@@ -388,17 +369,18 @@ class Pacer:
         ready = -math.inf
         rpm, tpm = self.requests_per_minute, self.tokens_per_minute
         if rpm is not None:
-            ready = self._requests_due - (self._request_burst(rpm) - 1.0) * 60.0 / rpm
+            ready = self._room_for_one(self._requests_due, rpm)
         if tpm is not None:
             burst = max(float(tokens), tpm * (self.burst_seconds - self.arrival_slack) / 60.0)
             ready = max(ready, self._tokens_due - (burst - tokens) * 60.0 / tpm)
         return ready
 
-    def _request_burst(self, rpm: int) -> float:
-        """The requests that may leave at once, less the arrival slack's worth (at least
-        one: a burst of one request spaces requests a whole gap apart already)."""
-        burst = burst_requests(rpm, self.burst_seconds)
-        return max(1.0, burst - rpm * self.arrival_slack / 60.0)
+    def _room_for_one(self, due: float, rpm: int) -> float:
+        """When a request bucket that is full again at ``due`` has room for one more: its
+        burst is the requests that may leave at once, less the arrival slack's worth
+        (at least one: a burst of one spaces requests a whole gap apart already)."""
+        burst = max(1.0, burst_requests(rpm, self.burst_seconds) - rpm * self.arrival_slack / 60.0)
+        return due - (burst - 1.0) * 60.0 / rpm
 
     def _drain_buckets(self, tokens: int, now: float) -> None:
         """Take one request and ``tokens`` tokens out of the burst limit's buckets, at

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_BURST_SECONDS",
     "DEFAULT_CONCURRENCY",
     "AnnouncedLimits",
+    "SlowStart",
     "burst_requests",
     "check_burst",
     "check_limit",
@@ -28,6 +29,10 @@ __all__ = [
 DEFAULT_CONCURRENCY = 4  # no rate limit configured: the historical default
 DEFAULT_BURST_SECONDS = 1.0  # a provider's per-minute limit, enforced per second
 _MAX_LATENCY_SECONDS = 3600.0
+_SLOW_START_RATE = 50.0  # requests a second at first, and again after a second of silence,
+_DOUBLING_SECONDS = 0.5  # doubling every half second while no 429 comes back
+_IDLE_SECONDS = 1.0
+_MAX_DOUBLINGS = 16  # ~3 million a second: no spacing at all
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,37 @@ class AnnouncedLimits:
     tokens: int | None = None
     remaining_tokens: int | None = None
     tokens_reset: float | None = None
+
+
+@dataclass
+class SlowStart:
+    """How fast requests may leave while no rate limit is known (none told, none
+    announced yet): 50 a second, doubling every half second; halved by a 429 (at most
+    once a second); from 50 again after a second with nothing sent. A burst a provider
+    would refuse is found out by its first 429s (and their headers), not by hundreds; a
+    provider without limits is at full speed within seconds."""
+
+    base: float = _SLOW_START_RATE  # the rate at ``since``
+    since: float = -math.inf
+    last_cut: float = -math.inf
+
+    def rate(self, now: float) -> float:
+        doublings = max(0.0, now - self.since) / _DOUBLING_SECONDS
+        return self.base * math.pow(2.0, min(doublings, _MAX_DOUBLINGS))
+
+    def gap(self, now: float, quiet_since: float) -> float:
+        """Seconds from a request written ``now`` to the next; nothing was sent after
+        ``quiet_since``."""
+        if now - quiet_since > _IDLE_SECONDS:
+            self.base, self.since = _SLOW_START_RATE, now
+        return 1.0 / self.rate(now)
+
+    def halve(self, now: float, resume_at: float) -> None:
+        """A 429 came back: half the rate, doubling again from ``resume_at``."""
+        if now - self.last_cut >= 1.0:
+            self.base = max(1.0, self.rate(now) / 2)
+            self.since = resume_at
+            self.last_cut = now
 
 
 def check_limit(name: str, value: int | None) -> None:
