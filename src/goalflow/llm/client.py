@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from goalflow.core.budget import Ledger, MoneyBudget, Reservation
 from goalflow.core.chat import Message
-from goalflow.core.pacing import Admission, Gate, Pacer, mark_sent
+from goalflow.core.pacing import Gate, Pacer, mark_sent
 from goalflow.core.rates import AnnouncedLimits, estimate_request_tokens, task_concurrency
 from goalflow.core.rules import describe_validation_error
 from goalflow.errors import (
@@ -347,7 +347,9 @@ class LLM:
                 return await self._settle(response, purpose, bill)
             if isinstance(error, openai.RateLimitError) and not too_large(error.message):
                 limited_since = limited_since or time.monotonic()
-                await self._wait_for_rate_limit(error, limited_since, purpose, admission)
+                await self._wait_for_rate_limit(
+                    error, limited_since, purpose, rate_known=admission.rate_known
+                )
                 continue
             if not isinstance(error, _RETRYABLE) or attempt >= self.config.max_retries:
                 # Not chained: the SDK's exception text can quote part of the API key.
@@ -356,7 +358,7 @@ class LLM:
             await asyncio.sleep(self._retry_delay(error, attempt))
 
     async def _wait_for_rate_limit(
-        self, error: openai.RateLimitError, since: float, purpose: str, sent: Admission
+        self, error: openai.RateLimitError, since: float, purpose: str, *, rate_known: bool
     ) -> None:
         """A 429 is a signal, not a failure: every call waits out its Retry-After in the
         pacer, which also slows down, and this call tries again. It gives up only once
@@ -364,9 +366,7 @@ class LLM:
         the goal sooner when they run out)."""
         patience = self.config.rate_limit_patience
         waited = time.monotonic() - since
-        wait = self.pacer.penalize(
-            retry_after_of(error.response.headers), rate_known=sent.rate_known
-        )
+        wait = self.pacer.penalize(retry_after_of(error.response.headers), rate_known=rate_known)
         if waited + wait > patience:
             raise LLMRateLimitError(
                 f"the model endpoint {self.config.endpoint} kept rate-limiting the requests "
