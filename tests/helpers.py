@@ -189,6 +189,8 @@ def echo_answer(request: ChatRequest) -> str | Reply:
         return json.dumps({"passed": True, "reason": "fine"})
     if request.schema_name == "Reflection":
         return json.dumps({"verdict": "on_track", "reason": "the plan still leads to the goal"})
+    if request.schema_name == "OneAnswer":  # the scripted plans' deliverables are the answer
+        return json.dumps({"one_answer": False})
     asks = [m for m in request.messages if m.get("role") == "user"]
     title = task_title(request) if len(asks) == 1 else None
     named = title or request.last_user.split("\n", 1)[0]

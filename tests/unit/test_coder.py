@@ -264,6 +264,19 @@ async def test_outputs_that_will_not_do_go_back_to_the_model_with_the_reason(
     assert reason in chat.calls_for("Program")[1].last_user
 
 
+async def test_an_output_not_of_the_declared_form_goes_back_to_the_model() -> None:
+    chat = ScriptedChat({"Program": [{"code": "print(words[3])"}, {"code": "print(len(w))"}]})
+    sandbox = _Sandbox(_ran(stdout="tasks,\n"), _ran(stdout="14\n"))
+    counted = SUM.model_copy(update={"format": "number"})
+
+    outputs = await _runner(chat, sandbox)(counted, NUMBERS)
+
+    assert outputs == {"total": "14"}
+    retry = chat.calls_for("Program")[1].last_user
+    assert "its output total ('tasks,') is not one number" in retry
+    assert "tasks," in retry  # what it printed is shown too
+
+
 async def test_a_review_of_prose_acceptance_is_advice_and_never_rejects_outputs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

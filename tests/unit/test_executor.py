@@ -59,6 +59,22 @@ async def test_the_form_a_task_must_answer_in_reaches_the_model() -> None:
     assert "first names, comma-separated" in field["description"]
 
 
+async def test_an_answer_not_of_the_declared_form_is_asked_again_without_a_review() -> None:
+    chat = ScriptedChat({"TaskAnswer": [{"count": "fourteen"}, {"count": "14"}]})
+    count = spec("count", ["text"], ["count"]).model_copy(update={"format": "a number"})
+    failures: list[str] = []
+
+    with reporting_attempts(failures.append):
+        outputs = await run_leaf(chat, GOAL, count, {"text": "..."}, attempts=3)
+
+    assert outputs == {"count": "14"}
+    _, retry = chat.calls  # no review: the form decides
+    assert "its output count ('fourteen') is not one number" in retry.last_user
+    assert failures == [
+        "its output count ('fourteen') is not one number, the form the task declares ('a number')"
+    ]
+
+
 async def test_an_answer_that_is_not_text_is_kept_as_json_text() -> None:
     chat = ScriptedChat({"TaskAnswer": [{"kinds": ["sencha", "matcha"]}]})
 

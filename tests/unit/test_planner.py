@@ -382,7 +382,7 @@ async def test_text_the_goal_quotes_reaches_code_tasks_that_take_no_input() -> N
             task("greet", "Greet the user", [], ["greeting"]),
         ],
     }
-    chat = ScriptedChat({"PlanDraft": [reverse]})
+    chat = ScriptedChat({"PlanDraft": [reverse], "OneAnswer": [{"one_answer": False}]})
     steps: list[str] = []
     goal = "Reverse the word 'prefect' and say \"why\"; Anna's answer does not count."
 
@@ -419,6 +419,144 @@ async def test_the_form_the_goal_asks_for_is_kept_on_the_task_that_delivers_it()
 
     assert plan.tasks[0].format == "one integer"
     assert "format" in chat.calls[0].schema.model_json_schema()["$defs"]["TaskSpec"]["properties"]
+
+
+async def test_a_separator_the_goal_never_asks_for_leaves_the_deliverables_form() -> None:
+    strip = {
+        "inputs": [{"name": "text", "value": "Orchestration Is Hard"}],
+        "deliverables": ["stripped"],
+        "tasks": [
+            {
+                **task("strip", "Remove vowels", ["text"], ["stripped"]),
+                "kind": "code",
+                "format": "words, comma-separated",  # the worked example's form, copied
+            }
+        ],
+    }
+    steps: list[str] = []
+
+    asked_none = await make_plan(
+        ScriptedChat({"PlanDraft": [strip]}),
+        "Remove every vowel from 'Orchestration Is Hard', keeping the spaces.",
+        PlanningOptions(),
+        on_step=steps.append,
+    )
+    asked_commas = await make_plan(
+        ScriptedChat({"PlanDraft": [strip]}),
+        "Remove every vowel from each word of 'Orchestration Is Hard'; comma-separated.",
+        PlanningOptions(),
+    )
+
+    assert asked_none.tasks[0].format == "words"
+    assert (
+        "settled: the form of 'strip' is 'words', not 'words, comma-separated': the goal asks "
+        "for no separator" in steps
+    )
+    assert asked_commas.tasks[0].format == "words, comma-separated"
+
+
+async def test_a_chain_of_code_tasks_is_one_program_and_parallel_branches_stay() -> None:
+    def code(id_: str, inputs: list[str], outputs: list[str], **extra: str) -> dict[str, Any]:
+        return {**task(id_, id_.title(), inputs, outputs), "kind": "code", **extra}
+
+    price = {
+        "inputs": [{"name": "price", "value": "80"}],
+        "deliverables": ["total"],
+        "tasks": [
+            code("discount", ["price"], ["discounted"]),
+            code("tax", ["discounted"], ["taxed"]),
+            code("shipping", [], ["fee"]),  # a parallel branch
+            code("total", ["taxed", "fee"], ["total"], format="number, two decimal places"),
+        ],
+    }
+    steps: list[str] = []
+
+    plan = await make_plan(
+        ScriptedChat({"PlanDraft": [price]}), "Price it", PlanningOptions(), on_step=steps.append
+    )
+
+    fused, shipping, total = plan.tasks
+    assert (fused.id, fused.kind, shipping.id, total.id) == ("tax", "code", "shipping", "total")
+    assert fused.inputs == ["price"] and fused.outputs == ["taxed"]
+    # The instructions of both, in order, with the name that linked them.
+    assert fused.instructions.index("Do Discount") < fused.instructions.index("Do Tax")
+    assert "(discounted)" in fused.instructions
+    assert total.inputs == ["taxed", "fee"]  # the join keeps its branches
+    assert total.format == "number, two decimal places"
+    assert steps.count("settled: the code tasks 'discount' and 'tax' are one program 'tax'") == 1
+    assert plan.errors() == []
+
+
+CAPITALS_APART = {
+    "inputs": [],
+    "deliverables": ["capital_france", "capital_italy"],
+    "tasks": [
+        task("france", "Capital of France", [], ["capital_france"]),
+        task("italy", "Capital of Italy", [], ["capital_italy"]),
+    ],
+}
+CAPITALS_JOINED = {
+    **CAPITALS_APART,
+    "tasks": [
+        *CAPITALS_APART["tasks"],
+        {
+            **task("join", "Join them", ["capital_france", "capital_italy"], ["capitals"]),
+            "kind": "code",
+        },
+    ],
+}
+CAPITALS_GOAL = "Find the capitals of France and Italy; answer with both, joined by ' and '."
+
+
+async def test_results_handed_back_apart_where_the_goal_wants_one_answer_go_back() -> None:
+    joined_only = {**CAPITALS_JOINED, "deliverables": ["capitals"]}
+    chat = ScriptedChat(
+        {"PlanDraft": [CAPITALS_APART, joined_only], "OneAnswer": [{"one_answer": True}]}
+    )
+
+    plan = await make_plan(chat, CAPITALS_GOAL, PlanningOptions())
+
+    assert plan.deliverables == ["capitals"]
+    asked = chat.calls_for("PlanDraft")[1]
+    assert "the plan hands back capital_france, capital_italy apart" in asked.last_user
+    question = chat.calls_for("OneAnswer")[0]
+    assert CAPITALS_GOAL in question.last_user and "capital_italy" in question.last_user
+    assert question.max_tokens is not None and question.max_tokens <= 64
+
+
+async def test_parts_delivered_beside_the_task_combining_them_settle_to_its_output() -> None:
+    chat = ScriptedChat({"PlanDraft": [CAPITALS_JOINED], "OneAnswer": [{"one_answer": True}]})
+    steps: list[str] = []
+
+    plan = await make_plan(chat, CAPITALS_GOAL, PlanningOptions(), on_step=steps.append)
+
+    assert plan.deliverables == ["capitals"]
+    assert len(chat.calls_for("PlanDraft")) == 1  # settled, not sent back
+    assert (
+        "settled: the goal asks for one answer: 'capitals' of 'join' delivered, not the parts "
+        "it is made from" in steps
+    )
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        {"one_answer": False},
+        StructuredOutputError(
+            "not JSON", schema_name="OneAnswer", n_attempts=3, last_completion="{"
+        ),
+    ],
+    ids=["separate-results", "no-verdict"],
+)
+async def test_results_the_goal_wants_apart_or_with_no_verdict_stay_apart(
+    verdict: Answer,
+) -> None:
+    chat = ScriptedChat({"PlanDraft": [CAPITALS_APART], "OneAnswer": [verdict]})
+
+    plan = await make_plan(chat, "Name the capitals of France and Italy.", PlanningOptions())
+
+    assert plan.deliverables == ["capital_france", "capital_italy"]
+    assert len(chat.calls) == 2
 
 
 async def test_a_composite_tasks_form_passes_to_the_subtask_that_makes_its_output() -> None:

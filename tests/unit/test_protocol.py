@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from goalflow.core.program import OutputCapture
-from goalflow.core.protocol import acceptance_program, hand_back, input_variables, launcher
+from goalflow.core.protocol import (
+    acceptance_program,
+    hand_back,
+    input_variables,
+    launcher,
+    without_pasted_inputs,
+)
 
 
 def test_an_input_is_a_variable_of_its_name_or_of_a_name_made_from_it() -> None:
@@ -69,6 +75,41 @@ def test_the_program_gets_its_inputs_as_variables_and_still_as_files(tmp_path: P
         "main",
         "['annotations', 'numbers', 'sales_csv']",  # nothing of the launcher's
     ]
+
+
+PASTED = [
+    # A CSV pasted into an ordinary string: a syntax error the given value cures.
+    (
+        'import csv\ncsv_text = "city,sales\nParis,120\nLyon,80"\n'
+        "rows = list(csv.DictReader(csv_text.splitlines()))\nprint(len(rows))\n",
+        "import csv\nrows = list(csv.DictReader(csv_text.splitlines()))\nprint(len(rows))\n",
+        ["csv_text"],
+    ),
+    # A clean copy, and a wrong one: the exact value is used either way.
+    ('word = "perfect"\nprint(word[::-1])\n', "print(word[::-1])\n", ["word"]),
+    ('text = """a\nb"""\nprint(text)\n', "print(text)\n", ["text"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("program", "kept", "pasted"), PASTED, ids=["broken", "one-line", "triple"]
+)
+def test_a_value_pasted_over_an_input_variable_goes_and_the_given_one_is_used(
+    program: str, kept: str, pasted: list[str]
+) -> None:
+    assert without_pasted_inputs(program, ["csv_text", "word", "text"]) == (kept, pasted)
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "word = word.strip()\nprint(word[::-1])\n",  # works on the given value
+        'other = "perfect"\nprint(other)\n',  # not an input
+        'word = "a\nprint(word\n',  # broken past the literal: left for the model to fix
+    ],
+)
+def test_any_other_program_is_left_as_it_is(program: str) -> None:
+    assert without_pasted_inputs(program, ["word"]) == (program, [])
 
 
 def test_a_traceback_shows_the_program_with_its_own_line_numbers(tmp_path: Path) -> None:

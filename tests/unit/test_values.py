@@ -11,7 +11,12 @@ import pytest
 
 from goalflow.core.plan import Plan
 from goalflow.core.task import Task
-from goalflow.core.values import clean_deliverables, clean_value, requested_separator
+from goalflow.core.values import (
+    clean_deliverables,
+    clean_value,
+    requested_separator,
+    without_separator,
+)
 
 CLEAN = [
     "12",
@@ -137,6 +142,20 @@ def test_with_a_form_asked_for_an_explanation_after_a_document_is_dropped() -> N
 )
 def test_the_separator_a_form_asks_for(form: str, separator: str | None) -> None:
     assert requested_separator(form) == separator
+
+
+@pytest.mark.parametrize(
+    ("form", "rest"),
+    [
+        ("words, comma-separated", "words"),
+        ("comma-separated names", "names"),
+        ("names, one per line, sorted", "names, sorted"),
+        ("one per line", ""),
+        ("one integer", "one integer"),
+    ],
+)
+def test_a_form_without_its_separator_keeps_the_rest(form: str, rest: str) -> None:
+    assert without_separator(form) == rest
 
 
 @pytest.mark.parametrize(

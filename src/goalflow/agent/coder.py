@@ -7,17 +7,20 @@ named as the outputs. The model is told so, with an example and the outline of a
 program that uses the task's own names (:func:`goalflow.agent.prompts.program_brief`).
 
 Acceptance is deterministic: the program ran to its end (exit code 0) and handed back
-every output, not blank, as UTF-8 text; and when the task's ``acceptance`` is an
-executable check (a Python ``assert`` or expression about the outputs, see
-:func:`goalflow.core.protocol.acceptance_program`) that check, run in the sandbox on
-the outputs, passes. Prose acceptance is shown to the model, and once a program
+every output, not blank, as UTF-8 text, of the form the task declares where that form
+can be checked (:func:`goalflow.core.forms.declared_form_problem`); and when the task's
+``acceptance`` is an executable check (a Python ``assert`` or expression about the
+outputs, see :func:`goalflow.core.protocol.acceptance_program`) that check, run in the
+sandbox on the outputs, passes. Prose acceptance is shown to the model, and once a program
 succeeds the model reviews its outputs against it, but only as advice: the verdict is
 logged and never rejects outputs (``llm`` tasks keep the review that rejects, see
 :mod:`goalflow.agent.executor`).
 
-A failed attempt goes back to the model with the reason, the last lines of the
-traceback and what was expected, a bounded number of times; then the task fails with
-the last reason. A retry that sends a program already tried (the same code, whatever its
+A program that sets an input's variable to a text literal (the model pasting the value
+by hand, often into a broken string) runs without that assignment
+(:func:`goalflow.core.protocol.without_pasted_inputs`). A failed attempt goes back to
+the model with the reason, the last lines of the traceback and what was expected, a
+bounded number of times; then the task fails with the last reason. A retry that sends a program already tried (the same code, whatever its
 comments and layout) is not run: the model is asked again to change it, at most
 ``_REPEAT_ASKS`` times an attempt, each time at a higher sampling temperature. No
 Prefect here: how one run goes (a Prefect task run with an artifact, see
@@ -44,8 +47,9 @@ from goalflow.agent.prompts.programs import (
     program_system,
 )
 from goalflow.core.chat import ChatModel, Message
+from goalflow.core.forms import declared_form_problem
 from goalflow.core.program import ProgramLimits, SandboxResult
-from goalflow.core.protocol import acceptance_program, input_variables
+from goalflow.core.protocol import acceptance_program, input_variables, without_pasted_inputs
 from goalflow.core.stuck import report_failed_attempt
 from goalflow.core.task import TaskSpec
 from goalflow.errors import StructuredOutputError, TaskError
@@ -136,7 +140,15 @@ def code_runner(
         for number in range(1, attempts + 1):
             program = await _new_program(llm, task, messages, tried, reason)
             tried[_shape(program.code)] = number
-            attempt = CodeAttempt(task, number, program.code, files, variables, (*task.outputs,))
+            code, pasted = without_pasted_inputs(program.code, variables.values())
+            if pasted:
+                logger.info(
+                    "task '%s': program %d set %s by hand; the given values are used",
+                    task.id,
+                    number,
+                    ", ".join(pasted),
+                )
+            attempt = CodeAttempt(task, number, code, files, variables, (*task.outputs,))
             result = await run(attempt)
             outputs, reason, shown = await _accept(llm, run, attempt, result, check)
             if not reason:
@@ -240,6 +252,9 @@ async def _accept(
         except UnicodeDecodeError:
             return {}, f"the output {name} is not UTF-8 text", result
     task = attempt.task
+    problem = declared_form_problem(task, outputs)
+    if problem is not None:
+        return {}, problem, result
     if check is not None:
         files = {**attempt.files, **result.outputs}
         checked = await run(

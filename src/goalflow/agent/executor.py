@@ -1,7 +1,9 @@
 """Doing one leaf task: the model answers with one value per output, then a check.
 
-An ``llm`` task's answer is checked against the task's acceptance criterion by the
-model; a rejected answer is retried with the reviewer's reason, a bounded number of
+An ``llm`` task's answer is checked first against the form the task declares, where that
+form can be checked (:func:`goalflow.core.forms.declared_form_problem`: one number, a
+JSON object, a date), then against the task's acceptance criterion by the model; a
+rejected answer is retried with the reviewer's reason, a bounded number of
 times (each rejection is reported to stuck detection); when code can run, a task whose
 answers were all rejected gets one more attempt as a program, since such tasks are most
 often exact work planned as language work. A ``code`` task goes to the code
@@ -28,6 +30,7 @@ from goalflow.agent.prompts.tasks import (
     task_brief,
 )
 from goalflow.core.chat import ChatModel, Message
+from goalflow.core.forms import declared_form_problem
 from goalflow.core.stuck import report_failed_attempt
 from goalflow.core.task import TaskSpec
 from goalflow.errors import SandboxUnavailableError, TaskError
@@ -85,12 +88,14 @@ async def run_leaf(
     for _ in range(attempts):
         answer = await llm.structured(schema, messages, purpose=f"task {task.id}")
         outputs: dict[str, str] = answer.model_dump(by_alias=True)
-        if not task.acceptance:
+        reason = declared_form_problem(task, outputs) or ""
+        if not reason and not task.acceptance:
             return outputs
-        verdict = await review(llm, task, outputs)
-        if verdict.passed:
-            return outputs
-        reason = verdict.reason
+        if not reason:
+            verdict = await review(llm, task, outputs)
+            if verdict.passed:
+                return outputs
+            reason = verdict.reason
         report_failed_attempt(reason)
         messages += [
             {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
@@ -99,8 +104,8 @@ async def run_leaf(
     if code_runner is not None:
         return await _as_program(task, inputs, reason, code_runner)
     raise TaskError(
-        f"task '{task.id}' did not pass its acceptance check ({task.acceptance!r}) in "
-        f"{attempts} attempts; the last review said: {reason}"
+        f"task '{task.id}' did not pass its checks (form {task.format!r}, acceptance "
+        f"{task.acceptance!r}) in {attempts} attempts; the last one said: {reason}"
     )
 
 

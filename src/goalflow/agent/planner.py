@@ -2,7 +2,8 @@
 
 Each answer is first settled where its meaning is unambiguous (a task id written where
 its output belongs; a deliverable named loosely, or after nothing a one-task plan makes;
-results left unwired before the one task that makes the deliverables:
+results left unwired before the one task that makes the deliverables; a separator the
+goal never asks for in a deliverable's form; a chain of code tasks, made one program:
 :mod:`goalflow.core.repairs`), each settlement logged as ``settled: ...``, then checked
 against the plan rules (:func:`goalflow.core.rules.check_tasks`);
 the broken rules go back to the model, a bounded number of times, before planning
@@ -17,14 +18,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
 from goalflow.agent.prompts.planning import (
+    ONE_ANSWER_SYSTEM,
+    apart_feedback,
     kind_description,
+    one_answer_request,
     plan_feedback,
     plan_request,
     plan_system,
@@ -37,7 +42,9 @@ from goalflow.core.repairs import (
     as_one_step,
     deliver_final_task,
     deliver_only_task,
+    drop_unasked_separator,
     drop_value_deliverables,
+    fuse_code_chains,
     match_deliverables,
     quote_goal_data,
     resolve_task_ids,
@@ -47,9 +54,10 @@ from goalflow.core.rules import check_tasks, names_listed
 from goalflow.core.task import MAX_DEPTH, Task, TaskKind, TaskSpec
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 
-__all__ = ["MAX_BREAKDOWNS", "PlanningOptions", "SubPlanDraft", "make_plan"]
+__all__ = ["MAX_BREAKDOWNS", "OneAnswer", "PlanningOptions", "SubPlanDraft", "make_plan"]
 
 D = TypeVar("D", bound=BaseModel)
+logger = logging.getLogger("goalflow.planner")
 
 MAX_BREAKDOWNS = 40
 """Composite tasks one goal breaks down at most; the rest run as one step each."""
@@ -63,6 +71,19 @@ class PlanningOptions(BaseModel):
     max_breakdowns: int = Field(default=MAX_BREAKDOWNS, ge=0)
     attempts: int = Field(default=3, ge=1)
     allowed_kinds: tuple[TaskKind, ...] = ("llm", "code", "composite")
+
+
+class OneAnswer(BaseModel):
+    """Whether a goal wants one answer made from the results a plan hands back apart."""
+
+    one_answer: bool = Field(
+        description="true when the goal asks for one answer made from the results; false "
+        "when it asks for the results themselves, each on its own"
+    )
+
+
+ONE_ANSWER_MAX_TOKENS = 64
+"""A verdict is one flag: its call reserves this much answer, not a plan's."""
 
 
 class SubPlanDraft(BaseModel):
@@ -84,8 +105,9 @@ async def make_plan(
     top_kinds = _kinds(options, depth=0)
     on_step(f"planning: {goal}")
     drafts: list[PlanDraft] = []
+    apart = _Apart(llm, goal)
 
-    def review(draft: PlanDraft) -> list[str]:
+    async def review(draft: PlanDraft) -> list[str]:
         drafts.append(draft)
         for note in quote_goal_data(goal, draft):
             on_step(f"settled: {note}")
@@ -114,13 +136,21 @@ async def make_plan(
             draft.deliverables = final
         for note in wire_dangling_outputs(draft.tasks, draft.deliverables):
             on_step(f"settled: {note}")
-        return check_tasks(
+        for note in drop_unasked_separator(goal, draft.tasks, draft.deliverables):
+            on_step(f"settled: {note}")
+        errors = check_tasks(
             draft.tasks,
             available=available,
             deliverables=draft.deliverables,
             max_tasks=options.max_tasks,
             allowed_kinds=top_kinds,
         )
+        if errors:
+            return errors
+        draft.tasks, fused = fuse_code_chains(draft.tasks, draft.deliverables)
+        for note in fused:
+            on_step(f"settled: {note}")
+        return await apart.problems(draft, on_step)
 
     try:
         draft = await _ask(
@@ -146,6 +176,64 @@ async def make_plan(
     breakdowns = _Breakdowns(options.max_breakdowns)
     await _refine(llm, goal, plan.tasks, depth=1, options=options, on_step=on_step, left=breakdowns)
     return plan
+
+
+class _Apart:
+    """Whether a plan hands back apart what its goal wants as one answer.
+
+    Small models deliver the parts (two capitals, two counts) where the goal asks for
+    what is made of them (the capitals joined, the counts' product). A valid plan with
+    several deliverables is therefore questioned once: the model is asked whether the
+    goal wants one answer made from them (:class:`OneAnswer`). If it does, a plan with
+    one task that makes some of the deliverables from all the others delivers only that
+    task's outputs (settled); any other plan goes back with the rule it breaks. A
+    verdict that cannot be had leaves the plan as it is.
+    """
+
+    def __init__(self, llm: ChatModel, goal: str) -> None:
+        self._llm = llm
+        self._goal = goal
+        self._verdict: bool | None = None
+
+    async def problems(self, draft: PlanDraft, on_step: Callable[[str], None]) -> list[str]:
+        if len(draft.deliverables) < 2 or not await self._one_answer(draft.deliverables):
+            return []
+        wanted = set(draft.deliverables)
+        finals = [  # makes some deliverables from all the others
+            task
+            for task in draft.tasks
+            if set(task.outputs) & wanted
+            and wanted - set(task.outputs)
+            and wanted - set(task.outputs) <= set(task.inputs)
+        ]
+        if len(finals) != 1:
+            return [apart_feedback(draft.deliverables)]
+        made = [name for name in draft.deliverables if name in finals[0].outputs]
+        on_step(
+            f"settled: the goal asks for one answer: {names_listed(made)} of "
+            f"'{finals[0].id}' delivered, not the parts it is made from"
+        )
+        draft.deliverables = made
+        return []
+
+    async def _one_answer(self, deliverables: Sequence[str]) -> bool:
+        if self._verdict is None:
+            messages: list[Message] = [
+                {"role": "system", "content": ONE_ANSWER_SYSTEM},
+                {"role": "user", "content": one_answer_request(self._goal, deliverables)},
+            ]
+            try:
+                verdict = await self._llm.structured(
+                    OneAnswer,
+                    messages,
+                    purpose="check deliverables",
+                    max_tokens=ONE_ANSWER_MAX_TOKENS,
+                )
+            except StructuredOutputError as e:
+                logger.warning("no verdict on the plan's %d deliverables: %s", len(deliverables), e)
+                return False
+            self._verdict = verdict.one_answer
+        return self._verdict
 
 
 @dataclass
@@ -195,7 +283,7 @@ async def _refine_one(
     kinds = _kinds(options, depth=depth)
     on_step(f"refining: {task.title}")
 
-    def review(draft: SubPlanDraft) -> list[str]:
+    async def review(draft: SubPlanDraft) -> list[str]:
         resolve_task_ids(draft.tasks, available=task.inputs, deliverables=())
         for note in wire_dangling_outputs(draft.tasks, task.outputs):
             on_step(f"settled: {note}")
@@ -238,7 +326,7 @@ async def _ask(
     schema: type[D],
     system: str,
     user: str,
-    review: Callable[[D], list[str]],
+    review: Callable[[D], Awaitable[list[str]]],
     options: PlanningOptions,
     *,
     purpose: str,
@@ -250,7 +338,7 @@ async def _ask(
     errors: list[str] = []
     for _ in range(options.attempts):
         draft = await llm.structured(schema, messages, purpose=purpose)
-        errors = review(draft)
+        errors = await review(draft)
         if not errors:
             return draft
         messages += [

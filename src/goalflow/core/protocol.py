@@ -43,6 +43,7 @@ __all__ = [
     "input_variables",
     "launcher",
     "variable_for",
+    "without_pasted_inputs",
 ]
 
 CHECK_MODULES = ("json", "math", "re")
@@ -60,6 +61,62 @@ def variable_for(name: str) -> str:
     if keyword.iskeyword(variable) or variable in _BUILTINS:
         variable += "_"
     return variable
+
+
+def without_pasted_inputs(code: str, variables: Iterable[str]) -> tuple[str, list[str]]:
+    """``code`` without the lines that assign a text literal to an input's variable,
+    and the variables whose literal went.
+
+    The launcher defines every input variable with its exact value. Small models paste
+    the value in by hand anyway, and a CSV or log of several lines in an ordinary
+    string is a syntax error (``csv_text = "city,sales`` ...); even a clean copy may be
+    a wrong one. Such an assignment can only replace the exact value with a guess, so
+    it goes: a top-level ``name = '...'`` of a program that parses, or, in one that does
+    not, the fewest lines from such a start to a line its quote ends that leave a
+    program that parses.
+    """
+    names = set(variables)
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return _cut_unparsed_literal(code, names)
+    lines = code.splitlines(keepends=True)
+    pasted = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in names
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    ]
+    for node in reversed(pasted):
+        del lines[node.lineno - 1 : node.end_lineno]
+    found = [node.targets[0].id for node in pasted if isinstance(node.targets[0], ast.Name)]
+    return "".join(lines), found
+
+
+def _cut_unparsed_literal(code: str, names: set[str]) -> tuple[str, list[str]]:
+    lines = code.splitlines(keepends=True)
+    for start, line in enumerate(lines):
+        assigned = _LITERAL_START.match(line)
+        if assigned is None or assigned.group("name") not in names:
+            continue
+        for end in range(start + 1, len(lines) + 1):
+            if not lines[end - 1].rstrip().endswith(assigned.group("quote")):
+                continue  # the literal ends where its quote closes it
+            rest = "".join(lines[:start] + lines[end:])
+            try:
+                ast.parse(rest)
+            except (SyntaxError, ValueError, RecursionError):
+                continue
+            return rest, [assigned.group("name")]
+        break
+    return code, []
+
+
+_LITERAL_START = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*=\s*[rRuU]?(?P<quote>'|\")")
 
 
 def input_variables(names: Iterable[str]) -> dict[str, str]:

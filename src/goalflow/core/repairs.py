@@ -16,12 +16,15 @@ from goalflow.core.goal_data import stated_data
 from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import names_listed
 from goalflow.core.task import NAME, GoalInput, TaskKind, TaskSpec
+from goalflow.core.values import requested_separator, without_separator
 
 __all__ = [
     "as_one_step",
     "deliver_final_task",
     "deliver_only_task",
+    "drop_unasked_separator",
     "drop_value_deliverables",
+    "fuse_code_chains",
     "match_deliverables",
     "quote_goal_data",
     "resolve_task_ids",
@@ -190,6 +193,86 @@ def wire_dangling_outputs(tasks: Sequence[TaskSpec], deliverables: Sequence[str]
         final.inputs = [*final.inputs, *dangling]
         notes.append(f"fed {names_listed(dangling)} of '{task.id}' into '{final.id}'")
     return notes
+
+
+def drop_unasked_separator(
+    goal: str, tasks: Sequence[TaskSpec], deliverables: Sequence[str]
+) -> list[str]:
+    """Take a separator the goal never asks for out of the form of the tasks making the
+    deliverables; say what changed.
+
+    Small models copy the form of a worked example ("words, comma-separated") onto a
+    goal that asks for something else ("keeping the spaces"), and the answer is then
+    re-joined with commas. A deliverable's separator is the user's to ask for: when
+    the goal names none, the deliverable's form names none either.
+    """
+    if requested_separator(goal) is not None:
+        return []
+    notes = []
+    for task in tasks:
+        if set(task.outputs) & set(deliverables) and requested_separator(task.format):
+            before, task.format = task.format, without_separator(task.format)
+            notes.append(
+                f"the form of '{task.id}' is {task.format!r}, not {before!r}: the goal asks "
+                "for no separator"
+            )
+    return notes
+
+
+def fuse_code_chains(
+    tasks: Sequence[TaskSpec], deliverables: Sequence[str]
+) -> tuple[list[TaskSpec], list[str]]:
+    """The tasks with each chain of code tasks made one program; say which were fused.
+
+    Small models cut exact work into steps ("take 15 % off", then "add 8 % tax") whose
+    programs each see one piece: the second never learns the price the first started
+    from, the rounding of one is lost on the next. When a code task's outputs are used
+    only by one other code task and delivered by none, one program does both: the
+    first's instructions, then the second's, with the inputs of both, the outputs, form
+    and acceptance of the second. Only links of a chain are fused: a task that joins
+    several tasks' results keeps its parallel branches, and language tasks stay apart.
+    """
+    fused = list(tasks)
+    notes: list[str] = []
+    while True:
+        pair = _chained_code(fused, deliverables)
+        if pair is None:
+            return fused, notes
+        first, second = pair
+        made = set(first.outputs)
+        one = second.model_copy(
+            update={
+                "title": f"{first.title}; {second.title}",
+                "instructions": f"{first.instructions}\nThen, with that "
+                f"({', '.join(first.outputs)}): {second.instructions}",
+                "inputs": list(
+                    dict.fromkeys([*first.inputs, *(n for n in second.inputs if n not in made)])
+                ),
+                "value": max(first.value, second.value),
+                "effort": max(first.effort, second.effort),
+            }
+        )
+        fused[fused.index(second)] = one
+        fused.remove(first)
+        notes.append(f"the code tasks '{first.id}' and '{second.id}' are one program '{one.id}'")
+
+
+def _chained_code(
+    tasks: Sequence[TaskSpec], deliverables: Sequence[str]
+) -> tuple[TaskSpec, TaskSpec] | None:
+    """A code task and the one code task that alone uses its outputs and uses no other
+    task's, if any: a link of a chain, not of a join."""
+    producer = {name: task.id for task in tasks for name in task.outputs}
+    for first in tasks:
+        if first.kind != "code" or set(first.outputs) & set(deliverables):
+            continue
+        users = [t for t in tasks if t is not first and set(t.inputs) & set(first.outputs)]
+        if len(users) != 1 or users[0].kind != "code":
+            continue
+        sources = {producer[name] for name in users[0].inputs if name in producer}
+        if sources == {first.id}:
+            return first, users[0]
+    return None
 
 
 def as_one_step(goal: str, draft: PlanDraft | None, kinds: Sequence[TaskKind]) -> PlanDraft:

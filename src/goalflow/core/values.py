@@ -19,7 +19,13 @@ from typing import NamedTuple
 
 from goalflow.core.plan import Plan
 
-__all__ = ["CleanValue", "clean_deliverables", "clean_value", "requested_separator"]
+__all__ = [
+    "CleanValue",
+    "clean_deliverables",
+    "clean_value",
+    "requested_separator",
+    "without_separator",
+]
 
 
 class CleanValue(NamedTuple):
@@ -77,6 +83,12 @@ def requested_separator(form: str) -> str | None:
     if _LINES.search(form):
         return "\n"
     return None
+
+
+def without_separator(form: str) -> str:
+    """``form`` without the separator it asks for ("words, comma-separated" -> "words")."""
+    rest = _LINES.sub("", _COMMAS.sub("", form))
+    return re.sub(r"\s*[,;]\s*(?=[,;]|$)|^\s*[,;]\s*", "", rest).strip()
 
 
 def clean_value(text: str, *, form: str = "") -> CleanValue:

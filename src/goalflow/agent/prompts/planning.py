@@ -10,7 +10,10 @@ from typing import Any
 from goalflow.core.task import TaskKind, TaskSpec
 
 __all__ = [
+    "ONE_ANSWER_SYSTEM",
+    "apart_feedback",
     "kind_description",
+    "one_answer_request",
     "plan_examples",
     "plan_feedback",
     "plan_request",
@@ -195,6 +198,33 @@ def plan_feedback(errors: Sequence[str]) -> str:
     """What a plan (or sub-plan) that breaks the rules gets back: the rules it broke."""
     broken = "\n- ".join(errors)
     return f"This plan breaks the rules:\n- {broken}\nAnswer with the whole corrected plan."
+
+
+# The question asked of a plan that hands back several results: are they the answer?
+
+ONE_ANSWER_SYSTEM = (
+    "You check whether a plan hands back what its goal asks for. Read the goal closely."
+)
+
+
+def one_answer_request(goal: str, deliverables: Sequence[str]) -> str:
+    """The user message that asks whether ``goal`` wants one answer made from the
+    ``deliverables`` a plan hands back apart, or those results themselves."""
+    return (
+        f"Goal: {goal}\nThe plan hands back {len(deliverables)} separate results: "
+        f"{_listing(deliverables)}.\nDoes the goal ask for one answer made from these "
+        "results (one value, text, list or JSON object that combines, compares or uses "
+        "them), or for these results themselves, each on its own?"
+    )
+
+
+def apart_feedback(deliverables: Sequence[str]) -> str:
+    """The broken rule of a plan that hands back apart what the goal wants as one answer."""
+    return (
+        f"the goal asks for one answer, and the plan hands back {_listing(deliverables)} "
+        "apart: add a last task that takes them as inputs and makes that one answer, in "
+        "the form the goal asks for, and list only its output in deliverables"
+    )
 
 
 def _listing(names: Sequence[str]) -> str:

@@ -51,8 +51,8 @@ def answer_field(name: str, form: str) -> str:
 
 
 def answer_feedback(reason: str) -> str:
-    """What an ``llm`` task's answer gets back when the reviewer rejected it."""
-    return f"A reviewer rejected this answer: {reason}\nAnswer again, fixing that."
+    """What an ``llm`` task's answer gets back when its form or the reviewer rejected it."""
+    return f"This answer was rejected: {reason}\nAnswer again, fixing that."
 
 
 REVIEW_SYSTEM = (
