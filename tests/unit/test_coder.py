@@ -198,6 +198,13 @@ async def test_a_json_csv_or_lines_input_is_read_into_what_it_holds_in_the_outli
     assert "data = json.loads(json_text)  # given as JSON text" in brief
     assert "rows = list(csv.DictReader(csv_text.splitlines()))" in brief
     assert "orders_rows = list(csv.DictReader(orders.splitlines()))" in brief
+    # A CSV's columns of numbers are numbers in the outline: text does not divide.
+    assert (
+        "for row in rows:  # the columns of numbers as numbers\n    row['age'] = int(row['age'])\n"
+        in brief
+    )
+    assert "row['name']" not in brief
+    assert "    row['id'] = int(row['id'])\n    row['total'] = float(row['total'])" in brief
     assert "lines = text_lines.splitlines()" in brief
 
 

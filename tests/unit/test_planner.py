@@ -487,6 +487,30 @@ async def test_a_chain_of_code_tasks_is_one_program_and_parallel_branches_stay()
     assert plan.errors() == []
 
 
+async def test_the_decimal_places_the_goal_asks_for_reach_the_form_of_its_answer() -> None:
+    convert = {
+        "inputs": [],
+        "deliverables": ["celsius"],
+        "tasks": [
+            {**task("convert", "Convert", [], ["celsius"]), "kind": "code", "format": "one number"}
+        ],
+    }
+    steps: list[str] = []
+
+    plan = await make_plan(
+        ScriptedChat({"PlanDraft": [convert]}),
+        "Convert 451 degrees Fahrenheit to Celsius, rounded to one decimal place.",
+        PlanningOptions(),
+        on_step=steps.append,
+    )
+
+    assert plan.tasks[0].format == "one number, rounded to 1 decimal place"
+    assert (
+        "settled: the form of 'convert' is 'one number, rounded to 1 decimal place', with the "
+        "places the goal asks for" in steps
+    )
+
+
 CAPITALS_APART = {
     "inputs": [],
     "deliverables": ["capital_france", "capital_italy"],

@@ -20,11 +20,12 @@ A program that sets an input's variable to a text literal (the model pasting the
 by hand, often into a broken string) runs without that assignment
 (:func:`goalflow.core.protocol.without_pasted_inputs`). A failed attempt goes back to
 the model with the reason, the last lines of the traceback and what was expected, a
-bounded number of times; then the task fails with the last reason. A retry that sends a program already tried (the same code, whatever its
-comments and layout) is not run: the model is asked again to change it, at most
-``_REPEAT_ASKS`` times an attempt, each time at a higher sampling temperature. No
-Prefect here: how one run goes (a Prefect task run with an artifact, see
-:mod:`goalflow.orchestration.code_tasks`) is passed in, so the loop runs with any sandbox.
+bounded number of times; then the task fails with the last reason. A retry that sends
+a program already tried (the same code, whatever its comments and layout) is not run:
+the model is asked again to change it, at most ``_REPEAT_ASKS`` times an attempt, each
+time at a higher sampling temperature. No Prefect here: how one run goes (a Prefect task
+run with an artifact, see :mod:`goalflow.orchestration.code_tasks`) is passed in, so the
+loop runs with any sandbox.
 """
 
 from __future__ import annotations

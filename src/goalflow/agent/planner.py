@@ -3,7 +3,8 @@
 Each answer is first settled where its meaning is unambiguous (a task id written where
 its output belongs; a deliverable named loosely, or after nothing a one-task plan makes;
 results left unwired before the one task that makes the deliverables; a separator the
-goal never asks for in a deliverable's form; a chain of code tasks, made one program:
+goal never asks for in a deliverable's form, and the decimal places it asks for missing
+from it; a chain of code tasks, made one program:
 :mod:`goalflow.core.repairs`), each settlement logged as ``settled: ...``, then checked
 against the plan rules (:func:`goalflow.core.rules.check_tasks`);
 the broken rules go back to the model, a bounded number of times, before planning
@@ -40,6 +41,7 @@ from goalflow.core.chat import ChatModel, Message
 from goalflow.core.plan import Plan, PlanDraft
 from goalflow.core.repairs import (
     as_one_step,
+    carry_goal_places,
     deliver_final_task,
     deliver_only_task,
     drop_unasked_separator,
@@ -148,7 +150,7 @@ async def make_plan(
         if errors:
             return errors
         draft.tasks, fused = fuse_code_chains(draft.tasks, draft.deliverables)
-        for note in fused:
+        for note in [*fused, *carry_goal_places(goal, draft.tasks, draft.deliverables)]:
             on_step(f"settled: {note}")
         return await apart.problems(draft, on_step)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from goalflow.core.task import TaskSpec
 from goalflow.core.values import clean_value, requested_separator
 
-__all__ = ["declared_form_problem", "form_problem"]
+__all__ = ["declared_form_problem", "form_problem", "requested_places"]
 
 _JSON_OBJECT = re.compile(r"\bjson\b.*\b(?:object|dict|keys?)\b|\bobject\b.*\bjson\b", re.I)
 _JSON_ARRAY = re.compile(r"\bjson\b.*\b(?:array|list)\b|\b(?:array|list)\b.*\bjson\b", re.I)
@@ -71,18 +71,23 @@ def form_problem(value: str, form: str) -> str | None:
             return f"is not written as {notation.upper()}"
     if requested_separator(form) is not None or _SEVERAL.search(form):
         return None
-    places = _PLACES.search(form)
+    places = requested_places(form)
     if places is None and not _ONE_NUMBER.search(form):
         return None
     number = _NUMBER.fullmatch(_THOUSANDS.sub("", text))
     if number is None:
         return "is not one number"
-    if places is not None:
-        wanted = _WORDS.get(places.group("n").lower()) or int(places.group("n"))
-        written = len(number.group("fraction") or "")
-        if written != wanted:
-            return f"does not have {wanted} decimal place{'s' * (wanted > 1)}"
+    if places is not None and len(number.group("fraction") or "") != places:
+        return f"does not have {places} decimal place{'s' * (places > 1)}"
     return None
+
+
+def requested_places(text: str) -> int | None:
+    """The decimal places ``text`` asks a number to have ("to two decimal places"), if any."""
+    places = _PLACES.search(text)
+    if places is None:
+        return None
+    return _WORDS.get(places.group("n").lower()) or int(places.group("n"))
 
 
 def _json_problem(text: str, form: str, kind: type, name: str) -> str | None:

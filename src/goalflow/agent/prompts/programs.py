@@ -3,11 +3,12 @@ is :mod:`goalflow.core.protocol`), its brief, and how a failed run comes back.""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Mapping, Sequence
 
 from goalflow.agent.prompts.tasks import preview
-from goalflow.core.goal_data import DataForm, data_form
+from goalflow.core.goal_data import data_form
 from goalflow.core.program import ProgramLimits, SandboxResult
 from goalflow.core.protocol import variable_for
 from goalflow.core.task import TaskSpec
@@ -119,7 +120,7 @@ def _outline(task: TaskSpec, inputs: Mapping[str, str], variables: Mapping[str, 
         lines.append(f"# already defined: {', '.join(given)}")
     for name in task.inputs:
         if name in variables:
-            lines.extend(_read_as(variables[name], data_form(inputs.get(name, ""))))
+            lines.extend(_read_as(variables[name], inputs.get(name, "")))
     lines.append(f"# compute {', '.join(results.values())} here")
     if len(results) == 1:
         lines.append(f"print({next(iter(results.values()))})")
@@ -181,9 +182,11 @@ def program_restart(reason: str) -> str:
     )
 
 
-def _read_as(variable: str, form: DataForm) -> list[str]:
+def _read_as(variable: str, value: str) -> list[str]:
     """The outline's lines that turn a text input into what it holds (the goal's own
-    ``json_text``, ``csv_text``, ``text_lines`` into ``data``, ``rows``, ``lines``)."""
+    ``json_text``, ``csv_text``, ``text_lines`` into ``data``, ``rows``, ``lines``; a
+    CSV's columns of numbers into numbers)."""
+    form = data_form(value)
     if form in ("int", "float"):
         return [f"{variable} = {form}({variable})  # given as text"]
     if form == "json":
@@ -191,8 +194,25 @@ def _read_as(variable: str, form: DataForm) -> list[str]:
         return [f"{data} = json.loads({variable})  # given as JSON text"]
     if form == "csv":
         rows = "rows" if variable == "csv_text" else f"{variable}_rows"
-        return [f"{rows} = list(csv.DictReader({variable}.splitlines()))  # dicts of text"]
+        read = [f"{rows} = list(csv.DictReader({variable}.splitlines()))  # dicts of text"]
+        numbers = _number_columns(value)
+        if numbers:
+            read.append(f"for row in {rows}:  # the columns of numbers as numbers")
+            read += [f"    row[{column!r}] = {kind}(row[{column!r}])" for column, kind in numbers]
+        return read
     if form == "lines":
         lines = "lines" if variable == "text_lines" else f"{variable}_lines"
         return [f"{lines} = {variable}.splitlines()"]
     return []
+
+
+def _number_columns(table: str) -> list[tuple[str, str]]:
+    """The columns of a CSV whose every value is a number: (column, 'int' or 'float')."""
+    reader = csv.DictReader(table.strip().splitlines())
+    rows = list(reader)
+    columns: list[tuple[str, str]] = []
+    for column in reader.fieldnames or []:
+        kinds = {data_form(row.get(column) or "") for row in rows}
+        if rows and kinds <= {"int", "float"}:
+            columns.append((column, "float" if "float" in kinds else "int"))
+    return columns
