@@ -548,6 +548,19 @@ async def test_results_handed_back_apart_where_the_goal_wants_one_answer_go_back
     assert question.max_tokens is not None and question.max_tokens <= 64
 
 
+async def test_a_model_that_cannot_combine_the_parts_when_asked_keeps_its_plan() -> None:
+    chat = ScriptedChat(
+        {"PlanDraft": [CAPITALS_APART, CAPITALS_APART], "OneAnswer": [{"one_answer": True}]}
+    )
+    steps: list[str] = []
+
+    plan = await make_plan(chat, CAPITALS_GOAL, PlanningOptions(), on_step=steps.append)
+
+    assert plan.deliverables == ["capital_france", "capital_italy"]  # not the one-step fallback
+    assert len(chat.calls_for("PlanDraft")) == 2 and len(chat.calls_for("OneAnswer")) == 1
+    assert any(step.startswith("kept: the plan delivers 'capital_france'") for step in steps)
+
+
 async def test_parts_delivered_beside_the_task_combining_them_settle_to_its_output() -> None:
     chat = ScriptedChat({"PlanDraft": [CAPITALS_JOINED], "OneAnswer": [{"one_answer": True}]})
     steps: list[str] = []

@@ -188,14 +188,17 @@ class _Apart:
     several deliverables is therefore questioned once: the model is asked whether the
     goal wants one answer made from them (:class:`OneAnswer`). If it does, a plan with
     one task that makes some of the deliverables from all the others delivers only that
-    task's outputs (settled); any other plan goes back with the rule it breaks. A
-    verdict that cannot be had leaves the plan as it is.
+    task's outputs (settled); any other plan goes back with the rule it breaks, once: a
+    model that cannot combine the parts keeps its plan (logged), which at least delivers
+    them, rather than lose it to the one-step fallback. A verdict that cannot be had
+    leaves the plan as it is.
     """
 
     def __init__(self, llm: ChatModel, goal: str) -> None:
         self._llm = llm
         self._goal = goal
         self._verdict: bool | None = None
+        self._sent_back = False
 
     async def problems(self, draft: PlanDraft, on_step: Callable[[str], None]) -> list[str]:
         if len(draft.deliverables) < 2 or not await self._one_answer(draft.deliverables):
@@ -208,8 +211,15 @@ class _Apart:
             and wanted - set(task.outputs)
             and wanted - set(task.outputs) <= set(task.inputs)
         ]
-        if len(finals) != 1:
+        if len(finals) != 1 and not self._sent_back:
+            self._sent_back = True
             return [apart_feedback(draft.deliverables)]
+        if len(finals) != 1:
+            on_step(
+                f"kept: the plan delivers {names_listed(draft.deliverables)} apart, though "
+                "the goal asks for one answer: the model did not combine them when asked"
+            )
+            return []
         made = [name for name in draft.deliverables if name in finals[0].outputs]
         on_step(
             f"settled: the goal asks for one answer: {names_listed(made)} of "
