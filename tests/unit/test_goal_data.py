@@ -23,6 +23,15 @@ def test_apostrophes_are_not_quotes_and_a_repeated_text_is_given_once() -> None:
     assert stated_data(goal) == [("word", "prefect"), ("separator", " - ")]
 
 
+def test_the_names_of_keys_asked_for_are_the_answers_form_not_data() -> None:
+    goal = (
+        "For the word 'tea', give a JSON object with the keys \"word\", \"length\" and "
+        "\"vowels\"; the fields 'a' or 'b' too."
+    )
+
+    assert stated_data(goal) == [("word", "tea")]
+
+
 def test_a_json_literal_is_one_piece_with_its_inner_quotes() -> None:
     goal = 'In {"users": [{"id": 7, "email": "raj@example.org"}]} find user 7\'s "email".'
 

@@ -21,6 +21,11 @@ DataForm = Literal["int", "float", "json", "csv", "lines", "text"]
 
 # Text between quotes that are not apostrophes: no letter or digit just outside them.
 _QUOTED = re.compile(r"""(?<![\w'"])(['"])(?P<text>[^'"\n]+?)\1(?![\w'"])""")
+# Names in quotes after "keys" or "fields" are the form of the answer asked for, not data.
+_KEY_NAMES = re.compile(
+    r"""\b(?:keys?|fields?)\b(?P<names>(?:\s*(?:,|\band\b|\bor\b)?\s*(['"])[^'"\n]+?\2)+)""",
+    re.IGNORECASE,
+)
 # A line that ends a sentence or introduces what follows is prose, not data.
 _PROSE_END = (".", "?", "!", ":")
 _NAMES: dict[DataForm, str] = {"json": "json_text", "csv": "csv_text", "lines": "text_lines"}
@@ -52,7 +57,7 @@ def data_form(value: str) -> DataForm:
 def stated_data(goal: str) -> list[tuple[str, str]]:
     """The pieces of data ``goal`` states, each with a name after its form, in order of
     appearance: JSON literals, blocks of two or more lines that are not prose, and the
-    texts in quotes outside those (``letter`` for one letter, ``word`` for one word,
+    texts in quotes outside those, save names of keys or fields asked for (``letter`` for one letter, ``word`` for one word,
     ``separator`` for one with spaces around, ``text`` for more; a second piece of a
     kind is ``word_2``, ...)."""
     found = _json_literals(goal)
@@ -60,6 +65,7 @@ def stated_data(goal: str) -> list[tuple[str, str]]:
         if not any(s < end and start < e for s, e, _ in found):
             found.append((start, end, block))
     taken = [(start, end) for start, end, _ in found]
+    taken += [match.span("names") for match in _KEY_NAMES.finditer(goal)]
     for match in _QUOTED.finditer(goal):
         if not any(start <= match.start() < end for start, end in taken):
             found.append((match.start(), match.end(), match.group("text")))
