@@ -25,7 +25,7 @@ def test_apostrophes_are_not_quotes_and_a_repeated_text_is_given_once() -> None:
 
 def test_the_names_of_keys_asked_for_are_the_answers_form_not_data() -> None:
     goal = (
-        "For the word 'tea', give a JSON object with the keys \"word\", \"length\" and "
+        'For the word \'tea\', give a JSON object with the keys "word", "length" and '
         "\"vowels\"; the fields 'a' or 'b' too."
     )
 

@@ -57,9 +57,9 @@ def data_form(value: str) -> DataForm:
 def stated_data(goal: str) -> list[tuple[str, str]]:
     """The pieces of data ``goal`` states, each with a name after its form, in order of
     appearance: JSON literals, blocks of two or more lines that are not prose, and the
-    texts in quotes outside those, save names of keys or fields asked for (``letter`` for one letter, ``word`` for one word,
-    ``separator`` for one with spaces around, ``text`` for more; a second piece of a
-    kind is ``word_2``, ...)."""
+    texts in quotes outside those, save names of keys or fields asked for (``letter``
+    for one letter, ``word`` for one word, ``separator`` for one with spaces around,
+    ``text`` for more; a second piece of a kind is ``word_2``, ...)."""
     found = _json_literals(goal)
     for start, end, block in _line_blocks(goal):
         if not any(s < end and start < e for s, e, _ in found):
