@@ -16,7 +16,10 @@ planning call: the saved ``Plan`` goes straight to ``achieve_goal``), and report
   sqlite / postgres  achieve_goal on a fresh `prefect server start` on that database,
                 in a child process: makespan, efficiency LB/makespan, achieved RPM,
                 429s, retries, lost/failed tasks, overhead per task vs bare, peak RSS of
-                the runner and of the server
+                the runner and of the server, CPU milliseconds per leaf task of the
+                runner and of the server (their CPU times over the run), and the median
+                delay from ready (inputs there, a slot free) to running for leaf tasks
+                and for composite subflows (``--composites K`` adds K beside the plan)
 
 Scenarios of issue 5 (PostgreSQL needs `make postgres`):
 
@@ -141,10 +144,17 @@ def _prefect_run(backend: str, base_url: str, args: argparse.Namespace) -> dict[
         }
         if database:
             env["GOALFLOW_SUBFLOW_STARTS"] = str(POSTGRES_SUBFLOW_STARTS)
+        idle = server.cpu_seconds() or 0.0
         with profiled(args.profile, backend, server.pid) as wrap:
-            report = _child(wrap(_plan_command(args)), env)
+            extra = ["--composites", str(args.composites)] if args.composites else []
+            report = _child(wrap(_plan_command(args, *extra)), env)
+        report["server_cpu_s"] = round((server.cpu_seconds() or 0.0) - idle, 2)
         report["server_peak_rss_mib"] = round(server.peak_rss_mib() or 0.0, 1)
     return report
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def main() -> None:
@@ -180,6 +190,13 @@ def main() -> None:
         metavar="DIR",
         help="sample the runner and the Prefect server with py-spy (pip install py-spy); "
         "writes collapsed stacks to DIR and prints where each spends its CPU",
+    )
+    parser.add_argument(
+        "--composites",
+        type=int,
+        default=0,
+        help="K composite tasks (two leaves each) beside the first layer of the Prefect "
+        "runs, for the subflows' start delay (LB and bare are of the plan without them)",
     )
     parser.add_argument("--tokens-per-call", type=int, default=1200, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,6 +237,8 @@ def main() -> None:
                 run["x_faster_than_one_at_a_time"] = round(
                     figures["one_at_a_time_s"] / run["seconds"], 2
                 )
+                run["runner_cpu_ms_per_task"] = round(run["cpu_s"] * 1000 / args.tasks, 1)
+                run["server_cpu_ms_per_task"] = round(run["server_cpu_s"] * 1000 / args.tasks, 1)
             run.update(
                 http_429s=stats.rate_limited,
                 retries=stats.requests - stats.completed,
@@ -228,7 +247,8 @@ def main() -> None:
             figures[backend] = run
     print(
         f"{'':16}{'makespan s':>12}{'efficiency':>12}{'429s':>6}{'lost':>6}{'RSS MiB':>10}"
-        f"{'task ovh ms':>13}"
+        f"{'task ovh ms':>13}{'CPU ms/task runner':>20}{'server':>8}{'start delay s leaf':>19}"
+        f"{'subflow':>9}"
     )
     for name in ("lb_s", "bare_s", "one_at_a_time_s", "level_by_level_s"):
         print(f"{name[:-2]:16}{figures[name]:>12.2f}{figures['lb_s'] / figures[name]:>12.3f}")
@@ -238,7 +258,9 @@ def main() -> None:
             print(
                 f"{backend:16}{r['seconds']:>12.2f}{r['efficiency']:>12.3f}"
                 f"{r['http_429s']:>6}{r['failed']:>6}{r['peak_rss_mib']:>10.0f}"
-                f"{r['median_task_overhead_ms']:>13.1f}"
+                f"{r['median_task_overhead_ms']:>13.1f}{r['runner_cpu_ms_per_task']:>20.1f}"
+                f"{r['server_cpu_ms_per_task']:>8.1f}{_seconds(r['leaf_start_delay_s']):>19}"
+                f"{_seconds(r['subflow_start_delay_s']):>9}"
             )
         else:
             print(f"{backend:16} failed: {r['error'][-300:]}")

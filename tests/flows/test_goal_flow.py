@@ -111,6 +111,9 @@ async def test_composite_task_runs_as_a_subflow_with_its_subplan(
     assert subflow.state.is_completed()
     inner = await children(subflow.id)
     assert {"task: Make outline", "task: Write from outline"} == set(inner["task_runs"])
+    # How long each leaf task run and the subflow took to start once ready is reported.
+    delays = {t.path: t.start_delay for t in result.tasks}
+    assert all(delay is not None and 0 <= delay < 30 for delay in delays.values()), delays
 
 
 async def test_the_deliverable_is_the_value_in_the_form_asked_with_each_settlement_logged(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import types
 from collections.abc import AsyncIterator
@@ -15,6 +17,7 @@ import goalflow.testing
 from goalflow.errors import ConfigError, GoalflowError
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from goalflow.testing.limiters import RateBucket, RateWindow, openai_duration
+from goalflow.testing.prefect_process import process_tree_cpu_seconds
 
 
 def _client(server: OpenAITestServer, api_key: str = "x", retries: int = 0) -> openai.AsyncOpenAI:
@@ -392,3 +395,27 @@ def test_invalid_settings_are_refused_before_serving() -> None:
         Reply(status=302)
     with pytest.raises(ConfigError):
         OpenAITestServer().script("x", "y", times=0)
+
+
+def test_the_cpu_of_a_process_tree_counts_its_live_children() -> None:
+    # A child that burns 0.4 s of CPU, then waits (alive) for a line on the shared stdin.
+    child = (
+        "import sys, time\nend = time.process_time() + 0.4\n"
+        "while time.process_time() < end: pass\nsys.stdin.readline()\n"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while process_tree_cpu_seconds(parent.pid) < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_tree_cpu_seconds(parent.pid) >= 0.4
+    finally:
+        parent.communicate(b"\n", timeout=20)
+    assert process_tree_cpu_seconds(parent.pid) == 0  # gone

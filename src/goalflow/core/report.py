@@ -40,6 +40,11 @@ class TaskReport(BaseModel):
         default=False, description="Completed with an earlier run's result (no model call)."
     )
     seconds: float | None = None
+    start_delay: float | None = Field(
+        default=None,
+        description="Seconds from ready (inputs there, a slot free) to running: the Prefect "
+        "task run's or subflow's work begun (None where not measured: Dask and Ray workers).",
+    )
     error: str | None = None
 
 
@@ -89,6 +94,9 @@ def task_reports(
                 status=outcome.status if outcome else "pending",
                 cached=outcome.cached if outcome else False,
                 seconds=round(outcome.duration, 3) if outcome and outcome.duration else None,
+                start_delay=round(outcome.start_delay, 4)
+                if outcome and outcome.start_delay is not None
+                else None,
                 error=outcome.error if outcome else None,
             )
         )

@@ -37,6 +37,7 @@ class TaskOutcome:
     started: float | None = None
     finished: float | None = None
     cached: bool = False  # completed with an earlier run's result, no model call
+    start_delay: float | None = None  # from started (ready, slot free) to its work begun
 
     @property
     def duration(self) -> float | None:

@@ -345,6 +345,7 @@ class GoalRun:
     async def run_leaf(self, task: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
         """One leaf task with the goal's model and sandbox, in a concurrency slot; its
         failed attempts are told to the reflector, which stops a task that loops."""
+        self.work_begun(path)
         reflector = self.reflector
 
         def failed(failure: str) -> None:
@@ -367,6 +368,13 @@ class GoalRun:
                     if reflector is not None:
                         reflector.failed_attempt(path, task, inputs, str(e))
                     raise
+
+    def work_begun(self, path: str) -> None:
+        """The task at ``path`` (a leaf's task run, a composite's subflow) is running:
+        its delay from ready goes in its outcome."""
+        outcome = self.outcomes.get(path)
+        if outcome is not None and outcome.started is not None:
+            outcome.start_delay = time.monotonic() - outcome.started
 
     def failures_under(self, path: str) -> list[str]:
         """Why the tasks below ``path`` failed, for a composite's error."""
@@ -400,6 +408,7 @@ async def run_composite(
     """One composite task's sub-plan, run as its own graph."""
     goal_run = _live(run)
     SubflowGate.body_started()  # created: let other subflows start while this one runs
+    goal_run.work_begun(path)
     values = await goal_run.run_level(task.subtasks, inputs, prefix=path + "/")
     await SubflowGate.body_finishing()
     missing = [name for name in task.outputs if name not in values]

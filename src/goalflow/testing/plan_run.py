@@ -18,7 +18,7 @@ import json
 import resource
 import statistics
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from goalflow.agent.executor import run_leaf
@@ -44,7 +44,7 @@ async def run_plan(
 ) -> dict[str, Any]:
     """Run the plan; count what finished, what failed, and the makespan."""
     plan = layered_plan(tasks, depth, composites=composites, parts=parts)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     try:
         # Reflection off: the scale runs measure scheduling, not reflection calls.
         result = await achieve_goal(
@@ -52,11 +52,20 @@ async def run_plan(
         )
     except GoalFailedError as e:
         result = e.result
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
     errors = sorted({t.error or "" for t in result.tasks if t.status == "failed"})
     statuses = [t.status for t in result.tasks]
     durations = [t.seconds for t in result.tasks if t.seconds is not None]
-    return {"status": result.status, **_figures(seconds, statuses, durations, errors)}
+    leaves = [t for t in result.tasks if t.kind != "composite"]
+    return {
+        "status": result.status,
+        **_figures(seconds, statuses, durations, errors, cpu),
+        # From ready (inputs there, a slot free) to running in Prefect, at the median.
+        "leaf_start_delay_s": _median(t.start_delay for t in leaves),
+        "subflow_start_delay_s": _median(
+            t.start_delay for t in result.tasks if t.kind == "composite"
+        ),
+    }
 
 
 async def run_bare(tasks: int, depth: int, concurrency: int | None) -> dict[str, Any]:
@@ -76,20 +85,31 @@ async def run_bare(tasks: int, depth: int, concurrency: int | None) -> dict[str,
         def run(task: TaskSpec, inputs: dict[str, str]) -> Awaitable[dict[str, str]]:
             return run_leaf(llm, plan.goal, task, inputs, attempts=settings.task_attempts)
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         outcomes = await run_graph(plan.tasks, plan.inputs, run, concurrency=width)
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
     errors = sorted({o.error or "" for o in outcomes.values() if o.status == "failed"})
     durations = [o.duration for o in outcomes.values() if o.duration is not None]
-    return _figures(seconds, [o.status for o in outcomes.values()], durations, errors)
+    return _figures(seconds, [o.status for o in outcomes.values()], durations, errors, cpu)
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return round(statistics.median(known), 4) if known else None
 
 
 def _figures(
-    seconds: float, statuses: Sequence[str], durations: list[float], errors: list[str]
+    seconds: float,
+    statuses: Sequence[str],
+    durations: list[float],
+    errors: list[str],
+    cpu: float,
 ) -> dict[str, Any]:
-    """The run's figures; ``task_median_s``: the median task's time from start to end."""
+    """The run's figures; ``task_median_s``: the median task's time from start to end;
+    ``cpu_s``: this process's CPU seconds (all its threads) over the run."""
     return {
         "seconds": round(seconds, 3),
+        "cpu_s": round(cpu, 2),
         "task_median_s": round(statistics.median(durations), 4) if durations else None,
         "tasks": len(statuses),
         "completed": statuses.count("completed"),

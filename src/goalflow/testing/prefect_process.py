@@ -17,7 +17,7 @@ from goalflow.deploy.local_server import spawn_server, wait_until_healthy
 from goalflow.errors import ConfigError
 from goalflow.testing.deployment_stack import free_port
 
-__all__ = ["PrefectServerProcess"]
+__all__ = ["PrefectServerProcess", "process_tree_cpu_seconds"]
 
 
 class PrefectServerProcess:
@@ -55,6 +55,12 @@ class PrefectServerProcess:
                 return int(line.split()[1]) / 1024
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the server has used so far, its child processes included (Linux)."""
+        if self._process is None:
+            return None
+        return process_tree_cpu_seconds(self._process.pid)
+
     def __enter__(self) -> PrefectServerProcess:
         env = {
             **os.environ,
@@ -85,3 +91,26 @@ class PrefectServerProcess:
                 self._process.kill()
                 self._process.wait()
         self._home.cleanup()
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` and its live descendants, with what
+    its finished children used (Linux ``/proc``; 0 for a process that is gone)."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            stats[int(entry.name)] = text.rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for process, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(process)  # field 4: ppid
+    ticks, pending = 0, [pid]
+    while pending:
+        process = pending.pop()
+        if process in stats:  # utime, stime, cutime, cstime
+            ticks += sum(int(f) for f in stats[process][11:15])
+        pending += children.get(process, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
