@@ -108,6 +108,8 @@ async def _run(goals: list[Goal], args: argparse.Namespace, model: ReferenceMode
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from goalflow.orchestration.guard import RunGuard
+
     options: dict[str, Any] = {
         "reflection": args.reflection,
         "task_cache": False,
@@ -134,6 +136,9 @@ async def _run(goals: list[Goal], args: argparse.Namespace, model: ReferenceMode
             if args.records:
                 with args.records.open("a") as records:
                     records.write(json.dumps(outcome.record()) + "\n")
+            if RunGuard.signal_received is not None:  # SIGTERM or Ctrl-C stopped that goal
+                print(f"stopped by {RunGuard.signal_received.name}: the suite ends here")
+                break
         await APILogHandler.aflush()  # before the server goes: runs log to it in batches
     result = summary(outcomes)
     print()
