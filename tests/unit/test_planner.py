@@ -511,6 +511,24 @@ async def test_the_decimal_places_the_goal_asks_for_reach_the_form_of_its_answer
     )
 
 
+async def test_the_goals_decimal_places_replace_other_places_in_its_answers_form() -> None:
+    convert = {
+        "inputs": [],
+        "deliverables": ["km"],
+        "tasks": [
+            {**task("km", "To km", [], ["km"]), "kind": "code", "format": "one decimal place"}
+        ],
+    }
+
+    plan = await make_plan(
+        ScriptedChat({"PlanDraft": [convert]}),
+        "How many km is 26.2 miles? To two decimal places.",
+        PlanningOptions(),
+    )
+
+    assert plan.tasks[0].format == "rounded to 2 decimal places"
+
+
 CAPITALS_APART = {
     "inputs": [],
     "deliverables": ["capital_france", "capital_italy"],
@@ -546,6 +564,38 @@ async def test_results_handed_back_apart_where_the_goal_wants_one_answer_go_back
     question = chat.calls_for("OneAnswer")[0]
     assert CAPITALS_GOAL in question.last_user and "capital_italy" in question.last_user
     assert question.max_tokens is not None and question.max_tokens <= 64
+
+
+async def test_parts_one_task_makes_apart_become_its_one_output_when_one_answer_is_wanted() -> None:
+    split = {
+        "inputs": [],
+        "deliverables": ["hours", "minutes", "seconds"],
+        "tasks": [
+            {
+                **task("split", "Split the seconds", [], ["hours", "minutes", "seconds"]),
+                "kind": "code",
+                "format": "H:MM:SS",
+            }
+        ],
+    }
+    chat = ScriptedChat({"PlanDraft": [split], "OneAnswer": [{"one_answer": True}]})
+    steps: list[str] = []
+
+    plan = await make_plan(
+        chat, "Write 9999 s as H:MM:SS.", PlanningOptions(), on_step=steps.append
+    )
+
+    assert plan.deliverables == ["hours_minutes_seconds"]
+    (made,) = plan.tasks
+    assert made.outputs == ["hours_minutes_seconds"] and made.format == "H:MM:SS"
+    assert made.instructions.endswith(
+        "Hand back hours, minutes, seconds together as one value, in the form H:MM:SS."
+    )
+    assert len(chat.calls_for("PlanDraft")) == 1  # settled, not sent back
+    assert (
+        "settled: the goal asks for one answer: 'hours', 'minutes', 'seconds' of 'split' are "
+        "one output 'hours_minutes_seconds'" in steps
+    )
 
 
 async def test_a_model_that_cannot_combine_the_parts_when_asked_keeps_its_plan() -> None:

@@ -186,12 +186,13 @@ class _Apart:
     Small models deliver the parts (two capitals, two counts) where the goal asks for
     what is made of them (the capitals joined, the counts' product). A valid plan with
     several deliverables is therefore questioned once: the model is asked whether the
-    goal wants one answer made from them (:class:`OneAnswer`). If it does, a plan with
-    one task that makes some of the deliverables from all the others delivers only that
-    task's outputs (settled); any other plan goes back with the rule it breaks, once: a
-    model that cannot combine the parts keeps its plan (logged), which at least delivers
-    them, rather than lose it to the one-step fallback. A verdict that cannot be had
-    leaves the plan as it is.
+    goal wants one answer made from them (:class:`OneAnswer`). If it does, a task that
+    makes every part and nothing else makes them as one output (settled: hours, minutes
+    and seconds as one H:MM:SS); a plan with one task that makes some of the
+    deliverables from all the others delivers only that task's outputs (settled); any
+    other plan goes back with the rule it breaks, once: a model that cannot combine the
+    parts keeps its plan (logged), which at least delivers them, rather than lose it to
+    the one-step fallback. A verdict that cannot be had leaves the plan as it is.
     """
 
     def __init__(self, llm: ChatModel, goal: str) -> None:
@@ -204,6 +205,9 @@ class _Apart:
         if len(draft.deliverables) < 2 or not await self._one_answer(draft.deliverables):
             return []
         wanted = set(draft.deliverables)
+        makers = [task for task in draft.tasks if set(task.outputs) & wanted]
+        if len(makers) == 1 and set(makers[0].outputs) == wanted:
+            return self._one_output(draft, makers[0], on_step)
         finals = [  # makes some deliverables from all the others
             task
             for task in draft.tasks
@@ -226,6 +230,24 @@ class _Apart:
             f"'{finals[0].id}' delivered, not the parts it is made from"
         )
         draft.deliverables = made
+        return []
+
+    @staticmethod
+    def _one_output(draft: PlanDraft, task: TaskSpec, on_step: Callable[[str], None]) -> list[str]:
+        """One task makes every part and nothing else: it makes them as one output."""
+        parts = list(draft.deliverables)
+        taken = {item.name for item in draft.inputs} | {n for t in draft.tasks for n in t.inputs}
+        name = "_".join(parts)
+        if len(name) > 60 or name in taken:
+            name = "answer" if "answer" not in taken else f"{task.id}_answer"
+        form = f", in the form {task.format}" if task.format else ""
+        task.instructions += f"\nHand back {', '.join(parts)} together as one value{form}."
+        task.outputs = [name]
+        draft.deliverables = [name]
+        on_step(
+            f"settled: the goal asks for one answer: {names_listed(parts)} of '{task.id}' are "
+            f"one output '{name}'"
+        )
         return []
 
     async def _one_answer(self, deliverables: Sequence[str]) -> bool:

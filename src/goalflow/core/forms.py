@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from goalflow.core.task import TaskSpec
 from goalflow.core.values import clean_value, requested_separator
 
-__all__ = ["declared_form_problem", "form_problem", "requested_places"]
+__all__ = ["declared_form_problem", "form_problem", "requested_places", "without_places"]
 
 _JSON_OBJECT = re.compile(r"\bjson\b.*\b(?:object|dict|keys?)\b|\bobject\b.*\bjson\b", re.I)
 _JSON_ARRAY = re.compile(r"\bjson\b.*\b(?:array|list)\b|\b(?:array|list)\b.*\bjson\b", re.I)
@@ -26,6 +26,9 @@ _KEY = re.compile(r"\"([^\"\n]+)\"")
 _ONE_NUMBER = re.compile(r"\b(?:number|integer|int|float|decimal)\b", re.I)
 _SEVERAL = re.compile(r"\b(?:list|each|every|all|numbers|values|items|array)\b", re.I)
 _PLACES = re.compile(r"\b(?P<n>\d|one|two|three|four|five|six)\s+decimal(?:\s+places?|s)?\b", re.I)
+_PLACES_PHRASE = re.compile(
+    r"(?:\b(?:rounded\s+)?(?:to|with)\s+)?" + _PLACES.pattern, re.IGNORECASE
+)
 _WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 _NUMBER = re.compile(r"[-+]?\d+(?:\.(?P<fraction>\d+))?(?:[eE][-+]?\d+)?")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -88,6 +91,13 @@ def requested_places(text: str) -> int | None:
     if places is None:
         return None
     return _WORDS.get(places.group("n").lower()) or int(places.group("n"))
+
+
+def without_places(form: str) -> str:
+    """``form`` without the decimal places it asks for ("number, one decimal place" ->
+    "number")."""
+    rest = _PLACES_PHRASE.sub("", form)
+    return re.sub(r"\s*[,;]\s*(?=[,;]|$)|^\s*[,;]\s*", "", rest).strip()
 
 
 def _json_problem(text: str, form: str, kind: type, name: str) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from goalflow.core.forms import requested_places
+from goalflow.core.forms import requested_places, without_places
 from goalflow.core.goal_data import stated_data
 from goalflow.core.plan import PlanDraft
 from goalflow.core.rules import names_listed
@@ -225,22 +225,23 @@ def carry_goal_places(
     goal: str, tasks: Sequence[TaskSpec], deliverables: Sequence[str]
 ) -> list[str]:
     """Give the task making a goal's one deliverable the decimal places the goal asks
-    for, when its form names none; say so.
+    for, when its form names none or others; say so.
 
-    Small models write the form of "to two decimal places" as "one number", and the
-    answer then comes back as 73.4399999. The places the goal asks for belong to its
-    answer, so the form of the one task making it carries them (and is held to them,
-    :mod:`goalflow.core.forms`).
+    Small models write the form of "to two decimal places" as "one number" (or as "one
+    decimal place"), and the answer then comes back as 73.4399999 (or 42.2). The places
+    the goal asks for belong to its answer, so the form of the one task making it
+    carries them (and is held to them, :mod:`goalflow.core.forms`).
     """
     places = requested_places(goal)
     makers = [task for task in tasks if set(task.outputs) & set(deliverables)]
     if places is None or len(deliverables) != 1 or len(makers) != 1:
         return []
     task = makers[0]
-    if requested_places(task.format) is not None:
+    if requested_places(task.format) == places:
         return []
     wanted = f"rounded to {places} decimal place{'s' * (places > 1)}"
-    task.format = f"{task.format}, {wanted}" if task.format else wanted
+    rest = without_places(task.format)
+    task.format = f"{rest}, {wanted}" if rest else wanted
     return [f"the form of '{task.id}' is {task.format!r}, with the places the goal asks for"]
 
 
