@@ -177,6 +177,37 @@ def test_lines_take_the_separator_the_form_asks_for(answer: str, form: str, valu
 
 
 @pytest.mark.parametrize(
+    ("answer", "form", "value"),
+    [
+        (
+            "{'min': 1, 'max': 9}",
+            'a JSON object with the keys "min" and "max"',
+            '{"min": 1, "max": 9}',
+        ),
+        ("['a', 'b', None]", "JSON array", '["a", "b", null]'),
+    ],
+)
+def test_a_python_literal_is_written_as_json_where_the_form_asks_for_json(
+    answer: str, form: str, value: str
+) -> None:
+    assert clean_value(answer, form=form) == (
+        value,
+        ["wrote the Python literal as JSON, as the format asks"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "form"),
+    [("{'a', 'b'}", "JSON"), ("{'a': 1}", "a dict"), ('{"a": 1}', "JSON object")],
+    ids=["a-set", "no-json-asked", "json-already"],
+)
+def test_a_python_literal_is_left_alone_where_json_is_not_asked_or_cannot_say_it(
+    answer: str, form: str
+) -> None:
+    assert clean_value(answer, form=form) == (answer, [])
+
+
+@pytest.mark.parametrize(
     ("answer", "form"),
     [
         ("Smith, John\nDoe, Jane", "names, comma-separated"),  # items hold commas

@@ -68,6 +68,7 @@ _CLOSER = re.compile(
 _QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
 _BULLET = re.compile(r"(?:[-*\u2022])\s+")
 _NUMBERED = re.compile(r"(\d+)[.)]\s+")
+_JSON_FORM = re.compile(r"\bjson\b", re.IGNORECASE)
 _COMMAS = re.compile(r"comma[- ]?(?:separated|delimited)|separated by commas", re.IGNORECASE)
 _LINES = re.compile(
     r"\bone\b(?:\s+\w+)?\s+(?:per|a|on each)\s+line|each on (?:its own|a separate|a new) line"
@@ -99,7 +100,8 @@ def clean_value(text: str, *, form: str = "") -> CleanValue:
     names:" before them, "The answer is 12."); a value that is one fenced code block;
     surrounding quotes on a one-line value. When ``form`` is given (the goal asked for
     one), an explanation after a blank line that follows a fenced block or a JSON
-    document goes too, and lines become the separator ``form`` asks for. A rule that
+    document goes too, a Python dict or list becomes JSON when ``form`` asks for JSON,
+    and lines become the separator ``form`` asks for. A rule that
     would leave nothing (an empty fence, quotes around nothing) is not applied.
     """
     notes: list[str] = []
@@ -111,6 +113,8 @@ def clean_value(text: str, *, form: str = "") -> CleanValue:
     if form:
         steps.append(_drop_explanation)
     steps += [_unfence, _unquote]
+    if _JSON_FORM.search(form):
+        steps.append(_as_json)
     if separator is not None:
         steps.append(functools.partial(_separate, separator=separator))
     for step in steps:
@@ -209,6 +213,22 @@ def _drop_explanation(value: str, notes: list[str]) -> str:
         return value
     notes.append(f"dropped the explanation after it {_quoted(tail)}")
     return head
+
+
+def _as_json(value: str, notes: list[str]) -> str:
+    """A Python dict or list written where JSON was asked for ("{'min': 1}"), as JSON."""
+    if not value.startswith(("{", "[")) or _is_json(value):
+        return value
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return value
+    try:
+        written = json.dumps(parsed, ensure_ascii=False)
+    except (TypeError, ValueError):  # a set, a tuple key, bytes: not JSON's to say
+        return value
+    notes.append("wrote the Python literal as JSON, as the format asks")
+    return written
 
 
 def _unquote(value: str, notes: list[str]) -> str:
