@@ -23,20 +23,7 @@ import httpx
 
 from goalflow.errors import ConfigError
 
-__all__ = ["SERVER_TUNING", "LocalServer", "prefect_api", "spawn_server", "wait_until_healthy"]
-
-SERVER_TUNING = {
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.5",
-}
-"""Settings of the local server, each overridden by the same variable in the environment.
-
-The task run recorder writes every task run's states as they arrive: by default one
-message read and one insert at a time, which at a few hundred task runs a second is
-most of the SQLite server's CPU (docs/figures.md#cost-per-task). Read and written
-100 at a time, flushed at least every 0.5 s (Prefect's default waits up to 5 s), the
-same states cost a fraction of that and reach the UI at most half a second later."""
+__all__ = ["LocalServer", "prefect_api", "spawn_server", "wait_until_healthy"]
 
 _BOOT_SECONDS = 180.0  # a fresh SQLite database took 25-29 s here; slow CI machines more
 
@@ -117,8 +104,7 @@ class LocalServer:
 def spawn_server(
     port: int, env: dict[str, str], log_file: Path, *, detach: bool
 ) -> subprocess.Popen[bytes]:
-    """``prefect server start`` on 127.0.0.1:``port``, its output appended to ``log_file``,
-    with :data:`SERVER_TUNING` unless ``env`` sets those variables."""
+    """``prefect server start`` on 127.0.0.1:``port``, its output appended to ``log_file``."""
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     # The UI's pages call the API at PREFECT_UI_API_URL, which Prefect derives from its
@@ -130,7 +116,7 @@ def spawn_server(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=ui_api | SERVER_TUNING | env,
+            env=ui_api | env,
             start_new_session=detach,
         )
 
