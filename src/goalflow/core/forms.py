@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 
 from goalflow.core.task import TaskSpec
-from goalflow.core.values import clean_value, requested_separator
+from goalflow.core.values import clean_value, requested_separator, without_phrase
 
 __all__ = ["declared_form_problem", "form_problem", "requested_places", "without_places"]
 
@@ -96,8 +96,7 @@ def requested_places(text: str) -> int | None:
 def without_places(form: str) -> str:
     """``form`` without the decimal places it asks for ("number, one decimal place" ->
     "number")."""
-    rest = _PLACES_PHRASE.sub("", form)
-    return re.sub(r"\s*[,;]\s*(?=[,;]|$)|^\s*[,;]\s*", "", rest).strip()
+    return without_phrase(form, _PLACES_PHRASE)
 
 
 def _json_problem(text: str, form: str, kind: type, name: str) -> str | None:

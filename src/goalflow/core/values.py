@@ -24,6 +24,7 @@ __all__ = [
     "clean_deliverables",
     "clean_value",
     "requested_separator",
+    "without_phrase",
     "without_separator",
 ]
 
@@ -88,8 +89,14 @@ def requested_separator(form: str) -> str | None:
 
 def without_separator(form: str) -> str:
     """``form`` without the separator it asks for ("words, comma-separated" -> "words")."""
-    rest = _LINES.sub("", _COMMAS.sub("", form))
-    return re.sub(r"\s*[,;]\s*(?=[,;]|$)|^\s*[,;]\s*", "", rest).strip()
+    return without_phrase(form, _COMMAS, _LINES)
+
+
+def without_phrase(form: str, *phrases: re.Pattern[str]) -> str:
+    """``form`` without what ``phrases`` match, and without the commas that set it off."""
+    for phrase in phrases:
+        form = phrase.sub("", form)
+    return re.sub(r"\s*[,;]\s*(?=[,;]|$)|^\s*[,;]\s*", "", form).strip()
 
 
 def clean_value(text: str, *, form: str = "") -> CleanValue:
