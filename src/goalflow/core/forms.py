@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 
 from goalflow.core.task import TaskSpec
-from goalflow.core.values import clean_value, requested_separator, without_phrase
+from goalflow.core.values import clean_value, quoted, requested_separator, without_phrase
 
 __all__ = ["declared_form_problem", "form_problem", "requested_places", "without_places"]
 
@@ -53,7 +53,7 @@ def declared_form_problem(task: TaskSpec, outputs: Mapping[str, str]) -> str | N
     if problem is None:
         return None
     declared = f"the form the task declares ({task.format!r})"
-    return f"its output {name} ({_shown(value)}) {problem}, {declared}"
+    return f"its output {name} ({quoted(value, 80)}) {problem}, {declared}"
 
 
 def form_problem(value: str, form: str) -> str | None:
@@ -113,8 +113,3 @@ def _json_problem(text: str, form: str, kind: type, name: str) -> str | None:
                 json.dumps(key) for key in missing
             )
     return None
-
-
-def _shown(text: str, width: int = 80) -> str:
-    flat = " ".join(text.split())
-    return repr(flat if len(flat) <= width else flat[: width - 1] + "…")

@@ -23,6 +23,7 @@ __all__ = [
     "CleanValue",
     "clean_deliverables",
     "clean_value",
+    "quoted",
     "requested_separator",
     "without_phrase",
     "without_separator",
@@ -159,29 +160,29 @@ def _paragraphs(value: str) -> list[str]:
 def _drop_closers(value: str, notes: list[str]) -> str:
     parts = _paragraphs(value)
     while len(parts) > 1 and _CLOSER.match(parts[-1].strip()):
-        notes.append(f"dropped the closing remark {_quoted(parts.pop())}")
+        notes.append(f"dropped the closing remark {quoted(parts.pop())}")
     return "\n\n".join(parts).strip()
 
 
 def _drop_lead_in(value: str, notes: list[str]) -> str:
     first, _, rest = value.partition("\n")
     if rest.strip() and _OPENER_LINE.fullmatch(first.strip()):
-        notes.append(f"dropped the lead-in {_quoted(first)}")
+        notes.append(f"dropped the lead-in {quoted(first)}")
         value = rest.strip()
         first, _, rest = value.partition("\n")
     if rest.strip() and _LEAD_LINE.fullmatch(first.strip()):
-        notes.append(f"dropped the lead-in {_quoted(first)}")
+        notes.append(f"dropped the lead-in {quoted(first)}")
         return rest.strip()
     inline = _LEAD_INLINE.fullmatch(first.strip())
     if inline is not None:
         head = first.strip()[: inline.start("value")].strip()
-        notes.append(f"dropped the lead-in {_quoted(head)}")
+        notes.append(f"dropped the lead-in {quoted(head)}")
         found = inline.group("value").strip()
         return f"{_without_full_stop(found) if not rest else found}\n{rest}".strip()
     sentence = _ANSWER_IS.fullmatch(value)
     if sentence is not None:
         found = _without_full_stop(sentence.group("value"))
-        notes.append(f"took {_quoted(found)} out of the sentence {_quoted(value)}")
+        notes.append(f"took {quoted(found)} out of the sentence {quoted(value)}")
         return found
     return value
 
@@ -218,7 +219,7 @@ def _drop_explanation(value: str, notes: list[str]) -> str:
             return value
     if not tail or "```" in tail or not tail[0].isalpha():
         return value
-    notes.append(f"dropped the explanation after it {_quoted(tail)}")
+    notes.append(f"dropped the explanation after it {quoted(tail)}")
     return head
 
 
@@ -314,6 +315,7 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _quoted(text: str, width: int = 60) -> str:
+def quoted(text: str, width: int = 60) -> str:
+    """``text`` on one line, cut to ``width`` characters, as a Python literal."""
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= width else flat[: width - 1] + "…")
