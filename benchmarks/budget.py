@@ -79,10 +79,15 @@ async def goal_runs(tasks: int) -> None:
         with PrefectServerProcess() as prefect:
             os.environ["PREFECT_API_URL"] = prefect.api_url
 
-            async def run(**options: float) -> tuple[int, float, float]:
+            async def run(
+                concurrency: int, max_usd: float | None = None
+            ) -> tuple[int, float, float]:
                 server.reset()
+                advanced = {"concurrency": concurrency}
                 try:
-                    result = await achieve_goal(plan=plan, **options)
+                    result = await achieve_goal(
+                        plan.goal, plan=plan, max_usd=max_usd, advanced=advanced
+                    )
                 except GoalFailedError as e:
                     result = e.result
                 finished = sum(t.status == "completed" for t in result.tasks)

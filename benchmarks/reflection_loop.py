@@ -72,7 +72,7 @@ def _answer(request: ChatRequest) -> str:
 async def one(server: OpenAITestServer, reflection: bool) -> dict[str, Any]:
     server.reset()
     try:
-        result = await achieve_goal(plan=PLAN, reflection=reflection)
+        result = await achieve_goal(PLAN.goal, plan=PLAN, advanced={"reflection": reflection})
     except GoalFailedError as e:
         result = e.result
     looping = [r for r in server.requests if "Analyse facts\n" in r.text]

@@ -104,22 +104,25 @@ def main() -> None:
             ROOT, worker_env, setup_options=("--time-backstop", str(BACKSTOP))
         ) as stack:
             for _ in range(args.runs):
-                _, run_id = stack.deployment_run(plan_file=slow, max_seconds=3)
+                _, run_id = stack.deployment_run(goal=SLOW["goal"], plan_file=slow, max_seconds=3)
                 delays["time guard"].append(run_seconds(stack.flow_run(run_id)) - 3)
 
                 _, run_id = stack.deployment_run(
-                    job_env={"GOALFLOW_TIME_GUARD": "false"}, plan_file=slow, max_seconds=3
+                    job_env={"GOALFLOW_TIME_GUARD": "false"},
+                    goal=SLOW["goal"],
+                    plan_file=slow,
+                    max_seconds=3,
                 )
                 delays["time automation"].append(run_seconds(stack.flow_run(run_id)) - BACKSTOP)
 
-                _, run_id = stack.deployment_run(plan_file=chain, max_usd=0.002)
+                _, run_id = stack.deployment_run(goal=CHAIN["goal"], plan_file=chain, max_usd=0.002)
                 end = datetime.fromisoformat(stack.flow_run(run_id)["end_time"])
                 delays["money guard"].append((end - _exceeded_at(stack, run_id)).total_seconds())
             # A run that goes on after its money ran out (the event is sent for it): only
             # the money backstop may stop it, so the time backstop moves out of the way.
             stack.run("goalflow", "setup", "--time-backstop", "600")
             for _ in range(args.runs):
-                _, run_id = stack.deployment_run(watch=False, plan_file=slow)
+                _, run_id = stack.deployment_run(watch=False, goal=SLOW["goal"], plan_file=slow)
                 stack.wait_for_state(run_id, {"RUNNING"})
                 _emit_exceeded(stack, run_id)
                 run = stack.wait_for_state(run_id, {"CANCELLED", "FAILED", "COMPLETED"})

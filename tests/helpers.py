@@ -22,6 +22,8 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from goalflow.core.chat import Message
+from goalflow.core.plan import Plan
+from goalflow.core.report import GoalResult
 from goalflow.core.task import TaskKind, TaskSpec
 from goalflow.errors import StructuredOutputError
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
@@ -337,3 +339,10 @@ async def children(flow_run_id: UUID) -> dict[str, Any]:
         "subflows": {f.name: f for f in subflows},
         "artifacts": {a["key"] or a["description"]: a["data"] for a in response.json()},
     }
+
+
+async def run_plan(plan: Plan, **parameters: Any) -> GoalResult:
+    """``achieve_goal`` on a saved plan, toward the goal it was made for."""
+    from goalflow.orchestration.goal_flow import achieve_goal
+
+    return await achieve_goal(plan.goal, plan=plan, **parameters)

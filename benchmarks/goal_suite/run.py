@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from goalflow import GoalFailedError, GoalResult, achieve_goal
+from goalflow import GoalFailedError, GoalOptions, GoalResult, achieve_goal
+from goalflow.orchestration.parameters import flow_parameters
 
 from .suite import CATEGORIES, Goal
 
@@ -73,13 +74,14 @@ HEADER = (
 
 
 async def run_goal(goal: Goal, *, options: dict[str, Any] | None = None) -> GoalOutcome:
-    """Run ``goal`` with ``achieve_goal`` (``options`` are its parameters: model,
+    """Run ``goal`` with ``achieve_goal`` (``options`` are GoalOptions fields: model,
     reflection, budgets...) and judge its deliverables with the goal's check."""
     started = time.monotonic()
     result: GoalResult | None = None
     error = ""
     try:
-        result = await achieve_goal(goal=goal.text, **(options or {}))
+        parameters = flow_parameters(GoalOptions.given(options or {}))
+        result = await achieve_goal(goal.text, **parameters)
     except GoalFailedError as e:  # stopped, too: it ran, and its result says how far
         result = e.result
     except Exception as e:  # planning gave up, a bug: the suite goes on with the next goal

@@ -1,10 +1,10 @@
 """goalflow's options and settings.
 
 :class:`GoalOptions` is the one description of a goal run's options: the CLI builds
-it from its flags, ``achieve_goal`` from its parameters (each field is a parameter of
-the same name), and :class:`Settings` (the environment, ``GOALFLOW_*`` and
-``OPENAI_*``) gives each field its default. An option set explicitly wins over the
-environment; the environment wins over a saved block
+it from its flags, ``achieve_goal`` from its parameters (a field is a parameter of the
+same name or a field of its ``advanced`` section), and :class:`Settings` (the
+environment, ``GOALFLOW_*`` and ``OPENAI_*``) gives each field its default. An option
+set explicitly wins over the environment; the environment wins over a saved block
 (:func:`goalflow.orchestration.options.resolve_options` is where they meet).
 
 Read when a command or flow starts, never at import time.
@@ -41,7 +41,8 @@ TaskRunnerKind = Literal["threads", "dask", "ray"]
 
 
 class GoalOptions(BaseModel):
-    """The options of one goal run; ``achieve_goal`` has a parameter for each field."""
+    """The options of one goal run; ``achieve_goal`` takes each field as a parameter or
+    in its ``advanced`` section (:mod:`goalflow.orchestration.parameters`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -148,10 +149,6 @@ class GoalOptions(BaseModel):
             raise ConfigError(
                 "the goal's settings cannot work:\n- " + "\n- ".join(describe_validation_error(e))
             ) from e
-
-    def as_parameters(self) -> dict[str, Any]:
-        """The options that were set, as ``achieve_goal``'s parameters."""
-        return self.model_dump(exclude_unset=True)
 
 
 class Settings(BaseSettings, GoalOptions):
@@ -340,7 +337,7 @@ class Settings(BaseSettings, GoalOptions):
 
     def with_options(self, options: GoalOptions) -> Settings:
         """These settings with the options that ``options`` sets explicitly."""
-        return self.model_copy(update=options.as_parameters())
+        return self.model_copy(update=options.model_dump(exclude_unset=True))
 
 
 def _variable(field: str) -> str:

@@ -233,7 +233,7 @@ async def test_an_unusable_edit_pauses_again_with_the_errors(
 async def test_no_decision_within_the_timeout_rejects(llm_server: OpenAITestServer) -> None:
     llm_server.script(is_plan, json.dumps(DIAMOND))
 
-    async with _goal_with_approval(goal=GOAL, approval_timeout=3) as (run, waits):
+    async with _goal_with_approval(goal=GOAL, advanced={"approval_timeout": 3}) as (run, waits):
         run_id, _ = await waits.next_wait(1)
         with pytest.raises(GoalStoppedError) as caught:
             await asyncio.wait_for(run, 60)

@@ -40,7 +40,7 @@ def numbers(llm_server: OpenAITestServer) -> OpenAITestServer:
 async def test_a_code_task_computes_from_an_upstream_output(numbers: OpenAITestServer) -> None:
     numbers.script(_is_program, _program(PRINTS_SUM))
 
-    result = await achieve_goal(goal="Add up some numbers")
+    result = await achieve_goal("Add up some numbers")
 
     assert result.status == "completed"
     assert result.deliverables == {"total": "108"}  # what it printed, from the variable
@@ -62,7 +62,7 @@ async def test_a_failing_program_is_fixed_on_the_next_attempt(numbers: OpenAITes
     numbers.script(_is_program, _program(BROKEN), times=1)
     numbers.script(_is_program, _program(SUMS))
 
-    result = await achieve_goal(goal="Add up some numbers")
+    result = await achieve_goal("Add up some numbers")
 
     assert result.deliverables == {"total": "108"}
     asks = [r for r in numbers.requests if _is_program(r)]
@@ -84,7 +84,7 @@ async def test_a_reviewer_s_doubt_about_a_code_task_s_outputs_is_only_advice(
         json.dumps({"passed": False, "reason": "it is words, not an integer"}),
     )
 
-    result = await achieve_goal(goal="Add up some numbers")
+    result = await achieve_goal("Add up some numbers")
 
     assert result.deliverables == {"total": "one hundred and eight"}
     assert len([r for r in numbers.requests if _is_program(r)]) == 1
@@ -101,7 +101,7 @@ async def test_an_executable_acceptance_check_runs_in_the_sandbox_and_decides(
     llm_server.script(_is_program, _program(PRINTS_WORDS), times=1)
     llm_server.script(_is_program, _program(PRINTS_SUM))
 
-    result = await achieve_goal(goal="Add up some numbers")
+    result = await achieve_goal("Add up some numbers")
 
     assert result.deliverables == {"total": "108"}
     assert not [r for r in llm_server.requests if r.schema_name == "Verdict"]
@@ -120,7 +120,7 @@ async def test_a_program_that_never_works_fails_the_task_with_the_last_reason(
         numbers.script(_is_program, _program(f"import time\ntime.sleep({seconds})"), times=1)
 
     with pytest.raises(GoalFailedError) as caught:
-        await achieve_goal(goal="Add up some numbers")
+        await achieve_goal("Add up some numbers")
 
     error = caught.value.result.tasks[1].error or ""
     # Three identical failures are a stuck signal: the task stops there, with the reason.
@@ -138,7 +138,7 @@ async def test_with_no_engine_code_tasks_fail_saying_how_to_fix_it(
     plan = Plan.from_draft("Add up some numbers", PlanDraft.model_validate(data))
 
     with pytest.raises(GoalFailedError) as caught:
-        await achieve_goal(plan=plan)
+        await achieve_goal(plan.goal, plan=plan)
 
     error = caught.value.result.tasks[0].error or ""
     assert "no sandbox is configured" in error and "goalflow sandbox check" in error

@@ -43,7 +43,7 @@ async def test_diamond_runs_middle_tasks_concurrently_and_passes_outputs_by_name
         lambda r: Reply(content=str(echo_answer(r)), delay=1.0),
     )
 
-    result = await achieve_goal(goal="Write a short report on green tea")
+    result = await achieve_goal("Write a short report on green tea")
 
     assert result.status == "completed"
     pros, cons = (
@@ -99,7 +99,7 @@ async def test_composite_task_runs_as_a_subflow_with_its_subplan(
     llm_server.script(is_plan, json.dumps(plan))
     llm_server.script(lambda r: r.schema_name == "SubPlanDraft", json.dumps(subplan))
 
-    result = await achieve_goal(goal="Write an essay")
+    result = await achieve_goal("Write an essay")
 
     assert result.deliverables == {"essay": "<essay from Write from outline>"}
     assert [t.path for t in result.tasks] == ["brief", "draft", "draft/outline", "draft/write"]
@@ -131,7 +131,7 @@ async def test_the_deliverable_is_the_value_in_the_form_asked_with_each_settleme
         asks_for("TaskAnswer"), json.dumps({"names": "Sure! Here are the names:\nBob\nAda"})
     )
 
-    result = await achieve_goal(goal="Which names are in 'Bob met Ada'? Comma-separated.")
+    result = await achieve_goal("Which names are in 'Bob met Ada'? Comma-separated.")
 
     assert result.status == "completed"
     assert result.deliverables == {"names": "Bob, Ada"}
@@ -148,14 +148,19 @@ async def test_the_deliverable_is_the_value_in_the_form_asked_with_each_settleme
     assert any(line.startswith("settled: deliverable 'names'") for line in settled), settled
 
 
-async def test_saved_plan_runs_without_a_planning_call(llm_server: OpenAITestServer) -> None:
+async def test_saved_plan_runs_toward_the_given_goal_without_a_planning_call(
+    llm_server: OpenAITestServer,
+) -> None:
     plan = Plan.from_draft("Write a short report on green tea", _draft(DIAMOND))
 
-    result = await achieve_goal(plan=plan)
+    result = await achieve_goal("A short report on green tea, for beginners", plan=plan)
 
     assert result.status == "completed"
+    assert result.goal == "A short report on green tea, for beginners"
     assert not [r for r in llm_server.requests if r.schema_name == "PlanDraft"]
     assert len(llm_server.requests) == 4
+    # Each task works toward the goal it was given, not the one the plan was made for.
+    assert all("for beginners" in r.text for r in llm_server.requests)
 
 
 def _draft(data: dict[str, Any]) -> Any:
@@ -174,7 +179,7 @@ async def test_invalid_plans_are_re_asked_with_the_errors_then_the_goal_runs_as_
     }
     llm_server.script(is_plan, json.dumps(cyclic))
 
-    result = await achieve_goal(goal="Go round in circles")
+    result = await achieve_goal("Go round in circles")
 
     plan_requests = [r for r in llm_server.requests if is_plan(r)]
     assert len(plan_requests) == 3
@@ -193,7 +198,7 @@ async def test_an_invalid_plan_corrected_on_re_ask_is_run(llm_server: OpenAITest
     llm_server.script(is_plan, json.dumps(ghost), times=1)
     llm_server.script(is_plan, json.dumps(DIAMOND))
 
-    result = await achieve_goal(goal="Write a short report on green tea")
+    result = await achieve_goal("Write a short report on green tea")
 
     assert result.status == "completed"
     second = [r for r in llm_server.requests if is_plan(r)][1]
@@ -219,7 +224,7 @@ async def test_failed_task_fails_its_dependants_and_independent_branches_go_on(
     )
 
     with pytest.raises(GoalFailedError) as caught:
-        await achieve_goal(goal="Two branches")
+        await achieve_goal("Two branches")
 
     result = caught.value.result
     by_path = {t.path: t for t in result.tasks}
@@ -248,7 +253,7 @@ async def test_rejected_answer_is_retried_with_the_reviewers_reason(
         times=1,
     )
 
-    result = await achieve_goal(goal="A poem")
+    result = await achieve_goal("A poem")
 
     asks = [r for r in llm_server.requests if r.schema_name == "TaskAnswer"]
     assert result.status == "completed"
@@ -272,7 +277,7 @@ async def test_code_task_without_sandbox_fails_with_a_clear_reason(
 
     with pytest.raises(GoalFailedError) as caught:
         # Without reflection: with it, the failure is a stall worth one reflection call.
-        await achieve_goal(plan=plan, reflection=False)
+        await achieve_goal(plan.goal, plan=plan, advanced={"reflection": False})
 
     assert "no sandbox is configured" in (caught.value.result.tasks[0].error or "")
     assert not llm_server.requests  # no model call was paid for
@@ -285,7 +290,7 @@ async def test_invalid_saved_plan_is_refused_before_any_model_call(
     plan = Plan.from_draft("Broken", _draft(data))
 
     with pytest.raises(PlanFileError, match="deliverable 'missing' is not produced"):
-        await achieve_goal(plan=plan)
+        await achieve_goal(plan.goal, plan=plan)
 
     assert not llm_server.requests
 
@@ -308,7 +313,7 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
             prices={"test-model": Price(input=1.0, output=2.0)},
         ).asave("test-endpoint", overwrite=True)
 
-        result = await achieve_goal(goal="Report on tea", llm_block="test-endpoint")
+        result = await achieve_goal("Report on tea", advanced={"llm_block": "test-endpoint"})
 
     assert result.status == "completed"
     usage = result.usage
@@ -319,7 +324,7 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
 
 async def test_missing_llm_provider_block_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no LLMProvider block named 'nope'"):
-        await achieve_goal(goal="Anything", llm_block="nope")
+        await achieve_goal("Anything", advanced={"llm_block": "nope"})
 
 
 async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_step(
@@ -335,7 +340,7 @@ async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_step(
     broken = {"tasks": [task("outline", "Make outline", [], ["outline"])]}
     llm_server.script(lambda r: r.schema_name == "SubPlanDraft", json.dumps(broken))
 
-    result = await achieve_goal(goal="Write an essay")
+    result = await achieve_goal("Write an essay")
 
     assert len([r for r in llm_server.requests if r.schema_name == "SubPlanDraft"]) == 3
     assert result.status == "completed"
@@ -349,7 +354,7 @@ async def test_a_plan_over_the_artifact_limit_logs_each_output_on_its_task_run(
     monkeypatch.setenv("GOALFLOW_OUTPUT_ARTIFACTS", "3")  # DIAMOND has 4 leaf tasks
     llm_server.script(is_plan, json.dumps(DIAMOND))
 
-    result = await achieve_goal(goal="Write a short report on green tea")
+    result = await achieve_goal("Write a short report on green tea")
 
     assert result.status == "completed"
     seen = await children(UUID(result.flow_run_id))

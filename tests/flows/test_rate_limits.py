@@ -13,11 +13,10 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogHandler
 
 from goalflow.errors import ConfigError, GoalFailedError, GoalStoppedError
-from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.orchestration.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
-from tests.helpers import TEST_KEY, echo_answer
+from tests.helpers import TEST_KEY, echo_answer, run_plan
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -49,7 +48,7 @@ async def test_a_hundred_tasks_at_60_per_minute_finish_with_no_429(
     monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", "60")
     started = time.monotonic()
 
-    result = await achieve_goal(plan=layered_plan(100))
+    result = await run_plan(layered_plan(100))
 
     assert result.status == "completed"
     assert sum(t.status == "completed" for t in result.tasks) == 100
@@ -78,7 +77,7 @@ async def test_a_wide_plan_at_a_per_second_limit_it_was_told_loses_no_task(
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         started = time.monotonic()
 
-        result = await achieve_goal(plan=layered_plan(120))
+        result = await run_plan(layered_plan(120))
 
     assert result.status == "completed"
     assert server.stats.completed == 120
@@ -92,7 +91,7 @@ async def test_a_limit_announced_only_in_the_answers_is_learned(
     with _per_second_server(monkeypatch, latency=0.5) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
 
-        result = await achieve_goal(plan=layered_plan(120), concurrency=120)
+        result = await run_plan(layered_plan(120), advanced={"concurrency": 120})
 
     # All 120 ready at once: a slow start finds the limit by its first 429s (whose
     # headers announce it), not by sending 120 requests into a bucket of 10.
@@ -108,7 +107,7 @@ async def test_the_calls_refused_by_one_429_burst_try_again_spread_out(
         lambda r: True, Reply(status=429, error_message="busy", retry_after=1), times=8
     )
 
-    result = await achieve_goal(plan=layered_plan(8), concurrency=8)
+    result = await run_plan(layered_plan(8), advanced={"concurrency": 8})
 
     assert result.status == "completed"
     retried = sorted(r.received_at for r in llm_server.requests[8:])
@@ -121,7 +120,7 @@ async def test_a_transient_server_error_on_the_first_call_keeps_json_schema(
 ) -> None:
     llm_server.script(lambda r: True, Reply(status=500, error_message="try again"), times=1)
 
-    result = await achieve_goal(plan=layered_plan(3), concurrency=1)
+    result = await run_plan(layered_plan(3), advanced={"concurrency": 1})
 
     assert result.status == "completed"
     formats = [(r.response_format or {}).get("type") for r in llm_server.requests]
@@ -135,7 +134,7 @@ async def test_an_hour_long_retry_after_ends_at_the_time_budget_naming_the_rate_
     started = time.monotonic()
 
     with pytest.raises(GoalStoppedError) as stopped:
-        await achieve_goal(plan=layered_plan(2), max_seconds=8)
+        await run_plan(layered_plan(2), max_seconds=8)
 
     assert time.monotonic() - started < 30  # not an hour, nor the patience
     assert "time budget of 8 s ran out" in str(stopped.value)
@@ -160,7 +159,7 @@ async def test_a_server_that_always_answers_429_fails_the_goal_at_the_patience(
     started = time.monotonic()
 
     with pytest.raises(GoalFailedError, match="kept rate-limiting") as failure:
-        await achieve_goal(plan=layered_plan(3))
+        await run_plan(layered_plan(3))
 
     assert 2.0 <= time.monotonic() - started < 30  # Retry-After pauses, up to the patience
     # Each task tried again (no retries configured), until the next wait would pass 3 s.
@@ -172,7 +171,7 @@ async def test_a_server_that_always_answers_429_fails_the_goal_at_the_patience(
 async def test_many_composite_tasks_start_as_subflows_on_sqlite_without_503(
     llm_server: OpenAITestServer,
 ) -> None:
-    result = await achieve_goal(plan=layered_plan(2, composites=16), concurrency=32)
+    result = await run_plan(layered_plan(2, composites=16), advanced={"concurrency": 32})
 
     assert result.status == "completed"
     assert llm_server.stats.completed == 2 + 16 * 2

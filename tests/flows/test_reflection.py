@@ -13,13 +13,13 @@ from prefect.client.orchestration import get_client
 
 from goalflow.core.plan import Plan, PlanDraft
 from goalflow.errors import GoalStoppedError
-from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.orchestration.reflector import reflect
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
 from tests.helpers import (
     asks_for,
     children,
     echo_answer,
+    run_plan,
     task,
     task_requests,
     wait_for,
@@ -107,7 +107,7 @@ async def test_a_task_failing_identically_is_caught_and_revised_and_finished_wor
         times=1,
     )
 
-    result = await achieve_goal(plan=_plan(CHAIN), stuck_repeats=3, reflect_every_tasks=10)
+    result = await run_plan(_plan(CHAIN), advanced={"stuck_repeats": 3, "reflect_every_tasks": 10})
 
     assert result.status == "completed"
     assert result.deliverables == {"report": "<report from Write report>"}
@@ -173,7 +173,7 @@ async def test_outputs_drifting_off_the_goal_stop_the_run_as_off_topic(
     )
 
     with pytest.raises(GoalStoppedError) as caught:
-        await achieve_goal(plan=_plan(CHAIN), reflect_every_tasks=2)
+        await run_plan(_plan(CHAIN), advanced={"reflect_every_tasks": 2})
 
     result = caught.value.result
     assert result.status == "stopped"
@@ -204,7 +204,7 @@ async def test_answers_that_are_not_json_are_retried_on_tasks_and_reflections_al
         _is_reflection, Reply(raw_body='{"choices": [', raw_type="application/json"), times=1
     )
 
-    result = await achieve_goal(plan=_plan(CHAIN), reflect_every_tasks=1)
+    result = await run_plan(_plan(CHAIN), advanced={"reflect_every_tasks": 1})
 
     assert result.status == "completed"  # neither took the goal down
     assert len(task_requests(llm_server, "Gather facts")) == 2
@@ -225,7 +225,7 @@ async def test_an_invalid_patch_is_rejected_with_the_reason_and_the_run_goes_on(
         _is_reflection, _verdict("revise", "the report is not needed", drop_the_deliverable)
     )
 
-    result = await achieve_goal(plan=_plan(CHAIN), reflect_every_tasks=1, max_revisions=2)
+    result = await run_plan(_plan(CHAIN), advanced={"reflect_every_tasks": 1, "max_revisions": 2})
 
     assert result.status == "completed"
     assert result.deliverables == {"report": "<report from Write report>"}
@@ -247,7 +247,7 @@ async def test_reflection_that_does_not_fit_the_money_budget_is_skipped_and_repo
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
 
     # A task call holds ~$0.0015 at worst, a reflection (schema and plan) far more.
-    result = await achieve_goal(plan=_plan(CHAIN), reflect_every_tasks=1, max_usd=0.005)
+    result = await run_plan(_plan(CHAIN), max_usd=0.005, advanced={"reflect_every_tasks": 1})
 
     assert result.status == "completed"
     assert not [r for r in llm_server.requests if _is_reflection(r)]
@@ -270,7 +270,7 @@ async def test_the_reflect_flow_asks_a_running_goal_which_reflects_at_once(
         _verdict("stuck", "every task has hung for minutes"),
     )
     goal = f"Hang {time.time()}"
-    running = asyncio.create_task(achieve_goal(plan=_plan(CHAIN, goal)))
+    running = asyncio.create_task(run_plan(_plan(CHAIN, goal)))
     flow_run_id = await wait_for_run(f"goal: {goal}")
     await wait_for(lambda: any(r.schema_name == "TaskAnswer" for r in llm_server.requests))
 

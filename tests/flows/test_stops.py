@@ -21,7 +21,7 @@ from goalflow.core.plan import Plan, PlanDraft
 from goalflow.errors import GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.helpers import asks_for, echo_answer, task, wait_for, wait_for_run
+from tests.helpers import asks_for, echo_answer, run_plan, task, wait_for, wait_for_run
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -81,7 +81,7 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     budget = 0.0012
 
     with pytest.raises(GoalStoppedError) as caught:
-        await achieve_goal(plan=_wide_plan("Wide goal"), max_usd=budget, concurrency=1)
+        await run_plan(_wide_plan("Wide goal"), max_usd=budget, advanced={"concurrency": 1})
 
     result = caught.value.result
     assert result.status == "stopped"
@@ -114,7 +114,7 @@ async def test_a_budget_that_pays_for_the_goal_finishes_it_however_much_is_in_fl
     # hold $0.009. They wait for each other's settlements instead of stopping the goal.
     budget = 0.004
 
-    result = await achieve_goal(plan=_wide_plan("Paid for"), max_usd=budget, concurrency=6)
+    result = await run_plan(_wide_plan("Paid for"), max_usd=budget, advanced={"concurrency": 6})
 
     assert result.status == "completed" and "summary" in result.deliverables
     assert result.usage.calls == 7 and result.usage.cost_usd <= budget
@@ -126,7 +126,7 @@ async def test_a_budget_below_one_planning_call_fails_without_a_model_call(
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
 
     with pytest.raises(GoalStoppedError, match=r"money budget of \$1e-05 cannot cover"):
-        await achieve_goal(goal="Anything", max_usd=0.00001)
+        await achieve_goal("Anything", max_usd=0.00001)
 
     assert not llm_server.requests
 
@@ -137,7 +137,7 @@ async def test_money_budget_with_an_unpriced_model_is_refused(
     from goalflow.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no price is known for model 'test-model'"):
-        await achieve_goal(goal="Anything", max_usd=1.0)
+        await achieve_goal("Anything", max_usd=1.0)
 
     assert not llm_server.requests
 
@@ -150,7 +150,7 @@ async def test_time_budget_stops_the_goal_and_keeps_finished_results(
     started = time.monotonic()
 
     with pytest.raises(GoalStoppedError) as caught:
-        await achieve_goal(plan=_wide_plan("Slow goal"), max_seconds=3, concurrency=6)
+        await run_plan(_wide_plan("Slow goal"), max_seconds=3, advanced={"concurrency": 6})
 
     assert time.monotonic() - started < 10
     result = caught.value.result
@@ -168,7 +168,7 @@ async def test_a_directly_started_goal_obeys_prefect_flow_run_cancel(
 ) -> None:
     llm_server.script(asks_for("TaskAnswer"), _slow(60))
     goal = f"Cancel me {time.time()}"
-    running = asyncio.create_task(achieve_goal(plan=_wide_plan(goal), concurrency=6))
+    running = asyncio.create_task(run_plan(_wide_plan(goal), advanced={"concurrency": 6}))
     flow_run_id = await wait_for_run(f"goal: {goal}")
     await wait_for(lambda: len(llm_server.requests) >= 6)
 

@@ -26,7 +26,7 @@ from goalflow.errors import GoalFailedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
-from tests.helpers import asked_tasks, asks_for, echo_answer
+from tests.helpers import asked_tasks, asks_for, echo_answer, run_plan
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -53,11 +53,11 @@ async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not
     llm_server: OpenAITestServer,
 ) -> None:
     plan = layered_plan(6, 2)
-    first = await achieve_goal(plan=plan)
+    first = await achieve_goal(plan.goal, plan=plan)
     assert len(asked_tasks(llm_server)) == 6
 
     llm_server.reset()
-    again = await achieve_goal(plan=plan)
+    again = await achieve_goal(plan.goal, plan=plan)
 
     assert asked_tasks(llm_server) == []  # nothing paid twice
     assert again.deliverables == first.deliverables
@@ -67,19 +67,19 @@ async def test_the_same_plan_again_reuses_every_result_and_changed_inputs_do_not
     assert again.message.endswith("(6 from the task cache of an earlier run)")
 
     llm_server.reset()
-    fresh = await achieve_goal(plan=plan, fresh=True)
+    fresh = await achieve_goal(plan.goal, plan=plan, advanced={"fresh": True})
     assert len(asked_tasks(llm_server)) == 6  # --fresh: every task is asked again
     assert not any(t.cached for t in fresh.tasks)
 
     llm_server.reset()
     reseeded = plan.model_copy(update={"inputs": {"seed": "another seed"}})
-    await achieve_goal(plan=reseeded)
+    await achieve_goal(reseeded.goal, plan=reseeded)
     # The first layer reads the seed and runs again; it answers as before (the test
     # server echoes names, not values), so the second layer's inputs are unchanged.
     assert sorted(asked_tasks(llm_server)) == ["step t0_0", "step t0_1", "step t0_2"]
 
     llm_server.reset()
-    await achieve_goal(plan=plan, task_cache=False)
+    await achieve_goal(plan.goal, plan=plan, advanced={"task_cache": False})
     assert len(asked_tasks(llm_server)) == 6
 
 
@@ -93,10 +93,10 @@ async def test_a_failed_task_is_not_cached_and_runs_again_with_its_dependants(
     )
     plan = layered_plan(6, 2)  # t1_0 and t1_1 read t0_1's output; t1_2 does not
     with pytest.raises(GoalFailedError):
-        await achieve_goal(plan=plan)
+        await achieve_goal(plan.goal, plan=plan)
 
     llm_server.reset()
-    result = await achieve_goal(plan=plan)
+    result = await achieve_goal(plan.goal, plan=plan)
 
     assert result.status == "completed"
     assert sorted(asked_tasks(llm_server)) == ["step t0_1", "step t1_0", "step t1_1"]
@@ -117,10 +117,10 @@ async def test_a_task_marked_completed_keeps_its_result_even_if_the_commit_never
     plan = layered_plan(4, 2)
     with monkeypatch.context() as patched:
         patched.setattr(AsyncTransaction, "commit", killed_before_writing)
-        await achieve_goal(plan=plan)
+        await achieve_goal(plan.goal, plan=plan)
 
     llm_server.reset()
-    again = await achieve_goal(plan=plan)
+    again = await achieve_goal(plan.goal, plan=plan)
 
     assert asked_tasks(llm_server) == []
     assert set((await _task_run_states(UUID(again.flow_run_id))).values()) == {"Cached"}
@@ -158,7 +158,7 @@ async def test_a_run_killed_mid_way_is_resumed_without_paying_for_finished_tasks
     assert 4 <= len(finished) < 12
 
     llm_server.reset()
-    result = await achieve_goal(plan=layered_plan(12, 3), concurrency=2)
+    result = await run_plan(layered_plan(12, 3), advanced={"concurrency": 2})
 
     assert result.status == "completed"
     asked = set(asked_tasks(llm_server))

@@ -31,7 +31,7 @@ from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.settings import Settings, TaskRunnerKind
 from goalflow.testing import OpenAITestServer
 from goalflow.testing.plans import layered_plan
-from tests.helpers import TEST_KEY, echo_answer, task_requests
+from tests.helpers import TEST_KEY, echo_answer, run_plan, task_requests
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -84,7 +84,9 @@ async def test_an_unreachable_cluster_fails_before_planning_spends_anything(
     started = time.monotonic()
 
     with pytest.raises(RunnerUnreachableError, match=re.escape(address)) as caught:
-        await achieve_goal(goal="Write a haiku", task_runner=kind, runner_address=address)
+        await achieve_goal(
+            "Write a haiku", advanced={"task_runner": kind, "runner_address": address}
+        )
 
     assert "nothing was planned or spent" in str(caught.value)
     assert llm_server.requests == []  # not even the planning call
@@ -98,7 +100,11 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     started = time.monotonic()
 
     # Reflection off: every call counted here is a leaf task's, made on a worker.
-    result = await achieve_goal(plan=plan, task_runner=kind, concurrency=4, reflection=False)
+    result = await achieve_goal(
+        plan.goal,
+        plan=plan,
+        advanced={"task_runner": kind, "concurrency": 4, "reflection": False},
+    )
 
     assert result.status == "completed"
     assert result.deliverables == {
@@ -124,13 +130,15 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     # spends ~$0.1, one at a time: the budget stops the goal after a few calls.
     budget = 2.5
     with pytest.raises(GoalStoppedError, match="money budget") as stopped:
-        await achieve_goal(
-            plan=layered_plan(12, 3),
-            task_runner=kind,
-            concurrency=1,
-            reflection=False,
+        await run_plan(
+            layered_plan(12, 3),
             max_usd=budget,
-            task_cache=False,
+            advanced={
+                "task_runner": kind,
+                "concurrency": 1,
+                "reflection": False,
+                "task_cache": False,
+            },
         )
 
     usage = stopped.value.result.usage

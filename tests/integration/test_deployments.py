@@ -115,7 +115,9 @@ def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
     plan_file.write_text(json.dumps(wide))
 
     # A few tasks fit (~$0.0002 each; ~$0.00076 held at the least), not all seven.
-    code, flow_run_id = stack.deployment_run(plan_file=plan_file, max_usd=0.0012, concurrency=1)
+    code, flow_run_id = stack.deployment_run(
+        goal=wide["goal"], plan_file=plan_file, max_usd=0.0012, advanced={"concurrency": 1}
+    )
 
     assert code != 0
     state = stack.flow_run(flow_run_id)["state"]
@@ -187,14 +189,17 @@ def test_a_parameter_that_cannot_work_is_refused_when_the_run_is_created(
 ) -> None:
     before = len(stack.flow_runs("achieve-goal"))
 
-    done = stack.run(
-        "prefect", "deployment", "run", "achieve-goal/goal",
-        "--param", "goal=Anything", "--param", "concurrency=0",
-    )  # fmt: skip
+    said = []
+    for params in (["goal=Anything", 'advanced={"concurrency": 0}'], ["max_usd=1"]):
+        done = stack.run(
+            "prefect", "deployment", "run", "achieve-goal/goal",
+            *(arg for param in params for arg in ("--param", param)),
+        )  # fmt: skip
+        assert done.returncode != 0
+        said.append(" ".join((done.stdout + done.stderr).split()))
 
-    said = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode != 0
-    assert "'concurrency'. Failure reason: 0 is less than the minimum of 1" in said, said
+    assert "'advanced.concurrency'. Failure reason: 0 is less than the minimum of 1" in said[0]
+    assert "'goal' is a required property" in said[1], said[1]
     assert len(stack.flow_runs("achieve-goal")) == before  # no run was created
 
 

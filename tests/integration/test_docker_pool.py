@@ -156,7 +156,7 @@ def test_a_goal_runs_to_completion_inside_a_runner_container(stack: DeploymentSt
         # Kept after the run (the deployment removes it) so that it can be inspected.
         job_variables={"auto_remove": False, "env": {"GOALFLOW_SANDBOX": "off"}},
         goal="Write a short report on green tea",
-        llm_block="test-llm",
+        advanced={"llm_block": "test-llm"},
     )
     run = stack.flow_run(flow_run_id)
     # The Docker worker records "<engine>:<container id>" as the run's infrastructure.
@@ -211,8 +211,7 @@ def test_code_tasks_of_a_containerised_goal_run_through_the_configured_docker_ho
     code, flow_run_id = stack.deployment_run(
         "achieve-goal/goal-docker",
         goal="Add up some numbers",
-        llm_block="test-llm",
-        sandbox_block="engine-over-tcp",
+        advanced={"llm_block": "test-llm", "sandbox_block": "engine-over-tcp"},
     )
 
     assert code == 0 and stack.flow_run(flow_run_id)["state"]["type"] == "COMPLETED"

@@ -54,7 +54,8 @@ def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
     llm: OpenAITestServer, tmp_path: Path
 ) -> None:
     plan_file = tmp_path / "plan.json"
-    plan_file.write_text(layered_plan(12, 3).model_dump_json())
+    plan = layered_plan(12, 3)
+    plan_file.write_text(plan.model_dump_json())
     worker_env = {
         "OPENAI_BASE_URL": llm.base_url,
         "OPENAI_API_KEY": TEST_KEY,
@@ -63,7 +64,9 @@ def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
         "GOALFLOW_PRICES": json.dumps({"test-model": {"input": 1, "output": 1}}),
     }
     with DeploymentStack(ROOT, worker_env) as stack:
-        _, first = stack.deployment_run(watch=False, plan_file=plan_file, concurrency=2)
+        _, first = stack.deployment_run(
+            watch=False, goal=plan.goal, plan_file=plan_file, advanced={"concurrency": 2}
+        )
         deadline = time.monotonic() + 120
         while llm.stats.completed < 5:  # the first layer and a bit of the second
             assert time.monotonic() < deadline, "the run never got going"
@@ -81,7 +84,9 @@ def test_a_killed_run_is_crashed_and_its_rerun_reuses_finished_tasks(
         }
         asked_before = set(asked_tasks(llm))
         llm.reset()
-        code, second = stack.deployment_run(plan_file=plan_file, concurrency=2)
+        code, second = stack.deployment_run(
+            goal=plan.goal, plan_file=plan_file, advanced={"concurrency": 2}
+        )
 
         assert code == 0, stack.flow_run(second)["state"]
         report = stack.report(second)

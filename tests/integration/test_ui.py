@@ -94,7 +94,7 @@ def stack() -> Iterator[DeploymentStack]:
 @pytest.fixture(scope="module")
 def flow_run_id(stack: DeploymentStack) -> str:
     # Reflection off: the run's task runs are exactly the plan's (no `reflect:` run).
-    code, flow_run_id = stack.deployment_run(goal=GOAL, reflection="false")
+    code, flow_run_id = stack.deployment_run(goal=GOAL, advanced={"reflection": False})
     assert code == 0, stack.flow_run(flow_run_id)["state"]
     return flow_run_id
 
@@ -285,10 +285,18 @@ def test_the_run_form_describes_every_parameter_and_the_final_message_shows_the_
 
     ui.driver.get(f"{ui.base_url}/deployments/deployment/{run['deployment_id']}/run")
     form = ui.text_shows(
-        "the custom run form with each parameter's description",
+        "the custom run form with each parameter's description, the advanced section last",
         "What you want done, in plain words",
         "Money budget of one goal in USD",
+        "advanced (Optional)",
+        "Tasks running at once",
     )
+    lines = form.splitlines()
 
-    assert form.index("What you want done") < form.index("Money budget")  # the goal first
+    # The goal first, and required: the only parameter not marked "(Optional)".
+    assert lines[lines.index("Parameters") + 1] == "goal"
+    assert [line for line in lines if line in {"goal", "goal (Optional)"}] == ["goal"]
+    # The less common options inside the advanced section, as plain inputs.
+    assert form.index("advanced (Optional)") < form.index("Concurrency (Optional)")
+    assert "by default 2" in form  # max_depth's default, said where the field is empty
     _assert_png(ui.screenshot("goal-run-form"))

@@ -1,10 +1,11 @@
-"""One description of a goal run's options: the flow's parameters, the CLI and the
-environment all go through GoalOptions."""
+"""One description of a goal run's options: the flow's parameters (and its run form),
+the CLI and the environment all go through GoalOptions."""
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.exceptions import ParameterTypeError
@@ -12,17 +13,38 @@ from prefect.utilities.callables import parameter_schema
 
 from goalflow.errors import ConfigError
 from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.orchestration.parameters import (
+    FORM_OPTIONS,
+    AdvancedOptions,
+    flow_parameters,
+    given_options,
+)
 from goalflow.settings import GoalOptions, Settings
 
 
-def test_the_flow_has_a_parameter_for_each_option_and_nothing_else() -> None:
-    parameters = set(inspect.signature(achieve_goal.fn).parameters)
+def _schema() -> dict[str, Any]:
+    return parameter_schema(achieve_goal).model_dump()
 
-    assert parameters == {"goal", "plan", "plan_file"} | set(GoalOptions.model_fields)
+
+def test_the_flow_takes_each_option_once_the_less_common_ones_in_one_section() -> None:
+    parameters = set(inspect.signature(achieve_goal.fn).parameters)
+    advanced = set(_schema()["definitions"]["AdvancedOptions"]["properties"])
+
+    assert parameters == {"goal", "plan_file", "plan", *FORM_OPTIONS, "advanced"}
+    assert advanced == set(GoalOptions.model_fields) - set(FORM_OPTIONS)
+
+
+def test_the_goal_is_required_and_first_in_the_run_form() -> None:
+    schema = _schema()
+
+    assert schema["required"] == ["goal"]
+    assert schema["properties"]["goal"]["position"] == 0
+    assert schema["properties"]["goal"]["minLength"] == 1
 
 
 def test_every_constraint_of_an_option_is_in_the_flows_parameter_schema() -> None:
-    schema = parameter_schema(achieve_goal).model_dump()["properties"]
+    schema = _schema()
+    advanced = schema["definitions"]["AdvancedOptions"]["properties"]
 
     for name, field in GoalOptions.model_fields.items():
         limits = {
@@ -32,23 +54,61 @@ def test_every_constraint_of_an_option_is_in_the_flows_parameter_schema() -> Non
             if hasattr(rule, attr)
         }
         # What a deployment run is checked against when it is created (UI, CLI, API).
-        assert limits.items() <= schema[name]["anyOf"][0].items(), name
+        shown = advanced[name] if name in advanced else schema["properties"][name]["anyOf"][0]
+        assert limits.items() <= shown.items(), name
+
+
+def test_an_empty_field_of_the_advanced_section_is_an_input_that_sends_nothing() -> None:
+    advanced = _schema()["definitions"]["AdvancedOptions"]["properties"]
+
+    # A plain input, no switch to "None" and no null default the form would send back.
+    assert advanced["concurrency"] == {
+        "type": "integer",
+        "minimum": 1,
+        "title": "Concurrency",
+        "description": GoalOptions.model_fields["concurrency"].description,
+    }
+    assert "by default 2" in advanced["max_depth"]["description"]
+    # A yes/no option keeps its "None" (a switch left alone would send "no").
+    assert {"type": "null"} in advanced["reflection"]["anyOf"]
+    assert AdvancedOptions(concurrency=2).model_dump() == {"concurrency": 2}
 
 
 def test_every_parameter_of_the_run_form_says_what_it_is() -> None:
-    schema = parameter_schema(achieve_goal).model_dump()["properties"]
+    schema = _schema()
+    advanced = schema["definitions"]["AdvancedOptions"]["properties"]
 
-    assert set(schema) == set(inspect.signature(achieve_goal.fn).parameters)
-    assert all(schema[name].get("description") for name in schema)
+    assert set(schema["properties"]) == set(inspect.signature(achieve_goal.fn).parameters)
+    assert all(field.get("description") for field in schema["properties"].values())
+    assert all(field.get("description") for field in advanced.values())
     # An option's words are the ones the CLI and the settings show.
     description = GoalOptions.model_fields["max_usd"].description or ""
-    assert schema["max_usd"]["description"] == " ".join(description.split())
+    assert schema["properties"]["max_usd"]["description"] == " ".join(description.split())
 
 
-@pytest.mark.parametrize(("name", "value"), [("concurrency", 0), ("max_depth", 6)])
-def test_a_flow_run_with_a_parameter_an_option_refuses_is_refused(name: str, value: int) -> None:
-    with pytest.raises(ParameterTypeError, match=name):
-        achieve_goal.validate_parameters({"goal": "x", name: value})
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        ({"goal": "x", "advanced": {"concurrency": 0}}, "concurrency"),
+        ({"goal": "x", "advanced": {"max_depth": 6}}, "max_depth"),
+        ({"goal": "x", "max_usd": 0}, "max_usd"),
+        ({"goal": ""}, "goal"),
+    ],
+)
+def test_a_flow_run_with_a_parameter_an_option_refuses_is_refused(
+    parameters: dict[str, Any], refused: str
+) -> None:
+    with pytest.raises(ParameterTypeError, match=refused):
+        achieve_goal.validate_parameters(parameters)
+
+
+def test_the_options_a_caller_set_become_the_flows_parameters_and_back() -> None:
+    options = GoalOptions.given({"max_usd": 1.0, "concurrency": 3, "model": None})
+    parameters = flow_parameters(options)
+
+    assert parameters == {"max_usd": 1.0, "advanced": {"concurrency": 3}}
+    section = AdvancedOptions(**parameters.pop("advanced"))
+    assert given_options(section, **parameters) == options
 
 
 def test_every_option_is_a_setting_with_an_environment_variable(
@@ -73,7 +133,6 @@ def test_an_option_set_explicitly_wins_over_the_environment_and_unset_ones_do_no
 
     assert merged.max_usd == 1.0  # given
     assert merged.max_depth == 1  # None means unset: the environment's stays
-    assert GoalOptions.given({"max_usd": 1.0}).as_parameters() == {"max_usd": 1.0}
 
 
 def test_an_option_that_cannot_work_is_a_config_error_naming_it() -> None:

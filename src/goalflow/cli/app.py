@@ -156,6 +156,7 @@ def run(
     from goalflow.orchestration.goal_flow import achieve_goal
     from goalflow.orchestration.guard import RunGuard
     from goalflow.orchestration.inputs import check_goal, load_plan, read_goal
+    from goalflow.orchestration.parameters import flow_parameters
     from goalflow.settings import GoalOptions, Settings
 
     try:
@@ -182,14 +183,13 @@ def run(
         )
         settings = Settings.load()  # a variable that cannot work is said before the rest
         saved = load_plan(plan, max_tasks=settings.max_tasks) if plan else None
-        if saved is None:
-            goal = check_goal(goal or "")
+        goal = saved.goal if saved else check_goal(goal or "")
         with prefect_api(settings.server_port) as local, ProgressView(err) as progress:
             if local:
                 progress.step(f"Prefect server: {local} (UI: {local[:-4]})")
             with observe(progress):
                 result: GoalResult = asyncio.run(
-                    achieve_goal(goal=goal or "", plan=saved, **options.as_parameters())
+                    achieve_goal(goal, plan=saved, **flow_parameters(options))
                 )
     except GoalFailedError as e:
         result = e.result

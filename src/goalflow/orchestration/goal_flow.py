@@ -1,8 +1,10 @@
 """The goal flow: ``achieve_goal`` reads its parameters, builds a goal run, awaits it.
 
-Each parameter but ``goal``, ``plan`` and ``plan_file`` is a field of
-:class:`~goalflow.settings.GoalOptions`; unset ones come from the environment, then the
-blocks they name (:func:`~goalflow.orchestration.options.resolve_options`). The run
+The goal is required; a saved plan (``plan_file`` or ``plan``) runs toward it instead
+of a new plan. Every other parameter, and every field of the ``advanced`` section, is a
+field of :class:`~goalflow.settings.GoalOptions`
+(:mod:`~goalflow.orchestration.parameters`); unset ones come from the environment, then
+the blocks they name (:func:`~goalflow.orchestration.options.resolve_options`). The run
 itself is :class:`~goalflow.orchestration.goal_run.GoalRun`. A goal that did not
 produce every deliverable raises :class:`~goalflow.errors.GoalFailedError` (stopped:
 :class:`~goalflow.errors.GoalStoppedError`) to its caller, and its flow run ends Failed
@@ -21,6 +23,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
+from pydantic import Field
 
 from goalflow.core.plan import Plan
 from goalflow.core.progress import current_observer
@@ -29,84 +32,58 @@ from goalflow.errors import GoalFailedError, GoalflowError
 from goalflow.orchestration.goal_run import GoalRun
 from goalflow.orchestration.inputs import given_plan
 from goalflow.orchestration.options import resolve_options
+from goalflow.orchestration.parameters import FORM_OPTIONS, AdvancedOptions, given_options
 from goalflow.settings import GoalOptions
 
 __all__ = ["achieve_goal"]
 
 
 def _checked(name: str, kind: Any) -> Any:
-    """``kind`` with the constraints of the GoalOptions field ``name`` (``ge=1``, ...):
+    """``kind`` with the constraints of the GoalOptions field ``name`` (``gt=0``, ...):
     Prefect writes them into the deployment's parameter schema, so a run that breaks
     one is refused when it is created, with the reason, instead of failing later."""
     return Annotated[(kind, *GoalOptions.model_fields[name].metadata)]
 
 
 if TYPE_CHECKING:  # the plain types; at run time, the same with their constraints
-    _Concurrency = int | None
-    _MaxDepth = int | None
+    _Goal = str
     _MaxUsd = float | None
     _MaxSeconds = float | None
-    _ApprovalTimeout = float | None
-    _ReflectEveryTasks = int | None
-    _ReflectEverySeconds = float | None
-    _StuckRepeats = int | None
-    _MaxRevisions = int | None
 else:
-    _Concurrency = _checked("concurrency", int | None)
-    _MaxDepth = _checked("max_depth", int | None)
+    _Goal = Annotated[str, Field(min_length=1)]
     _MaxUsd = _checked("max_usd", float | None)
     _MaxSeconds = _checked("max_seconds", float | None)
-    _ApprovalTimeout = _checked("approval_timeout", float | None)
-    _ReflectEveryTasks = _checked("reflect_every_tasks", int | None)
-    _ReflectEverySeconds = _checked("reflect_every_seconds", float | None)
-    _StuckRepeats = _checked("stuck_repeats", int | None)
-    _MaxRevisions = _checked("max_revisions", int | None)
 
 
 def _goal_run_name() -> str:
-    parameters: dict[str, Any] = flow_run.get_parameters()
-    goal = parameters.get("goal") or ""
-    plan = parameters.get("plan")
-    if not goal and parameters.get("plan_file"):
-        goal = f"plan {parameters['plan_file']}"
-    if not goal and plan is not None:
-        goal = plan.goal if isinstance(plan, Plan) else dict(plan).get("goal", "")
-    return "goal: " + textwrap.shorten(str(goal), width=60, placeholder="…")
+    goal = str(flow_run.get_parameters().get("goal") or "")
+    return "goal: " + textwrap.shorten(goal, width=60, placeholder="…")
 
 
 @flow(name="achieve-goal", flow_run_name=_goal_run_name, log_prints=False)
 async def achieve_goal(
-    goal: str = "",
-    plan: Plan | None = None,
+    goal: _Goal,
     plan_file: str | None = None,
+    plan: Plan | None = None,
     model: str | None = None,
-    concurrency: _Concurrency = None,
-    max_depth: _MaxDepth = None,
     max_usd: _MaxUsd = None,
     max_seconds: _MaxSeconds = None,
-    budget_block: str | None = None,
-    llm_block: str | None = None,
-    sandbox_block: str | None = None,
     approve: bool | None = None,
-    approval_timeout: _ApprovalTimeout = None,
-    reflection: bool | None = None,
-    reflection_block: str | None = None,
-    reflect_every_tasks: _ReflectEveryTasks = None,
-    reflect_every_seconds: _ReflectEverySeconds = None,
-    stuck_repeats: _StuckRepeats = None,
-    max_revisions: _MaxRevisions = None,
-    task_runner: str | None = None,
-    runner_address: str | None = None,
-    task_cache: bool | None = None,
-    fresh: bool | None = None,
+    advanced: AdvancedOptions = AdvancedOptions(),  # noqa: B008 (a frozen default)
 ) -> GoalResult:
-    """Plan ``goal`` (or take a saved ``plan``, or the one in ``plan_file``), run its
-    tasks, hand back the deliverables. The other parameters are the goal's options
-    (``goalflow.settings.GoalOptions``); unset, the environment and blocks decide."""
-    given = {k: v for k, v in locals().items() if k in GoalOptions.model_fields}
+    """Plan ``goal`` (or run a saved plan, from ``plan_file`` or ``plan``, toward it),
+    run its tasks, hand back the deliverables. The other parameters are the goal's
+    options (``goalflow.settings.GoalOptions``), the less common ones in ``advanced``;
+    unset, the environment and blocks decide."""
+    top = {"model": model, "max_usd": max_usd, "max_seconds": max_seconds, "approve": approve}
     try:
-        options = await resolve_options(GoalOptions.given(given))
+        options = await resolve_options(given_options(advanced, **top))
         plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks)
+        if plan is not None and plan.goal != goal:
+            get_run_logger().info(
+                "the saved plan was made for %r; it runs toward %r", plan.goal, goal
+            )
+            plan = plan.model_copy(update={"goal": goal})
         run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
         run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
         result = await run.run()
@@ -129,18 +106,24 @@ async def achieve_goal(
 
 
 _GIVEN = {
-    "goal": "What you want done, in plain words (leave empty when you give a plan).",
-    "plan": "A saved plan (goalflow plan GOAL -o plan.json) to run instead of planning.",
-    "plan_file": "The path of a saved plan file, on the machine the run executes on.",
+    "goal": "What you want done, in plain words.",
+    "plan_file": "The path of a saved plan (goalflow plan GOAL -o plan.json), on the machine "
+    "the run executes on, to run toward the goal instead of planning.",
+    "plan": "A saved plan as an object, to run toward the goal instead of planning.",
 }
+_ADVANCED = (
+    "More options: concurrency, planning depth, blocks, approval, reflection, task runner, "
+    "cache. A field left empty takes the worker's setting (its GOALFLOW_* variable, then a block)."
+)
 
 
 def _describe_parameters() -> None:
     """Each parameter's description, where Prefect reads it (a Google-style ``Args:``
     section of the flow function's docstring) for the deployment's run form: the goal's
     own, then each option's from GoalOptions (one description for the CLI, the
-    environment and the form)."""
-    described = {**_GIVEN, **{n: f.description or "" for n, f in GoalOptions.model_fields.items()}}
+    environment and the form; the advanced section's fields carry theirs)."""
+    options = {name: GoalOptions.model_fields[name].description or "" for name in FORM_OPTIONS}
+    described = {**_GIVEN, **options, "advanced": _ADVANCED}
     lines = [f"        {name}: {' '.join(text.split())}" for name, text in described.items()]
     documented = f"{achieve_goal.fn.__doc__}\n\n    Args:\n" + "\n".join(lines)
     achieve_goal.fn.__doc__ = achieve_goal.__doc__ = documented  # the Flow copied it at init

@@ -195,8 +195,9 @@ class DeploymentStack:
             command += ["--job-variable", f"{key}={json.dumps(value)}"]
         if watch:
             command += ["--watch", "--watch-timeout", "180"]
-        for key, value in params.items():
-            command += ["--param", f"{key}={value}"]
+        for key, value in params.items():  # a section (a dict) goes as JSON
+            shown = value if isinstance(value, str) else json.dumps(value)
+            command += ["--param", f"{key}={shown}"]
         if job_env:
             command += ["--job-variable", f"env={json.dumps(job_env)}"]
         done = self.run(*command)

@@ -29,6 +29,8 @@ from goalflow.errors import GoalFailedError
 from goalflow.llm.provider import open_llm
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.orchestration.options import resolve_options
+from goalflow.orchestration.parameters import flow_parameters
+from goalflow.settings import GoalOptions
 from goalflow.testing.plans import layered_plan
 
 __all__ = ["main", "run_bare", "run_plan"]
@@ -47,9 +49,10 @@ async def run_plan(
     started, cpu = time.monotonic(), time.process_time()
     try:
         # Reflection off: the scale runs measure scheduling, not reflection calls.
-        result = await achieve_goal(
-            plan=plan, concurrency=concurrency, reflection=False, task_runner=task_runner
+        options = GoalOptions.given(
+            {"concurrency": concurrency, "reflection": False, "task_runner": task_runner}
         )
+        result = await achieve_goal(plan.goal, plan=plan, **flow_parameters(options))
     except GoalFailedError as e:
         result = e.result
     seconds, cpu = time.monotonic() - started, time.process_time() - cpu
