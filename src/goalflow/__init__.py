@@ -41,11 +41,13 @@ if TYPE_CHECKING:
         TaskError,
     )
     from goalflow.orchestration.goal_flow import achieve_goal
+    from goalflow.orchestration.parameters import AdvancedOptions
     from goalflow.settings import GoalOptions
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdvancedOptions",
     "BudgetExceededError",
     "ConfigError",
     "GoalFailedError",
@@ -79,6 +81,7 @@ __all__ = [
 
 _HOME = {
     "achieve_goal": "goalflow.orchestration.goal_flow",
+    "AdvancedOptions": "goalflow.orchestration.parameters",
     "GoalOptions": "goalflow.settings",
     "GoalResult": "goalflow.core.report",
     "TaskReport": "goalflow.core.report",

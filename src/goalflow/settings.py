@@ -48,7 +48,8 @@ class GoalOptions(BaseModel):
 
     model: str | None = Field(
         default=None,
-        description="Model name; default gpt-4o-mini on an endpoint, the offline model otherwise.",
+        description="Model name; unset: the LLMProvider block's, else gpt-4o-mini on an "
+        "endpoint, or the offline model when there is none.",
     )
     llm_block: str | None = Field(
         default=None,
@@ -77,15 +78,23 @@ class GoalOptions(BaseModel):
         description="Name of a saved BudgetPolicy block; max_usd/max_seconds override it.",
     )
     max_usd: float | None = Field(
-        default=None, gt=0, description="Money budget of one goal in USD; unset: no limit."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Money budget of one goal in USD; unset: the BudgetPolicy block's, else "
+        "no limit.",
     )
     max_seconds: float | None = Field(
-        default=None, gt=0, description="Wall-clock budget of one goal in seconds; unset: none."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Wall-clock budget of one goal in seconds; unset: the BudgetPolicy "
+        "block's, else none.",
     )
     approve: bool = Field(
         default=False,
         description="Pause each goal after planning until a person approves, edits or rejects "
-        "the plan (in the Prefect UI or with `goalflow approve`).",
+        "the plan (in the Prefect UI or with `goalflow approve`); off by default.",
     )
     approval_timeout: float = Field(
         default=3600,

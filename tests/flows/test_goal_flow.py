@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -148,19 +149,29 @@ async def test_the_deliverable_is_the_value_in_the_form_asked_with_each_settleme
     assert any(line.startswith("settled: deliverable 'names'") for line in settled), settled
 
 
-async def test_saved_plan_runs_toward_the_given_goal_without_a_planning_call(
-    llm_server: OpenAITestServer,
-) -> None:
+async def test_saved_plan_runs_without_a_planning_call(llm_server: OpenAITestServer) -> None:
     plan = Plan.from_draft("Write a short report on green tea", _draft(DIAMOND))
 
-    result = await achieve_goal("A short report on green tea, for beginners", plan=plan)
+    result = await achieve_goal(plan.goal, plan=plan)
 
     assert result.status == "completed"
-    assert result.goal == "A short report on green tea, for beginners"
     assert not [r for r in llm_server.requests if r.schema_name == "PlanDraft"]
     assert len(llm_server.requests) == 4
-    # Each task works toward the goal it was given, not the one the plan was made for.
-    assert all("for beginners" in r.text for r in llm_server.requests)
+
+
+async def test_a_saved_plan_made_for_another_goal_is_refused_before_any_call(
+    llm_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    plan = Plan.from_draft("Write a short report on green tea", _draft(DIAMOND))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.model_dump_json())
+
+    with pytest.raises(ConfigError, match="was made for the goal 'Write a short report on"):
+        await achieve_goal("A report on coffee", plan=plan)
+    with pytest.raises(ConfigError, match="as plan or as plan_file, not both"):
+        await achieve_goal(plan.goal, plan=plan, plan_file=str(plan_file))
+
+    assert llm_server.requests == []
 
 
 def _draft(data: dict[str, Any]) -> Any:

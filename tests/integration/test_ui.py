@@ -297,6 +297,6 @@ def test_the_run_form_describes_every_parameter_and_the_final_message_shows_the_
     assert lines[lines.index("Parameters") + 1] == "goal"
     assert [line for line in lines if line in {"goal", "goal (Optional)"}] == ["goal"]
     # The less common options inside the advanced section, as plain inputs.
-    assert form.index("advanced (Optional)") < form.index("Concurrency (Optional)")
+    assert form.index("advanced (Optional)") < form.index("concurrency (Optional)")
     assert "by default 2" in form  # max_depth's default, said where the field is empty
     _assert_png(ui.screenshot("goal-run-form"))

@@ -30,7 +30,7 @@ def test_the_flow_takes_each_option_once_the_less_common_ones_in_one_section() -
     parameters = set(inspect.signature(achieve_goal.fn).parameters)
     advanced = set(_schema()["definitions"]["AdvancedOptions"]["properties"])
 
-    assert parameters == {"goal", "plan_file", "plan", *FORM_OPTIONS, "advanced"}
+    assert parameters == {"goal", "plan", "plan_file", *FORM_OPTIONS, "advanced"}
     assert advanced == set(GoalOptions.model_fields) - set(FORM_OPTIONS)
 
 
@@ -65,7 +65,7 @@ def test_an_empty_field_of_the_advanced_section_is_an_input_that_sends_nothing()
     assert advanced["concurrency"] == {
         "type": "integer",
         "minimum": 1,
-        "title": "Concurrency",
+        "title": "concurrency",  # as the CLI's JSON and the environment spell it
         "description": GoalOptions.model_fields["concurrency"].description,
     }
     assert "by default 2" in advanced["max_depth"]["description"]
@@ -83,7 +83,9 @@ def test_every_parameter_of_the_run_form_says_what_it_is() -> None:
     assert all(field.get("description") for field in advanced.values())
     # An option's words are the ones the CLI and the settings show.
     description = GoalOptions.model_fields["max_usd"].description or ""
-    assert schema["properties"]["max_usd"]["description"] == " ".join(description.split())
+    said = schema["properties"]["max_usd"]["description"]
+    assert said.startswith(" ".join(description.split()))
+    assert said.endswith("Unset here: the worker's GOALFLOW_MAX_USD first.")
 
 
 @pytest.mark.parametrize(
@@ -109,6 +111,16 @@ def test_the_options_a_caller_set_become_the_flows_parameters_and_back() -> None
     assert parameters == {"max_usd": 1.0, "advanced": {"concurrency": 3}}
     section = AdvancedOptions(**parameters.pop("advanced"))
     assert given_options(section, **parameters) == options
+
+
+def test_an_option_sent_empty_leaves_the_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOALFLOW_BUDGET_BLOCK", "team-cap")
+    monkeypatch.setenv("GOALFLOW_MODEL", "gpt-4o")
+
+    given = given_options(AdvancedOptions(budget_block="", max_depth=1), model="", max_usd=None)
+    merged = Settings().with_options(given)
+
+    assert (merged.budget_block, merged.model, merged.max_depth) == ("team-cap", "gpt-4o", 1)
 
 
 def test_every_option_is_a_setting_with_an_environment_variable(

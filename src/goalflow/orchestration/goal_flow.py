@@ -1,6 +1,6 @@
 """The goal flow: ``achieve_goal`` reads its parameters, builds a goal run, awaits it.
 
-The goal is required; a saved plan (``plan_file`` or ``plan``) runs toward it instead
+The goal is required; a saved plan (``plan`` or ``plan_file``) made for it runs instead
 of a new plan. Every other parameter, and every field of the ``advanced`` section, is a
 field of :class:`~goalflow.settings.GoalOptions`
 (:mod:`~goalflow.orchestration.parameters`); unset ones come from the environment, then
@@ -63,27 +63,22 @@ def _goal_run_name() -> str:
 @flow(name="achieve-goal", flow_run_name=_goal_run_name, log_prints=False)
 async def achieve_goal(
     goal: _Goal,
-    plan_file: str | None = None,
     plan: Plan | None = None,
+    plan_file: str | None = None,
     model: str | None = None,
     max_usd: _MaxUsd = None,
     max_seconds: _MaxSeconds = None,
     approve: bool | None = None,
     advanced: AdvancedOptions = AdvancedOptions(),  # noqa: B008 (a frozen default)
 ) -> GoalResult:
-    """Plan ``goal`` (or run a saved plan, from ``plan_file`` or ``plan``, toward it),
-    run its tasks, hand back the deliverables. The other parameters are the goal's
+    """Plan ``goal`` (or run the saved ``plan``, or the one in ``plan_file``, made for
+    it), run its tasks, hand back the deliverables. The other parameters are the goal's
     options (``goalflow.settings.GoalOptions``), the less common ones in ``advanced``;
     unset, the environment and blocks decide."""
     top = {"model": model, "max_usd": max_usd, "max_seconds": max_seconds, "approve": approve}
     try:
         options = await resolve_options(given_options(advanced, **top))
-        plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks)
-        if plan is not None and plan.goal != goal:
-            get_run_logger().info(
-                "the saved plan was made for %r; it runs toward %r", plan.goal, goal
-            )
-            plan = plan.model_copy(update={"goal": goal})
+        plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks, goal=goal)
         run_id = UUID(flow_run.get_id()) if flow_run.get_id() else None
         run = GoalRun(goal, plan, options, flow_run_id=run_id, observer=current_observer())
         result = await run.run()
@@ -106,10 +101,10 @@ async def achieve_goal(
 
 
 _GIVEN = {
-    "goal": "What you want done, in plain words.",
-    "plan_file": "The path of a saved plan (goalflow plan GOAL -o plan.json), on the machine "
-    "the run executes on, to run toward the goal instead of planning.",
-    "plan": "A saved plan as an object, to run toward the goal instead of planning.",
+    "goal": "What you want done, in plain words (with a saved plan: the goal it was made for).",
+    "plan": "A saved plan as an object, to run instead of planning.",
+    "plan_file": "The path of a saved plan (goalflow plan GOAL -o plan.json) on the machine "
+    "the run executes on, to run instead of planning.",
 }
 _ADVANCED = (
     "More options: concurrency, planning depth, blocks, approval, reflection, task runner, "
@@ -122,7 +117,11 @@ def _describe_parameters() -> None:
     section of the flow function's docstring) for the deployment's run form: the goal's
     own, then each option's from GoalOptions (one description for the CLI, the
     environment and the form; the advanced section's fields carry theirs)."""
-    options = {name: GoalOptions.model_fields[name].description or "" for name in FORM_OPTIONS}
+    options = {
+        name: f"{GoalOptions.model_fields[name].description} Unset here: the worker's "
+        f"GOALFLOW_{name.upper()} first."
+        for name in FORM_OPTIONS
+    }
     described = {**_GIVEN, **options, "advanced": _ADVANCED}
     lines = [f"        {name}: {' '.join(text.split())}" for name, text in described.items()]
     documented = f"{achieve_goal.fn.__doc__}\n\n    Args:\n" + "\n".join(lines)

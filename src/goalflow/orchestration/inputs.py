@@ -72,11 +72,28 @@ def load_plan(path: Path, *, max_tasks: int | None = None) -> Plan:
     return checked_plan(plan, max_tasks=max_tasks, source=f"the plan in {path}")
 
 
-def given_plan(plan: Plan | None, plan_file: str | None, *, max_tasks: int) -> Plan | None:
-    """The plan a goal run was given, as an object or a file, checked once; None: plan."""
-    if plan is None and plan_file:
-        return load_plan(Path(plan_file), max_tasks=max_tasks)
-    return checked_plan(plan, max_tasks=max_tasks) if plan is not None else None
+def given_plan(
+    plan: Plan | None, plan_file: str | None, *, max_tasks: int, goal: str
+) -> Plan | None:
+    """The plan a run of ``goal`` was given, as an object or a file, checked once and
+    made for that goal (a saved plan runs the goal it was made for); None: plan."""
+    if plan is not None and plan_file:
+        raise ConfigError("give a saved plan as plan or as plan_file, not both")
+    if plan_file:
+        plan = load_plan(Path(plan_file), max_tasks=max_tasks)
+        source = f"the plan in {plan_file}"
+    elif plan is not None:
+        plan = checked_plan(plan, max_tasks=max_tasks)
+        source = "the plan"
+    else:
+        return None
+    if " ".join(plan.goal.split()) != " ".join(goal.split()):
+        raise ConfigError(
+            f"{source} was made for the goal {plan.goal!r}, not {goal!r}: give its goal "
+            "(a saved plan runs the goal it was made for), or leave the plan out to plan "
+            "this one"
+        )
+    return plan
 
 
 def checked_plan(plan: Plan, *, max_tasks: int | None = None, source: str = "the plan") -> Plan:

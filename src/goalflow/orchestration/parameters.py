@@ -54,14 +54,15 @@ class _Section(BaseModel):
         return {name: value for name, value in handler(self).items() if value is not None}
 
 
-def _unset_by_default(field: FieldInfo) -> tuple[Any, FieldInfo]:
-    """``field`` with its constraints, unset (None) until given; its description says
-    the default an empty field takes, unless the worker sets another."""
+def _unset_by_default(name: str, field: FieldInfo) -> tuple[Any, FieldInfo]:
+    """``field`` with its constraints, unset (None) until given, titled by its name (as
+    the CLI's JSON and the environment spell it); its description says the default an
+    empty field takes, unless the worker sets another."""
     said = field.description or ""
     if field.default is not None:
         said += f" Empty: the worker's setting, by default {field.default!r}."
     return field.annotation | None, FieldInfo.merge_field_infos(  # type: ignore[operator]
-        field, default=None, description=said
+        field, default=None, description=said, title=name
     )
 
 
@@ -73,7 +74,7 @@ else:
         __base__=_Section,
         __doc__="The goal's other options; each left empty takes the worker's setting.",
         **{
-            name: _unset_by_default(field)
+            name: _unset_by_default(name, field)
             for name, field in GoalOptions.model_fields.items()
             if name not in FORM_OPTIONS
         },
@@ -81,9 +82,11 @@ else:
 
 
 def given_options(advanced: BaseModel, **top: Any) -> GoalOptions:
-    """The options a flow run was given: ``top`` (the FORM_OPTIONS, None: unset) and
-    those set in its ``advanced`` section, checked together."""
-    return GoalOptions.given({**top, **advanced.model_dump()})
+    """The options a flow run was given: ``top`` (the FORM_OPTIONS) and those set in its
+    ``advanced`` section, checked together. None and "" are unset (a form's field that
+    was typed in, then cleared, may send ""): the worker's setting stays."""
+    given = {**top, **advanced.model_dump()}
+    return GoalOptions.given({name: value for name, value in given.items() if value != ""})
 
 
 def flow_parameters(options: GoalOptions) -> dict[str, Any]:
