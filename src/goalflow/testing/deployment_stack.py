@@ -196,7 +196,7 @@ class DeploymentStack:
         if watch:
             command += ["--watch", "--watch-timeout", "180"]
         for key, value in params.items():  # a section (a dict) goes as JSON
-            shown = value if isinstance(value, str) else json.dumps(value)
+            shown = json.dumps(value) if isinstance(value, dict) else str(value)
             command += ["--param", f"{key}={shown}"]
         if job_env:
             command += ["--job-variable", f"env={json.dumps(job_env)}"]
