@@ -51,6 +51,12 @@ class GoalOptions(BaseModel):
         description="Model name; unset: the LLMProvider block's, else gpt-4o-mini on an "
         "endpoint, or the offline model when there is none.",
     )
+    task_model: str | None = Field(
+        default=None,
+        description="Model for the tasks the plan marks simple (on the same endpoint); "
+        "planning, reviews, reflection, hard and code tasks stay on `model`. Unset: one "
+        "model does everything.",
+    )
     llm_block: str | None = Field(
         default=None,
         description="Name of a saved LLMProvider block to use instead of the environment.",

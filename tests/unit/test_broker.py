@@ -103,6 +103,29 @@ async def test_a_call_over_the_money_budget_is_refused_before_it_is_sent(
     assert server.requests == []
 
 
+async def test_a_worker_asks_the_goals_task_model_at_its_price_and_no_other_model() -> None:
+    answer = json.dumps({"colour": "teal"})
+    prices = {"big": Price(input=10, output=10), "small": Price(input=1, output=1)}
+    with OpenAITestServer(api_key=TEST_KEY, default=answer, models=("big", "small", "x")) as s:
+        config = LLMConfig(
+            model="big", task_model="small", base_url=s.base_url, api_key=SecretStr(TEST_KEY),
+            prices=prices,
+        )  # fmt: skip
+        flow_llm = LLM(config)
+        try:
+            async with LedgerBroker(flow_llm) as broker, brokered_llm(broker.ticket, "t") as worker:
+                assert worker.config.tiered_task_model == "small"  # the worker is told
+                await worker.for_model("small").structured(Colour, ASK, purpose="task t")
+                with pytest.raises(ConfigError, match="model 'x' is not this goal's"):
+                    await worker.for_model("x").structured(Colour, ASK, purpose="task t")
+        finally:
+            await flow_llm.close()
+
+    usage = flow_llm.ledger.summary()
+    assert usage.calls_by_model == {"small": 1}  # booked at the small model's price
+    assert [r.model for r in s.requests] == ["small"]
+
+
 async def test_a_wrong_token_gets_no_model_configuration(flow_llm: LLM) -> None:
     async with LedgerBroker(flow_llm) as broker:
         keep_token("forged", "guessed")

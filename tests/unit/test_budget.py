@@ -239,3 +239,40 @@ async def test_a_call_cancelled_after_it_was_sent_is_counted() -> None:
 
     summary = llm.ledger.summary()
     assert summary.calls == 1 and summary.cost_usd > 0.002  # sent: billed, so counted
+
+
+async def test_a_second_model_on_one_endpoint_shares_the_ledger_and_the_pacer() -> None:
+    server = OpenAITestServer(
+        models=("m", "small"), default=json.dumps({"passed": True, "reason": "ok"})
+    )
+    from goalflow.agent.executor import Verdict
+    from goalflow.core.budget import spending_for
+
+    prices = {**PRICE, "small": Price(input=0.1, output=0.2)}
+    async with server:
+        config = _priced(server).model_copy(update={"prices": prices})
+        llm = LLM(config, budget=MoneyBudget(limit_usd=1.0), http_client=httpx.AsyncClient())
+        small = llm.for_model("small")
+        ask = [{"role": "user", "content": "Fine?"}]
+        with spending_for("poem"):
+            await small.structured(Verdict, ask, purpose="task poem")
+            await llm.structured(Verdict, ask, purpose="review poem")
+            await llm.structured(Verdict, ask, purpose="task poem")
+        await llm.close()
+
+    assert [r.model for r in server.requests] == ["small", "m", "m"]
+    assert small.ledger is llm.ledger and small.pacer is llm.pacer
+    usage = llm.ledger.summary()
+    assert usage.calls_by_model == {"small": 1, "m": 2}
+    # Each at its own price (a tenth for the small model), in one total.
+    assert 0 < usage.cost_by_model["small"] < usage.cost_by_model["m"] / 10
+    assert usage.cost_usd == pytest.approx(sum(usage.cost_by_model.values()))
+    # Who answered the task (its answers, not the review): escalated from small to m.
+    assert usage.models_by_task == {"poem": ["small", "m"]}
+
+
+def test_a_second_model_needs_a_price_under_a_money_budget() -> None:
+    config = LLMConfig(model="m", base_url="http://127.0.0.1:9/v1", prices=PRICE)
+
+    with pytest.raises(ConfigError, match="no price is known for model 'mystery-small'"):
+        LLM(config, budget=MoneyBudget(limit_usd=1.0)).for_model("mystery-small")

@@ -245,3 +245,68 @@ async def test_every_call_about_a_task_names_it_where_the_flow_tests_look() -> N
         ("Verdict", "do poem"),
         ("Program", "do sum"),
     ]
+
+
+# --- Two model tiers: the task model for simple tasks, escalation on rejection --------
+
+
+def _simple(task: TaskSpec) -> TaskSpec:
+    return task.model_copy(update={"difficulty": "simple"})
+
+
+async def test_a_simple_task_is_answered_by_the_task_model_and_reviewed_by_the_planner() -> None:
+    planner = ScriptedChat({"Verdict": [_verdict(True, "three lines")]})
+    small = ScriptedChat({"TaskAnswer": [{"poem": "a\nb\nc"}]})
+
+    outputs = await run_leaf(
+        planner, GOAL, _simple(_poem()), {"topic": "tea"}, attempts=2, task_llm=small
+    )
+
+    assert outputs == {"poem": "a\nb\nc"}
+    assert [c.schema_name for c in small.calls] == ["TaskAnswer"]
+    assert [c.schema_name for c in planner.calls] == ["Verdict"]
+
+
+async def test_a_hard_task_never_reaches_the_task_model() -> None:
+    planner = ScriptedChat({"TaskAnswer": [{"poem": "a\nb\nc"}], "Verdict": [_verdict(True, "")]})
+    small = ScriptedChat({})
+
+    await run_leaf(planner, GOAL, _poem(), {"topic": "tea"}, attempts=2, task_llm=small)
+
+    assert small.calls == [] and _poem().difficulty == "hard"  # the default
+
+
+async def test_a_rejected_answer_of_the_task_model_escalates_to_the_planning_model() -> None:
+    planner = ScriptedChat(
+        {
+            "TaskAnswer": [{"poem": "x\ny\nz"}],
+            "Verdict": [_verdict(False, "four lines, not three"), _verdict(True, "three lines")],
+        }
+    )
+    small = ScriptedChat({"TaskAnswer": [{"poem": "a\nb\nc\nd"}]})
+    failures: list[str] = []
+
+    with reporting_attempts(failures.append):
+        outputs = await run_leaf(
+            planner, GOAL, _simple(_poem()), {"topic": "tea"}, attempts=2, task_llm=small
+        )
+
+    assert outputs == {"poem": "x\ny\nz"}
+    assert len(small.calls) == 1  # never asked again after its answer was rejected
+    retry = planner.calls_for("TaskAnswer")[0]
+    assert "four lines, not three" in retry.last_user  # the planner sees why
+    assert failures == ["four lines, not three"]
+
+
+async def test_escalation_spends_no_more_attempts_than_one_model_would() -> None:
+    planner = ScriptedChat(
+        {"TaskAnswer": [{"poem": "x"}], "Verdict": [_verdict(False, "no"), _verdict(False, "no")]}
+    )
+    small = ScriptedChat({"TaskAnswer": [{"poem": "a"}]})
+
+    with pytest.raises(TaskError, match="in 2 attempts"):
+        await run_leaf(
+            planner, GOAL, _simple(_poem()), {"topic": "tea"}, attempts=2, task_llm=small
+        )
+
+    assert len(small.calls) + len(planner.calls_for("TaskAnswer")) == 2

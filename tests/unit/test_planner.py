@@ -702,3 +702,23 @@ async def test_every_worked_example_shown_is_a_plan_that_keeps_the_rules(
     ]
     # Exact work as one code task in the form asked for, where code tasks can run.
     assert bool(one_step_code) == ("code" in kinds)
+
+
+async def test_with_two_model_tiers_the_planner_marks_each_task_simple_or_hard() -> None:
+    marked = {**DIAMOND, "tasks": [{**t, "difficulty": "simple"} for t in DIAMOND["tasks"]]}
+    marked["tasks"][-1]["difficulty"] = "hard"
+    one = ScriptedChat({"PlanDraft": [DIAMOND]})
+    two = ScriptedChat({"PlanDraft": [marked]})
+
+    single = await make_plan(one, GOAL, PlanningOptions())
+    tiered = await make_plan(two, GOAL, PlanningOptions(tiers=True))
+
+    # One model: the schema the model sees does not ask; every task runs on it.
+    spec = one.calls[0].schema.model_json_schema()["$defs"]["TaskSpec"]
+    assert "difficulty" not in spec["properties"]
+    assert {t.difficulty for t in single.tasks} == {"hard"}
+    # Two: a required field, with what each mark means.
+    spec = two.calls[0].schema.model_json_schema()["$defs"]["TaskSpec"]
+    assert "difficulty" in spec["required"]
+    assert "'simple'" in spec["properties"]["difficulty"]["description"]
+    assert [t.difficulty for t in tiered.tasks] == ["simple", "simple", "simple", "hard"]

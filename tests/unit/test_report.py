@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from goalflow.core.report import task_output_markdown
+from goalflow.core.budget import UsageSummary
+from goalflow.core.plan import Plan
+from goalflow.core.report import (
+    GoalResult,
+    TaskReport,
+    plan_markdown,
+    report_markdown,
+    task_output_markdown,
+)
+from goalflow.core.task import Task
 
 
 def test_a_less_than_sign_in_prose_is_escaped_so_the_ui_does_not_drop_it_as_a_tag() -> None:
@@ -27,3 +36,51 @@ def test_an_unclosed_code_fence_runs_to_the_end() -> None:
     markdown = task_output_markdown("p", "Code", {"answer": "```\nif a<b:"})
 
     assert markdown.endswith("```\nif a<b:")
+
+
+def _result(models: dict[str, list[str]], calls: dict[str, int]) -> GoalResult:
+    usage = UsageSummary(
+        calls=sum(calls.values()),
+        prompt_tokens=300,
+        completion_tokens=60,
+        cost_usd=0.0003,
+        cost_by_model={name: 0.0001 * n for name, n in calls.items()},
+        calls_by_model=calls,
+        tokens_by_model={name: 120 * n for name, n in calls.items()},
+        models_by_task=models,
+    )
+    tasks = [
+        TaskReport(path=p, title=p.title(), kind="llm", status="completed", models=m)
+        for p, m in models.items()
+    ]
+    return GoalResult(
+        goal="g", status="completed", message="done", deliverables={}, tasks=tasks,
+        usage=usage, seconds=1.0,
+    )  # fmt: skip
+
+
+def test_with_two_models_the_report_says_which_answered_each_task() -> None:
+    markdown = report_markdown(
+        _result({"facts": ["small"], "poem": ["small", "big"]}, {"small": 2, "big": 1})
+    )
+
+    assert "| task | title | kind | status | seconds | error | model |" in markdown
+    assert "| poem | Poem | llm | completed |  |  | small → big |" in markdown  # escalated
+    assert "| small | 2 | 240 | 0.000200 |" in markdown  # calls, tokens, cost by model
+
+
+def test_with_one_model_the_task_table_has_no_model_column() -> None:
+    markdown = report_markdown(_result({"facts": ["big"]}, {"big": 2}))
+
+    assert "| task | title | kind | status | seconds | error |\n" in markdown
+    assert "| big | 2 | 240 | 0.000200 |" in markdown
+
+
+def test_the_plan_table_marks_the_tasks_for_the_task_model() -> None:
+    simple = Task(
+        id="facts", title="List facts", kind="llm", instructions="List them.",
+        outputs=["facts"], difficulty="simple",
+    )  # fmt: skip
+    plan = Plan(goal="g", deliverables=["facts"], tasks=[simple])
+
+    assert "| facts | List facts | llm, simple |" in plan_markdown(plan)

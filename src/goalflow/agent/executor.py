@@ -6,7 +6,10 @@ JSON object, a date), then against the task's acceptance criterion by the model;
 rejected answer is retried with the reviewer's reason, a bounded number of
 times (each rejection is reported to stuck detection); when code can run, a task whose
 answers were all rejected gets one more attempt as a program, since such tasks are most
-often exact work planned as language work. A ``code`` task goes to the code
+often exact work planned as language work. With two model tiers, a task the plan marks
+simple is answered by the task model first; once its answer is rejected, the planning
+model makes the attempts left (escalation: no more attempts in all than with one
+model). A ``code`` task goes to the code
 runner (:mod:`goalflow.agent.coder`), which accepts outputs by deterministic checks and
 uses the same ``review`` only as advice; with no sandbox it fails with a message that
 says how to fix that, and nothing runs model-written code on the host.
@@ -69,8 +72,11 @@ async def run_leaf(
     *,
     attempts: int,
     code_runner: CodeRunner | None = None,
+    task_llm: ChatModel | None = None,
 ) -> dict[str, str]:
-    """The outputs of one executable task, by name."""
+    """The outputs of one executable task, by name. ``llm`` is the planning model; a
+    ``task_llm`` answers the tasks the plan marks simple, until its answer is rejected:
+    the attempts left go to ``llm`` (which reviews every answer)."""
     if task.kind == "code":
         if code_runner is None:
             raise SandboxUnavailableError(
@@ -85,8 +91,9 @@ async def run_leaf(
         {"role": "user", "content": task_brief(goal, task, inputs)},
     ]
     reason = ""
+    answerer = task_llm if task_llm is not None and task.difficulty == "simple" else llm
     for _ in range(attempts):
-        answer = await llm.structured(schema, messages, purpose=f"task {task.id}")
+        answer = await answerer.structured(schema, messages, purpose=f"task {task.id}")
         outputs: dict[str, str] = answer.model_dump(by_alias=True)
         reason = declared_form_problem(task, outputs) or ""
         if not reason and not task.acceptance:
@@ -97,6 +104,14 @@ async def run_leaf(
                 return outputs
             reason = verdict.reason
         report_failed_attempt(reason)
+        if answerer is not llm:
+            logger.info(
+                "task '%s': the task model's answer was rejected (%s); the planning model "
+                "makes its next attempt",
+                task.id,
+                reason,
+            )
+            answerer = llm
         messages += [
             {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
             {"role": "user", "content": answer_feedback(reason)},

@@ -50,7 +50,14 @@ from goalflow.core.repairs import (
     wire_dangling_outputs,
 )
 from goalflow.core.rules import check_tasks, names_listed
-from goalflow.core.task import MAX_DEPTH, Task, TaskKind, TaskSpec
+from goalflow.core.task import (
+    DIFFICULTY_DESCRIPTION,
+    MAX_DEPTH,
+    Difficulty,
+    Task,
+    TaskKind,
+    TaskSpec,
+)
 from goalflow.errors import GoalflowError, PlanningError, StructuredOutputError
 
 __all__ = ["MAX_BREAKDOWNS", "PlanningOptions", "SubPlanDraft", "make_plan"]
@@ -69,6 +76,7 @@ class PlanningOptions(BaseModel):
     max_breakdowns: int = Field(default=MAX_BREAKDOWNS, ge=0)
     attempts: int = Field(default=3, ge=1)
     allowed_kinds: tuple[TaskKind, ...] = ("llm", "code", "composite")
+    tiers: bool = False  # the goal has a task model: each task is marked simple or hard
 
 
 class SubPlanDraft(BaseModel):
@@ -140,7 +148,7 @@ async def make_plan(
     try:
         draft = await _ask(
             llm,
-            _restricted(PlanDraft, top_kinds),
+            _restricted(PlanDraft, top_kinds, tiers=options.tiers),
             plan_system(top_kinds, max_tasks=options.max_tasks),
             plan_request(goal),
             review,
@@ -225,7 +233,7 @@ async def _refine_one(
     try:
         sub = await _ask(
             llm,
-            _restricted(SubPlanDraft, kinds),
+            _restricted(SubPlanDraft, kinds, tiers=options.tiers),
             refine_system(kinds, task, max_tasks=options.max_tasks),
             refine_request(goal, task),
             review,
@@ -282,13 +290,15 @@ async def _ask(
 
 
 @functools.cache
-def _restricted(draft: type[D], kinds: tuple[TaskKind, ...]) -> type[D]:
-    """``draft`` whose tasks may only have ``kinds``: the schema the model sees says so,
-    and servers that constrain output to the schema cannot answer anything else."""
+def _restricted(draft: type[D], kinds: tuple[TaskKind, ...], *, tiers: bool) -> type[D]:
+    """``draft`` whose tasks may only have ``kinds``, each marked simple or hard when
+    the goal has two model ``tiers``: the schema the model sees says so, and servers
+    that constrain output to the schema cannot answer anything else."""
     allowed: Any = Literal[kinds]
-    spec = create_model(
-        "TaskSpec", __base__=TaskSpec, kind=(allowed, Field(description=kind_description(kinds)))
-    )
+    fields: dict[str, Any] = {"kind": (allowed, Field(description=kind_description(kinds)))}
+    if tiers:
+        fields["difficulty"] = (Difficulty, Field(description=DIFFICULTY_DESCRIPTION))
+    spec = create_model("TaskSpec", __base__=TaskSpec, **fields)
     tasks_field = draft.model_fields["tasks"]
     return create_model(draft.__name__, __base__=draft, tasks=(list[spec], tasks_field))
 

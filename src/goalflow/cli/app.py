@@ -64,6 +64,14 @@ app.command()(setup)
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model name (default: GOALFLOW_MODEL).")
 ]
+TaskModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--task-model",
+        help="A cheaper model for the tasks the plan marks simple, on the same endpoint "
+        "(default: GOALFLOW_TASK_MODEL; unset: --model does everything).",
+    ),
+]
 DepthOpt = Annotated[
     int | None,
     typer.Option(
@@ -84,6 +92,7 @@ def run(
         Path | None, typer.Option("--plan", help="Run this saved plan instead of planning.")
     ] = None,
     model: ModelOpt = None,
+    task_model: TaskModelOpt = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Tasks running at once.")] = None,
     max_depth: DepthOpt = None,
     max_usd: Annotated[
@@ -168,6 +177,7 @@ def run(
         options = GoalOptions.given(
             {
                 "model": model,
+                "task_model": task_model,
                 "concurrency": concurrency,
                 "max_depth": max_depth,
                 "max_usd": max_usd,
@@ -261,6 +271,7 @@ def plan_command(
         Path | None, typer.Option("--output", "-o", help="Write the plan here (default: stdout).")
     ] = None,
     model: ModelOpt = None,
+    task_model: TaskModelOpt = None,
     max_depth: DepthOpt = None,
 ) -> None:
     """Plan GOAL without running it: review or edit the plan, then `run --plan`."""
@@ -273,13 +284,14 @@ def plan_command(
 
     async def planned() -> Plan:
         resolved = await resolve_options(
-            GoalOptions.given({"model": model, "max_depth": max_depth})
+            GoalOptions.given({"model": model, "task_model": task_model, "max_depth": max_depth})
         )
         settings = resolved.settings
         config, reason = await ready_sandbox(resolved.sandbox)
         if config is None:
             err.print(f"code tasks are off: {reason}", highlight=False)
-        options = planning_options(settings, code_tasks=config is not None)
+        tiers = bool(resolved.endpoint and resolved.endpoint.tiered_task_model)
+        options = planning_options(settings, code_tasks=config is not None, tiers=tiers)
         async with open_llm(
             resolved.endpoint, local_model=settings.local_model, model=settings.model
         ) as llm:

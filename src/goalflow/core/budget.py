@@ -97,6 +97,8 @@ def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price
     return table[max(matches, key=len)] if matches else None
 
 
+TASK_WORK = ("task ", "program for ")
+"""How the purposes of a task's own calls begin (its answers, its programs)."""
 _SPENDER: ContextVar[str] = ContextVar("goalflow_spender", default="planning")
 
 
@@ -137,6 +139,15 @@ class UsageSummary(BaseModel):
     unpriced_models: list[str] = Field(default_factory=list)
     cost_by_task: dict[str, float] = Field(default_factory=dict)
     cost_by_model: dict[str, float] = Field(default_factory=dict)
+    calls_by_model: dict[str, int] = Field(default_factory=dict)
+    tokens_by_model: dict[str, int] = Field(
+        default_factory=dict, description="Prompt and answer tokens, by model."
+    )
+    models_by_task: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="The models that answered each task's own calls (its answers or "
+        "programs, not their reviews), in order: two when it was escalated.",
+    )
 
 
 @dataclass(frozen=True)
@@ -364,9 +375,16 @@ class Ledger:
             unpriced = sorted(self._unpriced)
         by_task: dict[str, float] = defaultdict(float)
         by_model: dict[str, float] = defaultdict(float)
+        calls_by_model: dict[str, int] = defaultdict(int)
+        tokens_by_model: dict[str, int] = defaultdict(int)
+        models_by_task: dict[str, list[str]] = defaultdict(list)
         for c in calls:
             by_task[c.task] += c.cost_usd
             by_model[c.model] += c.cost_usd
+            calls_by_model[c.model] += 1
+            tokens_by_model[c.model] += c.prompt_tokens + c.completion_tokens
+            if c.purpose.startswith(TASK_WORK) and c.model not in models_by_task[c.task]:
+                models_by_task[c.task].append(c.model)
         return UsageSummary(
             calls=len(calls),
             prompt_tokens=sum(c.prompt_tokens for c in calls),
@@ -376,4 +394,7 @@ class Ledger:
             unpriced_models=unpriced,
             cost_by_task={k: round(v, 6) for k, v in by_task.items()},
             cost_by_model={k: round(v, 6) for k, v in by_model.items()},
+            calls_by_model=dict(calls_by_model),
+            tokens_by_model=dict(tokens_by_model),
+            models_by_task=dict(models_by_task),
         )

@@ -46,6 +46,11 @@ class TaskReport(BaseModel):
         "task run's or subflow's work begun (None where not measured: Dask and Ray workers).",
     )
     error: str | None = None
+    models: list[str] = Field(
+        default_factory=list,
+        description="The models that answered it, in order (two: it was escalated from "
+        "the task model to the planning model); empty when it made no call.",
+    )
 
 
 class GoalResult(BaseModel):
@@ -79,9 +84,13 @@ class GoalResult(BaseModel):
 
 
 def task_reports(
-    tasks: Sequence[Task], outcomes: Mapping[str, TaskOutcome], prefix: str = ""
+    tasks: Sequence[Task],
+    outcomes: Mapping[str, TaskOutcome],
+    models: Mapping[str, list[str]],
+    prefix: str = "",
 ) -> list[TaskReport]:
-    """Reports for every task at every level, in plan order; ``outcomes`` by path."""
+    """Reports for every task at every level, in plan order; ``outcomes`` and the
+    ``models`` that answered each task, by path."""
     reports = []
     for task in tasks:
         path = prefix + task.id
@@ -98,9 +107,10 @@ def task_reports(
                 if outcome and outcome.start_delay is not None
                 else None,
                 error=outcome.error if outcome else None,
+                models=models.get(path, []),
             )
         )
-        reports += task_reports(task.subtasks, outcomes, prefix=path + "/")
+        reports += task_reports(task.subtasks, outcomes, models, prefix=path + "/")
     return reports
 
 
@@ -121,6 +131,11 @@ def _cell(text: str) -> str:
     return _text(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _kind(task: Task) -> str:
+    """A task's kind, and "simple" for one the plan gives the task model."""
+    return f"{task.kind}, simple" if task.difficulty == "simple" else task.kind
+
+
 def plan_markdown(plan: Plan) -> str:
     lines = [
         f"# Plan\n\n**Goal:** {_text(plan.goal)}\n",
@@ -132,7 +147,7 @@ def plan_markdown(plan: Plan) -> str:
     def rows(tasks: Iterable[Task], prefix: str) -> Iterable[str]:
         for t in tasks:
             yield (
-                f"| {prefix}{t.id} | {_cell(t.title)} | {t.kind} | {', '.join(t.inputs)} | "
+                f"| {prefix}{t.id} | {_cell(t.title)} | {_kind(t)} | {', '.join(t.inputs)} | "
                 f"{', '.join(t.outputs)} | {t.value:g} | {t.effort:g} | {_cell(t.acceptance)} | "
                 f"{_cell(t.format)} |"
             )
@@ -199,16 +214,19 @@ def report_markdown(result: GoalResult) -> str:
         lines.append(f"### {name}\n\n{_text(value)}\n")
     if not result.deliverables:
         lines.append("(none produced)\n")
+    # With a task model beside the planning model, which one answered each task.
+    tiers = len(usage.calls_by_model) > 1 and any(t.models for t in result.tasks)
     lines += [
         "## Tasks\n",
-        "| task | title | kind | status | seconds | error |",
-        "|---|---|---|---|---|---|",
+        "| task | title | kind | status | seconds | error |" + (" model |" if tiers else ""),
+        "|---|---|---|---|---|---|" + ("---|" if tiers else ""),
     ]
     for t in result.tasks:
         seconds = f"{t.seconds:.1f}" if t.seconds is not None else ""
         lines.append(
             f"| {t.path} | {_cell(t.title)} | {t.kind} | {'cached' if t.cached else t.status} | "
             f"{seconds} | {_cell(t.error or '')} |"
+            + (f" {_cell(' → '.join(t.models))} |" if tiers else "")
         )
     if result.reflections:
         lines += [
@@ -228,10 +246,16 @@ def report_markdown(result: GoalResult) -> str:
         + (f" of a ${usage.limit_usd:g} budget" if usage.limit_usd else ""),
         f"- wall time: {result.seconds:.1f} s",
     ]
-    for title, costs in (("task", usage.cost_by_task), ("model", usage.cost_by_model)):
-        if costs:
-            lines += [f"\n| {title} | cost (USD) |", "|---|---|"]
-            lines += [f"| {_cell(name)} | {cost:.6f} |" for name, cost in costs.items()]
+    if usage.cost_by_task:
+        lines += ["\n| task | cost (USD) |", "|---|---|"]
+        lines += [f"| {_cell(name)} | {cost:.6f} |" for name, cost in usage.cost_by_task.items()]
+    if usage.calls_by_model:
+        lines += ["\n| model | calls | tokens | cost (USD) |", "|---|---|---|---|"]
+        lines += [
+            f"| {_cell(name)} | {calls} | {usage.tokens_by_model.get(name, 0)} | "
+            f"{usage.cost_by_model.get(name, 0.0):.6f} |"
+            for name, calls in usage.calls_by_model.items()
+        ]
     if usage.unpriced_models:
         lines.append(
             f"- no price known for {', '.join(usage.unpriced_models)}: counted as $0; set "
@@ -280,7 +304,8 @@ def goal_result(
     wanted = revised.deliverables if revised else []
     deliverables = {name: values[name] for name in wanted if name in values}
     missing = [name for name in wanted if name not in values]
-    reports = task_reports(_every_task(planned, graph), outcomes) if planned else []
+    tasks = _every_task(planned, graph) if planned else []
+    reports = task_reports(tasks, outcomes, usage.models_by_task)
     failed = [r for r in reports if r.status == "failed"]
     if stopped is not None:
         done = sum(r.status == "completed" for r in reports)

@@ -10,12 +10,15 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "AT_LEAST_ONE",
     "DEFAULT_MAX_TASKS",
+    "DIFFICULTY_DESCRIPTION",
     "MAX_DEPTH",
     "NAME",
+    "Difficulty",
     "GoalInput",
     "Score",
     "Task",
@@ -26,6 +29,12 @@ __all__ = [
 DEFAULT_MAX_TASKS = 25
 MAX_DEPTH = 5  # the deepest breakdown a goal may ask for (--max-depth)
 TaskKind = Literal["llm", "code", "composite"]
+Difficulty = Literal["simple", "hard"]
+DIFFICULTY_DESCRIPTION = (
+    "'simple': routine language work a small model does well (rewording, a short "
+    "summary, a list from given text); 'hard': anything needing reasoning, knowledge or "
+    "care. Simple tasks run on a cheaper model."
+)
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 # Said in the schema the model sees (grammar-constrained servers enforce it), but not
 # validated by pydantic: check_tasks reports an empty list with a clearer message.
@@ -73,6 +82,9 @@ class TaskSpec(BaseModel):
     )
     value: Score = Field(default=1.0, description="How much the task matters, 1-10.")
     effort: Score = Field(default=1.0, description="How much work it is, 1-10.")
+    # Asked of the planner only when the goal has a task model (the planner then puts it
+    # in the schema the model sees); a task without it runs on the planning model.
+    difficulty: SkipJsonSchema[Difficulty] = "hard"
 
 
 class Task(TaskSpec):

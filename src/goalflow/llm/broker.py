@@ -192,7 +192,11 @@ class LedgerBroker:
         self, message: dict[str, Any], slots: dict[int, tuple[AsyncExitStack, Admission]]
     ) -> dict[str, Any]:
         op = message.get("op")
-        ledger, model = self._llm.ledger, self._llm.config.model
+        ledger, config = self._llm.ledger, self._llm.config
+        # A worker asks the goal's model or its task model, and no other.
+        model = str(message.get("model") or config.model)
+        if model not in (config.model, config.task_model):
+            return {"error": "config", "message": f"model {model!r} is not this goal's"}
         try:
             if op == "reserve":
                 if self._stopped:
@@ -391,7 +395,11 @@ class BrokeredLLM(LLM):
 
     async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> Reservation:
         reply = await self._connection.call(
-            "reserve", prompt_tokens=prompt_tokens, max_tokens=max_tokens, min_tokens=min_tokens
+            "reserve",
+            model=self.config.model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            min_tokens=min_tokens,
         )
         _raise_refusal(reply)
         return Reservation(float(reply["reserved"]), int(reply["max_tokens"]))
@@ -414,6 +422,7 @@ class BrokeredLLM(LLM):
         )
         reply = await self._connection.call(
             "settle",
+            model=self.config.model,
             reserved=reserved,
             purpose=purpose,
             prompt_tokens=prompt_tokens,

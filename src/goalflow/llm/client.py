@@ -21,6 +21,7 @@ No message raised or logged here contains the API key.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -105,6 +106,16 @@ class LLM:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def for_model(self, model: str) -> LLM:
+        """The same endpoint asked for ``model``: one pacer (the endpoint's limits), one
+        ledger (the goal's money) and one connection pool with this client, which
+        alone closes it. Each finds its own structured mode."""
+        sibling = copy.copy(self)
+        sibling.config = self.config.model_copy(update={"model": model, "task_model": None})
+        sibling.ledger.require_price(model)
+        sibling._mode = sibling.config.structured_mode
+        return sibling
 
     async def _observe_limits(self, response: httpx.Response) -> None:
         """Every answer's announced rate limits go to the pacer (a response hook)."""

@@ -26,6 +26,11 @@ class LLMConfig(BaseModel):
     )
     api_key: SecretStr | None = Field(default=None, description="API key of the endpoint.")
     model: str = Field(default=DEFAULT_ENDPOINT_MODEL, description="Model to ask.")
+    task_model: str | None = Field(
+        default=None,
+        description="A second model, for the tasks the plan marks simple; the model still "
+        "plans, reviews, reflects and does hard and code tasks. Empty: one model does all.",
+    )
     prices: dict[str, Price] = Field(
         default_factory=dict,
         description="USD per million input/output tokens, by model; overrides goalflow's "
@@ -79,6 +84,11 @@ class LLMConfig(BaseModel):
         description="Name of a Prefect global concurrency limit shared by every process "
         "using this key; `goalflow setup` creates it from requests_per_minute.",
     )
+
+    @property
+    def tiered_task_model(self) -> str | None:
+        """The task model, when it is another model than ``model`` (two tiers)."""
+        return self.task_model if self.task_model not in (None, self.model) else None
 
     @property
     def endpoint(self) -> str:

@@ -23,13 +23,14 @@ async def open_llm(
     *,
     local_model: str = "1.5b",
     model: str | None = None,
+    task_model: str | None = None,
     budget: MoneyBudget | None = None,
     gate: Gate | None = None,
 ) -> AsyncIterator[LLM]:
     """An LLM for one goal, closed (and the offline model stopped) on exit.
 
     ``endpoint`` None: the offline model ``local_model`` (``model``, if given, must be
-    its alias), started here and stopped on exit.
+    its alias; a ``task_model`` needs an endpoint), started here and stopped on exit.
     """
     if endpoint is not None:
         llm = LLM(endpoint, budget=budget, gate=gate)
@@ -39,6 +40,12 @@ async def open_llm(
             await llm.close()
         return
     spec = LOCAL_MODELS[local_model]
+    if task_model not in (None, spec.alias):
+        raise ConfigError(
+            f"task model {task_model!r} needs an endpoint, and none is configured: set "
+            "OPENAI_API_KEY (and OPENAI_BASE_URL), or unset GOALFLOW_TASK_MODEL / drop "
+            "--task-model to let the offline model do every task"
+        )
     if model not in (None, spec.alias):
         raise ConfigError(
             f"model {model!r} needs an endpoint, and none is configured: set OPENAI_API_KEY "

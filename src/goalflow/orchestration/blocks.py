@@ -42,10 +42,13 @@ class LLMProvider(LLMConfig, Block):
     _block_type_slug = "goalflow-llm-provider"
     _description = "An OpenAI-compatible endpoint, model and prices for goalflow."
 
-    def config(self, model: str | None = None) -> LLMConfig:
-        """The endpoint as a plain config, asking ``model`` instead where given."""
-        config = _plain(self, LLMConfig)
-        return config.model_copy(update={"model": model}) if model else config
+    def config(self, model: str | None = None, *, task_model: str | None = None) -> LLMConfig:
+        """The endpoint as a plain config, asking ``model`` (and ``task_model``, for
+        simple tasks) instead where given."""
+        asked = {"model": model, "task_model": task_model}
+        return _plain(self, LLMConfig).model_copy(
+            update={name: value for name, value in asked.items() if value}
+        )
 
 
 class DockerSandbox(SandboxConfig, Block):

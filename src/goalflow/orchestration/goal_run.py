@@ -105,6 +105,7 @@ class GoalRun:
         self.started = time.monotonic()
         # Set when run() opens them:
         self.llm: LLM
+        self.task_llm: LLM | None = None  # the task model, for the tasks marked simple
         self.concurrency = 1
         self.slots = asyncio.Semaphore(1)
         self.code_runner: CodeRunner | None = None
@@ -172,6 +173,7 @@ class GoalRun:
                 endpoint,
                 local_model=self.settings.local_model,
                 model=self.settings.model,
+                task_model=self.settings.task_model,
                 budget=money,
                 gate=gate,
             )
@@ -179,6 +181,11 @@ class GoalRun:
         self.guard.waiting = self._rate_limit_wait
         self.llm.on_notice = self._step
         config = self.llm.config
+        if config.tiered_task_model:
+            self.task_llm = self.llm.for_model(config.tiered_task_model)
+            self._step(
+                f"tasks marked simple run on {config.tiered_task_model}, the rest on {config.model}"
+            )
         self.concurrency = task_concurrency(
             self.settings.concurrency,
             config.requests_per_minute,
@@ -272,7 +279,9 @@ class GoalRun:
 
     async def new_plan(self) -> Plan:
         """The goal's plan from the model (the ``plan`` task run's work)."""
-        options = planning_options(self.settings, code_tasks=self.code_runner is not None)
+        options = planning_options(
+            self.settings, code_tasks=self.code_runner is not None, tiers=self.task_llm is not None
+        )
         return await make_plan(self.llm, self.goal, options, on_step=self._step)
 
     async def run_level(
@@ -321,7 +330,8 @@ class GoalRun:
         return values
 
     async def _leaf(self, spec: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
-        scope = cache_scope(self.llm.config.model, self.goal) if self.settings.task_cache else None
+        models = " ".join(filter(None, (self.llm.config.model, self.llm.config.tiered_task_model)))
+        scope = cache_scope(models, self.goal) if self.settings.task_cache else None
         artifact = self.artifacts
         if self.leaves is not None and spec.kind == "llm":
             async with self.slots:
@@ -363,6 +373,7 @@ class GoalRun:
                         inputs,
                         attempts=self.settings.task_attempts,
                         code_runner=self.code_runner,
+                        task_llm=self.task_llm,
                     )
                 except GoalflowError as e:
                     if reflector is not None:

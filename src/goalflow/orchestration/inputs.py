@@ -104,8 +104,11 @@ def checked_plan(plan: Plan, *, max_tasks: int | None = None, source: str = "the
     return plan
 
 
-def planning_options(settings: Settings, *, code_tasks: bool) -> PlanningOptions:
-    """How far planning may go for a goal; code tasks only where a sandbox runs them."""
+def planning_options(
+    settings: Settings, *, code_tasks: bool, tiers: bool = False
+) -> PlanningOptions:
+    """How far planning may go for a goal; code tasks only where a sandbox runs them;
+    each task marked simple or hard when the goal has a task model (``tiers``)."""
     kinds: tuple[TaskKind, ...] = (
         ("llm", "code", "composite") if code_tasks else ("llm", "composite")
     )
@@ -114,4 +117,5 @@ def planning_options(settings: Settings, *, code_tasks: bool) -> PlanningOptions
         max_tasks=settings.max_tasks,
         attempts=settings.plan_attempts,
         allowed_kinds=kinds,
+        tiers=tiers,
     )

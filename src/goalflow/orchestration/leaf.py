@@ -93,7 +93,11 @@ async def run_leaf_task(
     where = ""
     if context.ticket is not None:
         async with brokered_llm(context.ticket, path) as llm:
-            outputs = await run_leaf(llm, context.goal, task, inputs, attempts=context.attempts)
+            task_model = llm.config.tiered_task_model
+            task_llm = llm.for_model(task_model) if task_model else None
+            outputs = await run_leaf(
+                llm, context.goal, task, inputs, attempts=context.attempts, task_llm=task_llm
+            )
         where = f" on worker {worker_name()}"
     elif context.run is not None:
         outputs = await host_of(context.run).run_leaf(task, inputs, path)

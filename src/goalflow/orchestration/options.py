@@ -52,7 +52,7 @@ async def _endpoint(settings: Settings) -> LLMConfig | None:
         block = await blocks.load_block(
             blocks.LLMProvider, settings.llm_block, "GOALFLOW_LLM_BLOCK"
         )
-        return block.config(settings.model)
+        return block.config(settings.model, task_model=settings.task_model)
     if not (settings.openai_api_key or settings.openai_base_url):
         return None
     # The settings named as LLMConfig's fields are its defaults for an endpoint.

@@ -13,7 +13,7 @@ import dataclasses
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.responses import Response
 
@@ -48,6 +48,8 @@ class ServerStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     max_in_flight: int = 0
+    # Billed tokens (prompt, completion) by model.
+    tokens_by_model: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class ChatScript:
@@ -106,7 +108,8 @@ class ChatScript:
     def stats(self) -> ServerStats:
         """A snapshot of the counters, so that one assertion sees consistent numbers."""
         with self._lock:
-            return dataclasses.replace(self._stats)
+            stats = self._stats
+            return dataclasses.replace(stats, tokens_by_model=dict(stats.tokens_by_model))
 
     # -- what the HTTP handlers do (the server's thread) -------------------------------
 
@@ -138,11 +141,14 @@ class ChatScript:
         with self._lock:
             self._requests.append(chat)
 
-    def count_tokens(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def count_tokens(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Add an answered request's token usage to the counters."""
         with self._lock:
             self._stats.prompt_tokens += prompt_tokens
             self._stats.completion_tokens += completion_tokens
+            prompt, completion = self._stats.tokens_by_model.get(model, (0, 0))
+            billed = (prompt + prompt_tokens, completion + completion_tokens)
+            self._stats.tokens_by_model[model] = billed
 
     def headers(self) -> dict[str, str]:
         """OpenAI's ``x-ratelimit-*`` headers as the window stands now."""

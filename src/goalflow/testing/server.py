@@ -273,7 +273,7 @@ class OpenAITestServer:
             return Response(reply.raw_body, media_type=reply.raw_type)
         prompt_tokens = estimate_tokens(chat.text)
         completion_tokens = estimate_tokens(reply.content)
-        self._script.count_tokens(prompt_tokens, completion_tokens)
+        self._script.count_tokens(chat.model, prompt_tokens, completion_tokens)
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",

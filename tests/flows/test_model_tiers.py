@@ -1,0 +1,150 @@
+"""Two model tiers end to end: a real Prefect server, the test server serving a planning
+model and a cheaper task model at two prices, real Docker for the code task.
+
+The plan marks tasks simple or hard; simple ones go to the task model, everything else
+(planning, reviews, hard and code tasks) to the planning model, and a simple task whose
+answer the review rejects makes its next attempt on the planning model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from goalflow.cli.app import app
+from goalflow.core.plan import Plan
+from goalflow.core.report import report_markdown
+from goalflow.orchestration.goal_flow import achieve_goal
+from goalflow.testing import ChatRequest, OpenAITestServer
+from tests.helpers import NUMBERS, TEST_KEY, asks_for, echo_answer, is_plan, task
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+GOAL = "Sum some numbers, write a poem and title it"
+PRICES = {"big": {"input": 5.0, "output": 15.0}, "small": {"input": 0.1, "output": 0.4}}
+PLAN = {
+    "inputs": [],
+    "deliverables": ["total", "poem", "title"],
+    "tasks": [
+        {**task("list", "List numbers", [], ["numbers"]), "difficulty": "simple"},
+        {
+            **task("sum", "Sum numbers", ["numbers"], ["total"]),
+            "kind": "code",
+            "difficulty": "hard",
+        },
+        {
+            **task("poem", "Write poem", [], ["poem"]),
+            "difficulty": "simple",
+            "acceptance": "exactly three lines",
+        },
+        {**task("title", "Find title", ["poem"], ["title"]), "difficulty": "hard"},
+    ],
+}
+
+
+def _poem_review(request: ChatRequest) -> str:
+    """The small model's poem (four lines) fails review; the big model's passes."""
+    passed = "four" not in request.last_user
+    return json.dumps({"passed": passed, "reason": "three lines" if passed else "four lines"})
+
+
+def _poem(request: ChatRequest) -> str:
+    lines = "one\ntwo\nthree\nfour" if request.model == "small" else "one\ntwo\nthree"
+    return json.dumps({"poem": lines})
+
+
+@pytest.fixture
+def tiers(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
+    server = OpenAITestServer(api_key=TEST_KEY, models=("big", "small"), default=echo_answer)
+    server.script(is_plan, json.dumps(PLAN))
+    server.script(asks_for("TaskAnswer", "List numbers"), json.dumps({"numbers": NUMBERS}))
+    server.script(asks_for("TaskAnswer", "Write poem"), _poem)
+    server.script(asks_for("Verdict", "Write poem"), _poem_review)
+    server.script(
+        lambda r: r.schema_name == "Program",
+        json.dumps({"code": "print(sum(int(x) for x in numbers.split()))\n"}),
+    )
+    with server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        monkeypatch.setenv("GOALFLOW_MODEL", "big")
+        monkeypatch.setenv("GOALFLOW_TASK_MODEL", "small")
+        monkeypatch.setenv("GOALFLOW_PRICES", json.dumps(PRICES))
+        monkeypatch.setenv("GOALFLOW_REFLECTION", "false")
+        yield server
+
+
+def _models(server: OpenAITestServer, schema: str, title: str | None = None) -> list[str]:
+    return [r.model for r in server.requests if asks_for(schema, title)(r)]
+
+
+async def test_simple_tasks_run_on_the_task_model_and_the_rest_on_the_planning_model(
+    tiers: OpenAITestServer,
+) -> None:
+    result = await achieve_goal(GOAL)
+
+    assert result.status == "completed"
+    assert result.deliverables["total"] == "108"
+    plan_request = next(r for r in tiers.requests if is_plan(r))
+    marks = plan_request.schema["$defs"]["TaskSpec"]["properties"]["difficulty"]  # type: ignore[index]
+    assert plan_request.model == "big" and marks["enum"] == ["simple", "hard"]  # asked to mark
+    assert _models(tiers, "TaskAnswer", "List numbers") == ["small"]
+    assert _models(tiers, "TaskAnswer", "Find title") == ["big"]
+    assert _models(tiers, "Program") == ["big"]  # a code task: the planning model writes it
+    assert set(_models(tiers, "Verdict")) == {"big"}  # every review too
+    # The poem's four lines were rejected: its next attempt was the planning model's.
+    assert _models(tiers, "TaskAnswer", "Write poem") == ["small", "big"]
+    assert result.deliverables["poem"] == "one\ntwo\nthree"
+    by_path = {t.path: t.models for t in result.tasks}
+    assert by_path == {
+        "list": ["small"], "sum": ["big"], "poem": ["small", "big"], "title": ["big"],
+    }  # fmt: skip
+
+
+async def test_the_reports_spend_by_model_is_what_the_endpoint_billed(
+    tiers: OpenAITestServer,
+) -> None:
+    result = await achieve_goal(GOAL)
+
+    usage, billed = result.usage, tiers.stats.tokens_by_model
+    assert usage.calls_by_model == {
+        model: sum(r.model == model for r in tiers.requests) for model in ("big", "small")
+    }
+    for model, price in PRICES.items():
+        prompt, completion = billed[model]
+        assert usage.tokens_by_model[model] == prompt + completion
+        cost = (prompt * price["input"] + completion * price["output"]) / 1e6
+        assert usage.cost_by_model[model] == pytest.approx(cost, abs=2e-6)  # rounded to 1e-6
+    assert usage.cost_usd == pytest.approx(sum(usage.cost_by_model.values()), abs=2e-6)
+    assert f"| small | 2 | {usage.tokens_by_model['small']} |" in report_markdown(result)
+
+
+def test_the_cli_plans_with_a_task_model_given_as_a_flag(
+    tiers: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("GOALFLOW_TASK_MODEL")
+    saved = tmp_path / "plan.json"
+
+    done = CliRunner().invoke(app, ["plan", GOAL, "--task-model", "small", "-o", str(saved)])
+
+    assert done.exit_code == 0, done.output
+    plan = Plan.model_validate_json(saved.read_text())
+    assert [t.difficulty for t in plan.tasks] == ["simple", "hard", "simple", "hard"]
+    assert "difficulty" in json.dumps(tiers.requests[0].schema)  # only with a task model
+
+
+def test_a_task_model_without_an_endpoint_is_refused_naming_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "GOALFLOW_LLM_BLOCK"):
+        monkeypatch.delenv(name, raising=False)
+
+    done = CliRunner().invoke(app, ["run", GOAL, "--task-model", "small"])
+
+    assert done.exit_code == 2
+    assert "task model 'small' needs an endpoint" in done.output
+    assert "Traceback" not in done.output
