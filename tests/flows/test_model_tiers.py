@@ -34,7 +34,7 @@ PLAN = {
         {
             **task("sum", "Sum numbers", ["numbers"], ["total"]),
             "kind": "code",
-            "difficulty": "hard",
+            "difficulty": "simple",  # yet a code task: the planning model writes its program
         },
         {
             **task("poem", "Write poem", [], ["poem"]),
@@ -133,7 +133,7 @@ def test_the_cli_plans_with_a_task_model_given_as_a_flag(
 
     assert done.exit_code == 0, done.output
     plan = Plan.model_validate_json(saved.read_text())
-    assert [t.difficulty for t in plan.tasks] == ["simple", "hard", "simple", "hard"]
+    assert [t.difficulty for t in plan.tasks] == ["simple", "simple", "simple", "hard"]
     assert "difficulty" in json.dumps(tiers.requests[0].schema)  # only with a task model
 
 

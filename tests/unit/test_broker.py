@@ -122,7 +122,9 @@ async def test_a_worker_asks_the_goals_task_model_at_its_price_and_no_other_mode
             await flow_llm.close()
 
     usage = flow_llm.ledger.summary()
-    assert usage.calls_by_model == {"small": 1}  # booked at the small model's price
+    assert usage.calls_by_model == {"small": 1}
+    (call,) = flow_llm.ledger.calls  # booked at the small model's price
+    assert call.cost_usd == pytest.approx((call.prompt_tokens + call.completion_tokens) / 1e6)
     assert [r.model for r in s.requests] == ["small"]
 
 

@@ -298,6 +298,35 @@ async def test_a_rejected_answer_of_the_task_model_escalates_to_the_planning_mod
     assert failures == ["four lines, not three"]
 
 
+async def test_a_task_model_that_cannot_answer_at_all_escalates_too() -> None:
+    broken = StructuredOutputError(
+        "no valid TaskAnswer", schema_name="TaskAnswer", n_attempts=3, last_completion="{"
+    )
+    planner = ScriptedChat({"TaskAnswer": [{"poem": "x\ny\nz"}], "Verdict": [_verdict(True, "")]})
+    small = ScriptedChat({"TaskAnswer": [broken]})
+    failures: list[str] = []
+
+    with reporting_attempts(failures.append):
+        outputs = await run_leaf(
+            planner, GOAL, _simple(_poem()), {"topic": "tea"}, attempts=2, task_llm=small
+        )
+
+    assert outputs == {"poem": "x\ny\nz"}
+    assert failures == ["the task model could not answer: no valid TaskAnswer"]
+
+
+async def test_with_one_attempt_a_simple_task_stays_on_the_task_model() -> None:
+    planner = ScriptedChat({"Verdict": [_verdict(False, "no")]})
+    small = ScriptedChat({"TaskAnswer": [{"poem": "a"}]})
+
+    with pytest.raises(TaskError, match="in 1 attempts"):
+        await run_leaf(
+            planner, GOAL, _simple(_poem()), {"topic": "tea"}, attempts=1, task_llm=small
+        )
+
+    assert planner.calls_for("TaskAnswer") == []  # no attempt beyond the one it has
+
+
 async def test_escalation_spends_no_more_attempts_than_one_model_would() -> None:
     planner = ScriptedChat(
         {"TaskAnswer": [{"poem": "x"}], "Verdict": [_verdict(False, "no"), _verdict(False, "no")]}

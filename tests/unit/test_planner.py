@@ -231,14 +231,16 @@ async def test_a_model_that_always_breaks_down_stops_at_the_goals_breakdown_budg
 async def test_a_composite_task_that_cannot_be_broken_down_runs_as_one_llm_step(
     breakdowns: list[Answer],
 ) -> None:
-    chat = ScriptedChat({"PlanDraft": [ESSAY], "SubPlanDraft": breakdowns})
+    # Marked simple, as a planner may mark a big step: as one step it is a hard one.
+    marked = {**ESSAY, "tasks": [{**t, "difficulty": "simple"} for t in ESSAY["tasks"]]}
+    chat = ScriptedChat({"PlanDraft": [marked], "SubPlanDraft": breakdowns})
     steps: list[str] = []
 
     plan = await make_plan(chat, "Write an essay", PlanningOptions(), on_step=steps.append)
 
-    assert [(t.id, t.kind, t.subtasks) for t in plan.walk()] == [
-        ("brief", "llm", []),
-        ("draft", "llm", []),
+    assert [(t.id, t.kind, t.subtasks, t.difficulty) for t in plan.walk()] == [
+        ("brief", "llm", [], "simple"),
+        ("draft", "llm", [], "hard"),
     ]
     assert plan.errors() == []
     assert len(chat.calls_for("SubPlanDraft")) == len(breakdowns)
@@ -722,3 +724,13 @@ async def test_with_two_model_tiers_the_planner_marks_each_task_simple_or_hard()
     assert "difficulty" in spec["required"]
     assert "'simple'" in spec["properties"]["difficulty"]["description"]
     assert [t.difficulty for t in tiered.tasks] == ["simple", "simple", "simple", "hard"]
+
+
+async def test_a_re_ask_shows_the_model_no_field_it_was_not_asked_for() -> None:
+    ghost = {**DIAMOND, "tasks": [*DIAMOND["tasks"][:3], task("report", "R", ["x"], ["report"])]}
+    chat = ScriptedChat({"PlanDraft": [ghost, DIAMOND]})
+
+    await make_plan(chat, GOAL, PlanningOptions())
+
+    shown = chat.calls[1].messages[-2]["content"]  # its own draft, before the rules it broke
+    assert '"report"' in shown and "difficulty" not in shown

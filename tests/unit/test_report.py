@@ -81,6 +81,9 @@ def test_the_plan_table_marks_the_tasks_for_the_task_model() -> None:
         id="facts", title="List facts", kind="llm", instructions="List them.",
         outputs=["facts"], difficulty="simple",
     )  # fmt: skip
-    plan = Plan(goal="g", deliverables=["facts"], tasks=[simple])
+    program = simple.model_copy(update={"id": "sum", "kind": "code", "outputs": ["sum"]})
+    plan = Plan(goal="g", deliverables=["facts", "sum"], tasks=[simple, program])
 
-    assert "| facts | List facts | llm, simple |" in plan_markdown(plan)
+    table = plan_markdown(plan)
+    assert "| facts | List facts | llm, simple |" in table
+    assert "| sum | List facts | code |" in table  # code runs on the planning model

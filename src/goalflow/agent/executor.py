@@ -36,7 +36,13 @@ from goalflow.core.chat import ChatModel, Message
 from goalflow.core.forms import declared_form_problem
 from goalflow.core.stuck import report_failed_attempt
 from goalflow.core.task import TaskSpec
-from goalflow.errors import SandboxUnavailableError, TaskError
+from goalflow.errors import (
+    LLMModelNotFoundError,
+    LLMRequestError,
+    SandboxUnavailableError,
+    StructuredOutputError,
+    TaskError,
+)
 
 __all__ = ["CodeRunner", "Verdict", "review", "run_leaf"]
 
@@ -92,8 +98,18 @@ async def run_leaf(
     ]
     reason = ""
     answerer = task_llm if task_llm is not None and task.difficulty == "simple" else llm
-    for _ in range(attempts):
-        answer = await answerer.structured(schema, messages, purpose=f"task {task.id}")
+    for attempt in range(1, attempts + 1):
+        try:
+            answer = await answerer.structured(schema, messages, purpose=f"task {task.id}")
+        except (StructuredOutputError, LLMRequestError, LLMModelNotFoundError) as e:
+            if answerer is llm or attempt == attempts:
+                raise
+            # The task model could not answer at all (no valid JSON, a model the
+            # endpoint does not serve): the planning model makes the next attempt.
+            reason = f"the task model could not answer: {e}"
+            report_failed_attempt(reason)
+            answerer = _escalated(task, reason, llm)
+            continue
         outputs: dict[str, str] = answer.model_dump(by_alias=True)
         reason = declared_form_problem(task, outputs) or ""
         if not reason and not task.acceptance:
@@ -104,14 +120,8 @@ async def run_leaf(
                 return outputs
             reason = verdict.reason
         report_failed_attempt(reason)
-        if answerer is not llm:
-            logger.info(
-                "task '%s': the task model's answer was rejected (%s); the planning model "
-                "makes its next attempt",
-                task.id,
-                reason,
-            )
-            answerer = llm
+        if answerer is not llm and attempt < attempts:
+            answerer = _escalated(task, f"its answer was rejected: {reason}", llm)
         messages += [
             {"role": "assistant", "content": json.dumps(outputs, ensure_ascii=False)},
             {"role": "user", "content": answer_feedback(reason)},
@@ -122,6 +132,14 @@ async def run_leaf(
         f"task '{task.id}' did not pass its checks (form {task.format!r}, acceptance "
         f"{task.acceptance!r}) in {attempts} attempts; the last one said: {reason}"
     )
+
+
+def _escalated(task: TaskSpec, why: str, planning: ChatModel) -> ChatModel:
+    """The planning model, for the attempts a simple task has left on the task model."""
+    logger.info(
+        "task '%s': the task model failed (%s); the planning model takes over", task.id, why
+    )
+    return planning
 
 
 async def _as_program(

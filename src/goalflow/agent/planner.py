@@ -213,7 +213,7 @@ async def _refine_one(
             f"not breaking down '{task.id}': the goal has used its {options.max_breakdowns} "
             "breakdowns; it runs as one 'llm' step"
         )
-        task.kind = "llm"
+        _as_one_step(task)
         return
     kinds = _kinds(options, depth=depth)
     on_step(f"refining: {task.title}")
@@ -245,7 +245,7 @@ async def _refine_one(
         # rather than fail a goal whose plan is otherwise valid.
         reason = e.last_errors[0] if isinstance(e, PlanningError) and e.last_errors else str(e)
         on_step(f"could not break down '{task.id}' ({reason}): it runs as one 'llm' step")
-        task.kind = "llm"
+        _as_one_step(task)
         return
     task.subtasks = [Task(**spec.model_dump()) for spec in sub.tasks]
     for subtask in task.subtasks:
@@ -271,13 +271,15 @@ async def _ask(
         {"role": "user", "content": user},
     ]
     errors: list[str] = []
+    # What the model wrote, shown back: the difficulty only where it was asked for one.
+    unasked: Any = None if options.tiers else {"tasks": {"__all__": {"difficulty"}}}
     for _ in range(options.attempts):
         draft = await llm.structured(schema, messages, purpose=purpose)
         errors = await review(draft)
         if not errors:
             return draft
         messages += [
-            {"role": "assistant", "content": json.dumps(draft.model_dump())},
+            {"role": "assistant", "content": json.dumps(draft.model_dump(exclude=unasked))},
             {"role": "user", "content": plan_feedback(errors)},
         ]
     raise PlanningError(
@@ -301,6 +303,13 @@ def _restricted(draft: type[D], kinds: tuple[TaskKind, ...], *, tiers: bool) -> 
     spec = create_model("TaskSpec", __base__=TaskSpec, **fields)
     tasks_field = draft.model_fields["tasks"]
     return create_model(draft.__name__, __base__=draft, tasks=(list[spec], tasks_field))
+
+
+def _as_one_step(task: Task) -> None:
+    """A composite task that will not be broken down: one ``llm`` step, and a hard one
+    (it was too big for one step), whatever its mark."""
+    task.kind = "llm"
+    task.difficulty = "hard"
 
 
 def _kinds(options: PlanningOptions, *, depth: int) -> tuple[TaskKind, ...]:

@@ -293,7 +293,10 @@ def plan_command(
         tiers = bool(resolved.endpoint and resolved.endpoint.tiered_task_model)
         options = planning_options(settings, code_tasks=config is not None, tiers=tiers)
         async with open_llm(
-            resolved.endpoint, local_model=settings.local_model, model=settings.model
+            resolved.endpoint,
+            local_model=settings.local_model,
+            model=settings.model,
+            task_model=settings.task_model,
         ) as llm:
             return await make_plan(llm, text, options, on_step=err.print)
 

@@ -132,8 +132,8 @@ def _cell(text: str) -> str:
 
 
 def _kind(task: Task) -> str:
-    """A task's kind, and "simple" for one the plan gives the task model."""
-    return f"{task.kind}, simple" if task.difficulty == "simple" else task.kind
+    """A task's kind, and "simple" for an ``llm`` task the plan gives the task model."""
+    return "llm, simple" if task.kind == "llm" and task.difficulty == "simple" else task.kind
 
 
 def plan_markdown(plan: Plan) -> str:

@@ -110,7 +110,9 @@ class LLM:
     def for_model(self, model: str) -> LLM:
         """The same endpoint asked for ``model``: one pacer (the endpoint's limits), one
         ledger (the goal's money) and one connection pool with this client, which
-        alone closes it. Each finds its own structured mode."""
+        alone closes it. Its structured mode starts from the configured one (on a
+        worker: the one the goal has learned) and falls back on its own; its notices go
+        where this client's go when it is made."""
         sibling = copy.copy(self)
         sibling.config = self.config.model_copy(update={"model": model, "task_model": None})
         sibling.ledger.require_price(model)

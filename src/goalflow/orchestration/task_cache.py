@@ -60,6 +60,8 @@ def leaf_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str |
     }
     if task.format:  # only when set: the keys of tasks without a form stay as they were
         material["format"] = task.format
+    if task.difficulty == "simple":  # the same: a task the task model may answer
+        material["difficulty"] = task.difficulty
     digest = hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
     return f"goalflow-leaf-{digest}"
 
