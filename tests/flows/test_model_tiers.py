@@ -137,13 +137,14 @@ def test_the_cli_plans_with_a_task_model_given_as_a_flag(
     assert "difficulty" in json.dumps(tiers.requests[0].schema)  # only with a task model
 
 
+@pytest.mark.parametrize("command", ["run", "plan"])
 def test_a_task_model_without_an_endpoint_is_refused_naming_the_fix(
-    monkeypatch: pytest.MonkeyPatch,
+    command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "GOALFLOW_LLM_BLOCK"):
         monkeypatch.delenv(name, raising=False)
 
-    done = CliRunner().invoke(app, ["run", GOAL, "--task-model", "small"])
+    done = CliRunner().invoke(app, [command, GOAL, "--task-model", "small"])
 
     assert done.exit_code == 2
     assert "task model 'small' needs an endpoint" in done.output
