@@ -7,11 +7,11 @@ rejected answer is retried with the reviewer's reason, a bounded number of
 times (each rejection is reported to stuck detection); when code can run, a task whose
 answers were all rejected gets one more attempt as a program, since such tasks are most
 often exact work planned as language work. With two model tiers, a task the plan marks
-simple is answered by the task model first; once its answer is rejected, the planning
-model makes the attempts left (escalation: no more attempts in all than with one
-model). A ``code`` task goes to the code
-runner (:mod:`goalflow.agent.coder`), which accepts outputs by deterministic checks and
-uses the same ``review`` only as advice; with no sandbox it fails with a message that
+simple is answered by the task model first; once its answer is rejected (or it cannot
+answer at all), the planning model makes the attempts left (escalation: no more
+attempts in all than with one model). A ``code`` task goes to the code runner
+(:mod:`goalflow.agent.coder`), which accepts outputs by deterministic checks and uses
+the same ``review`` only as advice; with no sandbox it fails with a message that
 says how to fix that, and nothing runs model-written code on the host.
 """
 
@@ -81,8 +81,8 @@ async def run_leaf(
     task_llm: ChatModel | None = None,
 ) -> dict[str, str]:
     """The outputs of one executable task, by name. ``llm`` is the planning model; a
-    ``task_llm`` answers the tasks the plan marks simple, until its answer is rejected:
-    the attempts left go to ``llm`` (which reviews every answer)."""
+    ``task_llm`` answers the tasks the plan marks simple, until its answer is rejected
+    or it cannot answer: the attempts left go to ``llm`` (which reviews every answer)."""
     if task.kind == "code":
         if code_runner is None:
             raise SandboxUnavailableError(

@@ -75,7 +75,7 @@ async def achieve_goal(
     it), run its tasks, hand back the deliverables. The other parameters are the goal's
     options (``goalflow.settings.GoalOptions``), the less common ones in ``advanced``;
     unset, the environment and blocks decide."""
-    top = {"model": model, "max_usd": max_usd, "max_seconds": max_seconds, "approve": approve}
+    top = {name: value for name, value in locals().items() if name in FORM_OPTIONS}
     try:
         options = await resolve_options(given_options(advanced, **top))
         plan = given_plan(plan, plan_file, max_tasks=options.settings.max_tasks, goal=goal)
