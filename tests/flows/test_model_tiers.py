@@ -20,7 +20,15 @@ from goalflow.core.plan import Plan
 from goalflow.core.report import report_markdown
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer
-from tests.helpers import NUMBERS, TEST_KEY, asks_for, echo_answer, is_plan, task
+from tests.helpers import (
+    NUMBERS,
+    TEST_KEY,
+    asked_tasks,
+    asks_for,
+    echo_answer,
+    is_plan,
+    task,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -149,3 +157,87 @@ def test_a_task_model_without_an_endpoint_is_refused_naming_the_fix(
     assert done.exit_code == 2
     assert "task model 'small' needs an endpoint" in done.output
     assert "Traceback" not in done.output
+
+
+SPREAD_GOAL = "Write eight short notes and a summary"
+SPREAD_PLAN = {
+    "inputs": [],
+    "deliverables": [f"note{i}" for i in range(8)] + ["summary"],
+    "tasks": [
+        *(
+            {**task(f"n{i}", f"Note {i}", [], [f"note{i}"]), "difficulty": "simple"}
+            for i in range(8)
+        ),
+        {**task("sum", "Summarize", [], ["summary"]), "difficulty": "hard"},
+    ],
+}
+
+
+async def test_a_task_model_at_its_own_endpoint_is_paced_by_that_endpoints_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    from goalflow.core.budget import Price
+    from goalflow.orchestration.blocks import LLMProvider
+
+    # The planning endpoint takes a request every 2 s, the task endpoint (another
+    # server, another key, given as a block) 4 a second, each metered per second.
+    planning = OpenAITestServer(
+        api_key=TEST_KEY, models=("big",), default=echo_answer, rpm=30, limiter="bucket"
+    )
+    planning.script(is_plan, json.dumps(SPREAD_PLAN))
+    tasks = OpenAITestServer(
+        api_key="sk-task-key", models=("small",), default=echo_answer, rpm=240, limiter="bucket"
+    )
+    with planning, tasks:
+        await LLMProvider(
+            base_url=tasks.base_url,
+            api_key=SecretStr("sk-task-key"),
+            model="small",
+            prices={"small": Price(input=0.1, output=0.4)},
+            requests_per_minute=240,
+        ).asave("task-endpoint", overwrite=True)
+        monkeypatch.setenv("OPENAI_BASE_URL", planning.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        monkeypatch.setenv("GOALFLOW_MODEL", "big")
+        monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", "30")
+        monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"big": PRICES["big"]}))
+        monkeypatch.setenv("GOALFLOW_REFLECTION", "false")
+
+        result = await achieve_goal(
+            SPREAD_GOAL, max_usd=1.0, advanced={"task_llm_block": "task-endpoint"}
+        )
+
+    assert result.status == "completed"
+    # Unpaced, the eight simple tasks would earn 429s at the task endpoint; paced at the
+    # planning endpoint's limit, they would take 14 s or more.
+    assert (planning.stats.rate_limited, tasks.stats.rate_limited) == (0, 0)
+    sent = [r.received_at for r in tasks.requests]
+    assert max(sent) - min(sent) < 7
+    assert sorted(asked_tasks(tasks)) == [f"Note {i}" for i in range(8)]
+    assert asked_tasks(planning) == ["Summarize"]
+    usage = result.usage
+    assert usage.calls_by_model == {"big": len(planning.requests), "small": 8}
+    # One ledger, one budget: each endpoint's calls at its own price.
+    for server, model, price in (
+        (planning, "big", PRICES["big"]),
+        (tasks, "small", {"input": 0.1, "output": 0.4}),
+    ):
+        prompt, completion = server.stats.tokens_by_model[model]
+        cost = (prompt * price["input"] + completion * price["output"]) / 1e6
+        assert usage.cost_by_model[model] == pytest.approx(cost, abs=2e-6)
+    assert "sk-task-key" not in result.model_dump_json()
+
+
+async def test_a_task_model_block_with_the_planning_models_name_is_refused(
+    tiers: OpenAITestServer,
+) -> None:
+    from goalflow.errors import ConfigError
+    from goalflow.orchestration.blocks import LLMProvider
+
+    await LLMProvider(base_url=tiers.base_url, model="big").asave("same-name", overwrite=True)
+
+    with pytest.raises(ConfigError, match="task model and the planning model are both 'big'"):
+        await achieve_goal(GOAL, advanced={"task_llm_block": "same-name", "task_model": "big"})
+    assert tiers.requests == []

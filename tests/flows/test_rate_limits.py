@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogHandler
 
 from goalflow.errors import ConfigError, GoalFailedError, GoalStoppedError
-from goalflow.orchestration.shared_limit import ensure_global_limit, shared_gate, shared_limit_shape
+from goalflow.orchestration.shared_limit import shared_gate, shared_limit_shape
 from goalflow.testing import OpenAITestServer, Reply
 from goalflow.testing.plans import layered_plan
 from tests.helpers import TEST_KEY, echo_answer, run_plan
@@ -177,17 +177,61 @@ async def test_many_composite_tasks_start_as_subflows_on_sqlite_without_503(
     assert llm_server.stats.completed == 2 + 16 * 2
 
 
-async def test_setup_creates_then_resizes_the_shared_limit_and_a_missing_one_is_an_error() -> None:
-    from prefect.client.orchestration import get_client
+async def test_setup_creates_each_endpoints_shared_limit_then_resizes_it() -> None:
+    from prefect.settings import PREFECT_API_URL
 
-    assert "created" in await ensure_global_limit("goalflow-test-key", 600)
-    assert "sized" in await ensure_global_limit("goalflow-test-key", 1200)
+    from goalflow.deploy.setup import setup_server
+    from goalflow.orchestration.blocks import LLMProvider
+
+    async def setup() -> list[str]:
+        report = await setup_server(work_pool="goalflow-test", api_url=PREFECT_API_URL.value())
+        return report.lines
+
+    hosted = LLMProvider(model="big", requests_per_minute=600, shared_limit="goalflow-hosted")
+    await hosted.asave("hosted", overwrite=True)
+    await LLMProvider(model="small", requests_per_minute=120, shared_limit="goalflow-local").asave(
+        "local", overwrite=True
+    )
+    await LLMProvider(model="x", shared_limit="goalflow-unsized").asave("unsized", overwrite=True)
+
+    lines = await setup()
+    assert "created global concurrency limit 'goalflow-hosted': 600/min (block 'hosted')" in lines
+    assert "created global concurrency limit 'goalflow-local': 120/min (block 'local')" in lines
+    assert any(
+        "'unsized' names shared_limit 'goalflow-unsized' but no requests_per" in line
+        for line in lines
+    )
+
+    await LLMProvider(model="big", requests_per_minute=1200, shared_limit="goalflow-hosted").asave(
+        "hosted", overwrite=True
+    )
+    assert "sized global concurrency limit 'goalflow-hosted': 1200/min (block 'hosted')" in (
+        await setup()
+    )
     async with get_client() as client:
-        limit = await client.read_global_concurrency_limit_by_name("goalflow-test-key")
+        limit = await client.read_global_concurrency_limit_by_name("goalflow-hosted")
     slots, decay = shared_limit_shape(1200)
     assert (limit.limit, limit.slot_decay_per_second) == (slots, decay)
     assert slots + 60 * decay == 1200  # never more than R in any minute
 
-    await shared_gate("goalflow-test-key")()  # a slot is taken
+    await shared_gate("goalflow-hosted")()  # a slot is taken
     with pytest.raises(ConfigError, match="goalflow setup"):
         await shared_gate("goalflow-misspelled-key")()
+
+
+async def test_the_task_endpoints_own_shared_limit_gates_its_calls(
+    limited_server: OpenAITestServer,
+) -> None:
+    from goalflow.orchestration.blocks import LLMProvider
+
+    # The planning endpoint names no shared limit; the task endpoint's block names one
+    # that was never set up: its first call is refused, naming the limit.
+    await LLMProvider(
+        base_url=limited_server.base_url, model="small", shared_limit="goalflow-not-set-up"
+    ).asave("tasks-limited", overwrite=True)
+    plan = layered_plan(1)
+    simple = [t.model_copy(update={"difficulty": "simple"}) for t in plan.tasks]
+    plan = plan.model_copy(update={"tasks": simple})
+
+    with pytest.raises(GoalFailedError, match="shared rate limit 'goalflow-not-set-up'"):
+        await run_plan(plan, advanced={"task_llm_block": "tasks-limited"})

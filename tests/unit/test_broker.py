@@ -15,9 +15,10 @@ from pydantic import BaseModel, SecretStr
 
 from goalflow.core.budget import MoneyBudget, Price
 from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError, TaskError
-from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_llm, keep_token
+from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_models, keep_token
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
+from goalflow.llm.provider import GoalModels
 from goalflow.orchestration.task_runners import check_address
 from goalflow.testing import OpenAITestServer
 from tests.helpers import TEST_KEY
@@ -57,8 +58,8 @@ async def test_a_worker_call_is_paced_and_booked_in_the_flow_processs_ledger(
     server: OpenAITestServer, flow_llm: LLM
 ) -> None:
     async with (
-        LedgerBroker(flow_llm) as broker,
-        brokered_llm(broker.ticket, "draft/outline") as worker,
+        LedgerBroker(GoalModels(flow_llm, None)) as broker,
+        brokered_models(broker.ticket, "draft/outline") as (worker, _),
     ):
         answer = await worker.structured(Colour, ASK, purpose="task outline")
         assert answer.colour == "teal"
@@ -80,8 +81,8 @@ async def test_the_limits_a_workers_answer_announces_pace_the_flow() -> None:
         try:
             # the worker's messages are queued; a flush delivers them when it closes
             async with (
-                LedgerBroker(flow_llm) as broker,
-                brokered_llm(broker.ticket, "t") as worker,
+                LedgerBroker(GoalModels(flow_llm, None)) as broker,
+                brokered_models(broker.ticket, "t") as (worker, _),
             ):
                 await worker.structured(Colour, ASK, purpose="task t")
         finally:
@@ -95,7 +96,10 @@ async def test_a_call_over_the_money_budget_is_refused_before_it_is_sent(
 ) -> None:
     flow_llm = _flow_llm(server, max_usd=0.5)  # one call's worst case is over $1
     try:
-        async with LedgerBroker(flow_llm) as broker, brokered_llm(broker.ticket, "t") as worker:
+        async with (
+            LedgerBroker(GoalModels(flow_llm, None)) as broker,
+            brokered_models(broker.ticket, "t") as (worker, _),
+        ):
             with pytest.raises(BudgetExceededError, match=re.escape("money budget of $0.5")):
                 await worker.structured(Colour, ASK, purpose="task t")
     finally:
@@ -108,14 +112,18 @@ async def test_a_worker_asks_the_goals_task_model_at_its_price_and_no_other_mode
     prices = {"big": Price(input=10, output=10), "small": Price(input=1, output=1)}
     with OpenAITestServer(api_key=TEST_KEY, default=answer, models=("big", "small", "x")) as s:
         config = LLMConfig(
-            model="big", task_model="small", base_url=s.base_url, api_key=SecretStr(TEST_KEY),
-            prices=prices,
-        )  # fmt: skip
+            model="big", base_url=s.base_url, api_key=SecretStr(TEST_KEY), prices=prices
+        )
         flow_llm = LLM(config)
+        models = GoalModels(flow_llm, flow_llm.for_model("small"))
         try:
-            async with LedgerBroker(flow_llm) as broker, brokered_llm(broker.ticket, "t") as worker:
-                assert worker.config.tiered_task_model == "small"  # the worker is told
-                await worker.for_model("small").structured(Colour, ASK, purpose="task t")
+            async with (
+                LedgerBroker(models) as broker,
+                brokered_models(broker.ticket, "t") as (worker, task_worker),
+            ):
+                assert task_worker is not None and task_worker.config.model == "small"
+                assert task_worker.pacer is worker.pacer  # one endpoint: one pacer
+                await task_worker.structured(Colour, ASK, purpose="task t")
                 with pytest.raises(ConfigError, match="model 'x' is not this goal's"):
                     await worker.for_model("x").structured(Colour, ASK, purpose="task t")
         finally:
@@ -128,24 +136,68 @@ async def test_a_worker_asks_the_goals_task_model_at_its_price_and_no_other_mode
     assert [r.model for r in s.requests] == ["small"]
 
 
+async def test_a_task_model_at_another_endpoint_is_paced_there_and_booked_in_one_ledger() -> None:
+    answer = json.dumps({"colour": "teal"})
+    with (
+        OpenAITestServer(api_key=TEST_KEY, default=answer, models=("big",)) as planning,
+        OpenAITestServer(api_key="other-key", default=answer, models=("small",)) as tasks,
+    ):
+        big = LLMConfig(
+            model="big", base_url=planning.base_url, api_key=SecretStr(TEST_KEY),
+            prices={"big": Price(input=10, output=10)}, requests_per_minute=1,
+        )  # fmt: skip
+        small = LLMConfig(
+            model="small", base_url=tasks.base_url, api_key=SecretStr("other-key"),
+            prices={"small": Price(input=1, output=1)}, requests_per_minute=600,
+        )  # fmt: skip
+        flow_llm = LLM(big, budget=MoneyBudget(1.0))
+        task_llm = LLM(small, ledger=flow_llm.ledger)
+        try:
+            async with (
+                LedgerBroker(GoalModels(flow_llm, task_llm)) as broker,
+                brokered_models(broker.ticket, "t") as (worker, task_worker),
+            ):
+                assert task_worker is not None and task_worker.config.endpoint == tasks.base_url
+                await worker.structured(Colour, ASK, purpose="task t")
+                # The planning endpoint's 1 a minute is spent; the task endpoint's is not.
+                for _ in range(3):
+                    await asyncio.wait_for(task_worker.structured(Colour, ASK, purpose="task t"), 5)
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(worker.structured(Colour, ASK, purpose="again"), 1)
+        finally:
+            await flow_llm.close()
+            await task_llm.close()
+
+    assert (planning.stats.completed, tasks.stats.completed) == (1, 3)
+    usage = flow_llm.ledger.summary()
+    assert usage.calls_by_model == {"big": 1, "small": 3}
+    big_call, *small_calls = flow_llm.ledger.calls
+    assert big_call.cost_usd == pytest.approx(
+        (big_call.prompt_tokens + big_call.completion_tokens) * 10 / 1e6
+    )
+    assert usage.cost_usd == pytest.approx(
+        big_call.cost_usd + sum(c.prompt_tokens + c.completion_tokens for c in small_calls) / 1e6
+    )
+
+
 async def test_a_wrong_token_gets_no_model_configuration(flow_llm: LLM) -> None:
-    async with LedgerBroker(flow_llm) as broker:
+    async with LedgerBroker(GoalModels(flow_llm, None)) as broker:
         keep_token("forged", "guessed")
         forged = BrokerTicket(broker.ticket.host, broker.ticket.port, "forged")
         with pytest.raises(ConfigError, match="wrong broker token"):
-            async with brokered_llm(forged, "t"):
+            async with brokered_models(forged, "t"):
                 pass
 
 
 async def test_a_ticket_carries_no_secret_and_a_worker_without_the_token_is_told(
     flow_llm: LLM,
 ) -> None:
-    async with LedgerBroker(flow_llm) as broker:
+    async with LedgerBroker(GoalModels(flow_llm, None)) as broker:
         # What travels in task parameters: no token in it.
         assert broker.token not in repr(dataclasses.asdict(broker.ticket))
         elsewhere = BrokerTicket(broker.ticket.host, broker.ticket.port, "another-goal")
         with pytest.raises(TaskError, match="was not given the goal's broker token"):
-            async with brokered_llm(elsewhere, "t"):
+            async with brokered_models(elsewhere, "t"):
                 pass
 
 
@@ -153,7 +205,7 @@ async def test_a_client_that_says_nothing_is_closed(
     flow_llm: LLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("goalflow.llm.broker.HELLO_SECONDS", 0.5)
-    async with LedgerBroker(flow_llm) as broker:
+    async with LedgerBroker(GoalModels(flow_llm, None)) as broker:
         reader, writer = await asyncio.open_connection(broker.ticket.host, broker.ticket.port)
 
         # The broker hangs up on a silent client instead of holding it open forever.

@@ -68,8 +68,9 @@ TaskModelOpt = Annotated[
     str | None,
     typer.Option(
         "--task-model",
-        help="A cheaper model for the tasks the plan marks simple, on the same endpoint "
-        "(default: GOALFLOW_TASK_MODEL; unset: --model does everything).",
+        help="A cheaper model for the tasks the plan marks simple, at --model's endpoint or "
+        "GOALFLOW_TASK_LLM_BLOCK's (default: GOALFLOW_TASK_MODEL; unset: --model does "
+        "everything).",
     ),
 ]
 DepthOpt = Annotated[
@@ -290,13 +291,10 @@ def plan_command(
         config, reason = await ready_sandbox(resolved.sandbox)
         if config is None:
             err.print(f"code tasks are off: {reason}", highlight=False)
-        tiers = bool(resolved.endpoint and resolved.endpoint.tiered_task_model)
+        tiers = resolved.task_endpoint is not None
         options = planning_options(settings, code_tasks=config is not None, tiers=tiers)
         async with open_llm(
-            resolved.endpoint,
-            local_model=settings.local_model,
-            model=settings.model,
-            task_model=settings.task_model,
+            resolved.endpoint, local_model=settings.local_model, model=settings.model
         ) as llm:
             return await make_plan(llm, text, options, on_step=err.print)
 

@@ -221,6 +221,14 @@ class Ledger:
         with self._lock:
             return self._spent + self._reserved + worst <= self.budget.limit_usd
 
+    def take_price(self, model: str, prices: Mapping[str, Price]) -> None:
+        """Price ``model`` by ``prices`` (another endpoint's table) from now on; the
+        goal's one ledger then holds the money of both endpoints."""
+        price = price_for(model, prices)
+        if price is not None:
+            with self._lock:
+                self._prices[model] = price
+
     def require_price(self, model: str) -> None:
         """Refuse a money limit that cannot be enforced because ``model`` has no price."""
         if self.budget is not None and price_for(model, self._prices) is None:

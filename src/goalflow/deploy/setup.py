@@ -2,10 +2,11 @@
 
 Idempotent, so CI can run it on every job: the work pools (process, Docker,
 Kubernetes; see ``goalflow.deploy.work_pools``) are created when missing, goalflow's Block
-types are registered, and each automation defined in ``goalflow/deploy/automations``
-(``*.yaml``, shipped in the package; each loads with ``prefect automation create -f``)
-is created, or updated in place when one of that name exists (duplicates of the name are
-removed).
+types are registered, the shared rate limit each saved ``LLMProvider`` block names is
+created or sized from its ``requests_per_minute``, and each automation defined in
+``goalflow/deploy/automations`` (``*.yaml``, shipped in the package; each loads with
+``prefect automation create -f``) is created, or updated in place when one of that name
+exists (duplicates of the name are removed).
 
 The automation that runs a deployment, ``goalflow-reflect-on-stall``, is that
 deployment's trigger in ``prefect.yaml``: ``prefect deploy`` creates it with the
@@ -30,7 +31,8 @@ from pydantic import ValidationError
 from goalflow.deploy.runner_image import DEFAULT_RUNNER_IMAGE, runner_image_status
 from goalflow.deploy.work_pools import DOCKER_POOL, K8S_POOL, load_template
 from goalflow.errors import ConfigError
-from goalflow.orchestration.blocks import BLOCK_TYPES
+from goalflow.orchestration.blocks import BLOCK_TYPES, LLMProvider
+from goalflow.orchestration.shared_limit import ensure_global_limit
 from goalflow.sandbox.config import SandboxConfig
 
 __all__ = [
@@ -121,6 +123,7 @@ async def setup_server(
                     await client.create_automation(automation)
                     report.lines.append(f"automation {automation.name!r}: created")
             await _tune_reflect_trigger(client, report, reflect_after)
+            await _ensure_shared_limits(client, report)
     except httpx.HTTPError as e:
         raise ConfigError(
             f"cannot set up the Prefect server at {api_url}: {type(e).__name__}: {e}. Start "
@@ -157,6 +160,26 @@ async def _tune_reflect_trigger(
         f"automation {REFLECT_ON_STALL!r}: updated (a goal is asked to reflect after "
         f"{reflect_after:g} s without progress)"
     )
+
+
+async def _ensure_shared_limits(client: PrefectClient, report: SetupReport) -> None:
+    """The shared rate limit each saved LLMProvider block names (one per endpoint),
+    created or sized from the block's requests_per_minute."""
+    documents = await client.read_block_documents_by_type(
+        LLMProvider.get_block_type_slug(), include_secrets=False
+    )
+    for document in documents:
+        name, data = document.name, document.data
+        limit, rpm = data.get("shared_limit"), data.get("requests_per_minute")
+        if not limit:
+            continue
+        if not rpm:
+            report.lines.append(
+                f"warning: LLMProvider block {name!r} names shared_limit {limit!r} but no "
+                "requests_per_minute: set it on the block, then run goalflow setup again"
+            )
+            continue
+        report.lines.append(f"{await ensure_global_limit(limit, int(rpm))} (block {name!r})")
 
 
 async def _ensure_pool(

@@ -1,8 +1,10 @@
 """One goal's money ledger and pacer, served to its leaf tasks in other processes.
 
 A leaf task on a Dask or Ray worker cannot share the flow process's memory, so the flow
-process keeps the only ledger and the only pacer and serves them on a TCP socket
-(newline-delimited JSON, a random token per goal). The worker's :class:`BrokeredLLM`
+process keeps the only ledger and the only pacers (one per endpoint: the planning model's,
+and the task model's when it is at another endpoint) and serves them on a TCP socket
+(newline-delimited JSON, a random token per goal). Each message names the model of its
+call, which picks its endpoint's pacer. The worker's :class:`BrokeredLLM`
 is the ordinary :class:`~goalflow.llm.client.LLM` with its money hooks and pacer pointing here:
 
     worker                                   flow process (LedgerBroker)
@@ -14,10 +16,11 @@ is the ordinary :class:`~goalflow.llm.client.LLM` with its money hooks and pacer
 
 So the guarantees are the in-process ones: no call is sent before its worst case is
 reserved in the one ledger (spend never exceeds the money budget), and every call passes
-the one sliding-window pacer (and the shared Prefect global concurrency limit, when the
-LLMProvider block names one). A worker that dies mid-call leaves its reservation held to
-the end of the goal (counted at its worst case: it may have been billed) and its pacer
-slot is freed when its connection drops. Once the goal stops, reservations are refused.
+the one sliding-window pacer of its endpoint (and that endpoint's shared Prefect global
+concurrency limit, when its LLMProvider block names one). A worker that dies mid-call
+leaves its reservation held to the end of the goal (counted at its worst case: it may
+have been billed) and its pacer slot is freed when its connection drops. Once the goal
+stops, reservations are refused.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ from goalflow.core.rates import AnnouncedLimits
 from goalflow.errors import BudgetExceededError, ConfigError, GoalflowError, TaskError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
+from goalflow.llm.provider import GoalModels
 
 __all__ = [
     "HELLO_SECONDS",
     "BrokerTicket",
     "BrokeredLLM",
     "LedgerBroker",
-    "brokered_llm",
+    "brokered_models",
     "keep_token",
     "token_variable",
     "worker_name",
@@ -112,10 +116,12 @@ def _token_for(ticket: BrokerTicket) -> str:
 
 
 class LedgerBroker:
-    """Serves ``llm``'s ledger and pacer (in this process) to leaf tasks elsewhere."""
+    """Serves the goal's ledger and its models' pacers (in this process) to leaf tasks
+    elsewhere; a worker names the model of each call, which picks its endpoint's pacer."""
 
-    def __init__(self, llm: LLM, host: str = "127.0.0.1") -> None:
-        self._llm = llm
+    def __init__(self, models: GoalModels, host: str = "127.0.0.1") -> None:
+        self._models = models
+        self._by_model = {llm.config.model: llm for llm in models if llm is not None}
         self._host = host
         self._token = secrets.token_urlsafe(24)
         self.key = secrets.token_hex(8)
@@ -177,7 +183,8 @@ class LedgerBroker:
                 await _send(writer, {"error": "config", "message": "wrong broker token"})
                 return
             self.workers.add(str(hello.get("worker", "?")))
-            await _send(writer, {"config": _config_dict(self._llm)})
+            configs = [_config_dict(llm) for llm in self._models if llm is not None]
+            await _send(writer, {"configs": configs})
             while (message := await _receive(reader)) is not None:
                 await _send(writer, await self._handle(message, slots))
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -192,11 +199,12 @@ class LedgerBroker:
         self, message: dict[str, Any], slots: dict[int, tuple[AsyncExitStack, Admission]]
     ) -> dict[str, Any]:
         op = message.get("op")
-        ledger, config = self._llm.ledger, self._llm.config
         # A worker asks the goal's model or its task model, and no other.
-        model = str(message.get("model") or config.model)
-        if model not in (config.model, config.task_model):
+        model = str(message.get("model") or self._models.llm.config.model)
+        llm = self._by_model.get(model)
+        if llm is None:
             return {"error": "config", "message": f"model {model!r} is not this goal's"}
+        ledger = llm.ledger
         try:
             if op == "reserve":
                 if self._stopped:
@@ -222,9 +230,7 @@ class LedgerBroker:
                     )
             elif op == "admit":
                 stack = AsyncExitStack()
-                admission = await stack.enter_async_context(
-                    self._llm.pacer.slot(int(message["tokens"]))
-                )
+                admission = await stack.enter_async_context(llm.pacer.slot(int(message["tokens"])))
                 key = id(stack)
                 slots[key] = (stack, admission)
                 return {"id": key}
@@ -235,10 +241,10 @@ class LedgerBroker:
             elif op == "flush":
                 pass  # the queued messages before it were the point
             elif op == "observe":
-                self._llm.heed(_announced(message.get("limits")))
+                llm.heed(_announced(message.get("limits")))
             elif op == "penalize":
                 retry_after = message.get("retry_after")
-                pacer = self._llm.pacer
+                pacer = llm.pacer
                 wait = None if retry_after is None else float(retry_after)
                 pacer.penalize(wait, rate_known=pacer.rate_known)
             else:
@@ -333,15 +339,16 @@ def _raise_refusal(reply: dict[str, Any]) -> None:
 
 
 class _BrokerPacer(Pacer):
-    """The flow process's pacer, reached through the broker."""
+    """The pacer of ``model``'s endpoint in the flow process, reached through the broker."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, model: str) -> None:
         super().__init__()
         self._connection = connection
+        self._model = model
 
     @asynccontextmanager
     async def slot(self, estimated_tokens: int) -> AsyncIterator[Admission]:
-        reply = await self._connection.call("admit", tokens=estimated_tokens)
+        reply = await self._connection.call("admit", model=self._model, tokens=estimated_tokens)
         _raise_refusal(reply)
         admission = Admission(asyncio.get_running_loop().time(), estimated_tokens)
         try:
@@ -351,13 +358,13 @@ class _BrokerPacer(Pacer):
 
     def observe(self, announced: AnnouncedLimits) -> list[str]:
         """What a worker's answer announced paces the whole goal: the flow's pacer."""
-        self._connection.later("observe", limits=dataclasses.asdict(announced))
+        self._connection.later("observe", model=self._model, limits=dataclasses.asdict(announced))
         return []
 
     def penalize(self, retry_after: float | None, *, rate_known: bool = True) -> float:
         """The flow's pacer holds every worker's calls (and knows whether it knew the
         rate); this one waits the Retry-After."""
-        self._connection.later("penalize", retry_after=retry_after)
+        self._connection.later("penalize", model=self._model, retry_after=retry_after)
         return min(retry_after, _MAX_WAIT) if retry_after is not None else 1.0
 
 
@@ -391,7 +398,7 @@ class BrokeredLLM(LLM):
         super().__init__(config, http_client=http)
         self._connection = connection
         self._task_path = task_path
-        self.pacer = _BrokerPacer(connection)
+        self.pacer = _BrokerPacer(connection, config.model)
 
     async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> Reservation:
         reply = await self._connection.call(
@@ -434,8 +441,9 @@ class BrokeredLLM(LLM):
 
 
 @asynccontextmanager
-async def brokered_llm(ticket: BrokerTicket, task_path: str) -> AsyncIterator[BrokeredLLM]:
-    """The goal's model, for one leaf task in this (worker) process."""
+async def brokered_models(ticket: BrokerTicket, task_path: str) -> AsyncIterator[GoalModels]:
+    """The goal's models, for one leaf task in this (worker) process: the task model at
+    the planning model's endpoint shares its client, at another it has its own."""
     try:
         reader, writer = await asyncio.open_connection(ticket.host, ticket.port, limit=_LINE_LIMIT)
     except OSError as e:
@@ -451,12 +459,17 @@ async def brokered_llm(ticket: BrokerTicket, task_path: str) -> AsyncIterator[Br
         if reply is None:
             raise TaskError("the goal's ledger broker closed the connection: the goal ended")
         _raise_refusal(reply)
-        fields = reply["config"]
-        config = LLMConfig.model_validate(fields)
-        llm = BrokeredLLM(config, connection, task_path)
-        try:
-            yield llm
-        finally:
-            await llm.close()
+        planning, *tasks = (LLMConfig.model_validate(fields) for fields in reply["configs"])
+        async with AsyncExitStack() as stack:
+            llm = BrokeredLLM(planning, connection, task_path)
+            stack.push_async_callback(llm.close)
+            task_llm: LLM | None = None
+            for config in tasks:
+                if config.same_endpoint(planning):
+                    task_llm = llm.for_model(config.model)
+                else:
+                    task_llm = BrokeredLLM(config, connection, task_path)
+                    stack.push_async_callback(task_llm.close)
+            yield GoalModels(llm, task_llm)
     finally:
         await connection.close()

@@ -78,11 +78,18 @@ class LLM:
         budget: MoneyBudget | None = None,
         http_client: httpx.AsyncClient | None = None,
         gate: Gate | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """``gate``: a wait for a slot of a limit shared across processes
-        (:func:`goalflow.orchestration.shared_limit.shared_gate`), taken per call."""
+        (:func:`goalflow.orchestration.shared_limit.shared_gate`), taken per call.
+        ``ledger``: another endpoint's ledger to book this one's calls in too (the goal
+        has one money budget across its endpoints); ``budget`` is then that ledger's."""
         self.config = config
-        self.ledger = Ledger(config.prices, budget)
+        if ledger is None:
+            ledger = Ledger(config.prices, budget)
+        else:
+            ledger.take_price(config.model, config.prices)
+        self.ledger = ledger
         self.ledger.require_price(config.model)
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config, gate)

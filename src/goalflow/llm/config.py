@@ -86,10 +86,13 @@ class LLMConfig(BaseModel):
     )
 
     @property
-    def tiered_task_model(self) -> str | None:
-        """The task model, when it is another model than ``model`` (two tiers)."""
-        return self.task_model if self.task_model not in (None, self.model) else None
-
-    @property
     def endpoint(self) -> str:
         return self.base_url or "https://api.openai.com/v1"
+
+    def asking(self, model: str) -> LLMConfig:
+        """This endpoint, asked for ``model`` alone (one tier)."""
+        return self.model_copy(update={"model": model, "task_model": None})
+
+    def same_endpoint(self, other: LLMConfig) -> bool:
+        """Whether ``other`` is this endpoint with this key: one rate limit for both."""
+        return (self.endpoint, self.api_key) == (other.endpoint, other.api_key)

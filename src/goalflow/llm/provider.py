@@ -1,20 +1,61 @@
-"""Opening the model of one goal: an endpoint's client, or the offline model started
-here on loopback. Which endpoint (a block, the environment) is decided above, in
-:func:`goalflow.orchestration.options.resolve_options`."""
+"""Opening the models of one goal: an endpoint's client, or the offline model started
+here on loopback, and the task model beside it. Which endpoints (blocks, the
+environment) is decided above, in :func:`goalflow.orchestration.options.resolve_options`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import NamedTuple
 
-from goalflow.core.budget import MoneyBudget
+from goalflow.core.budget import Ledger, MoneyBudget
 from goalflow.core.pacing import Gate
 from goalflow.errors import ConfigError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.llm.local_model import LOCAL_MODELS, local_model_server
 
-__all__ = ["open_llm"]
+__all__ = ["GoalModels", "open_llm", "open_models"]
+
+
+class GoalModels(NamedTuple):
+    """A goal's planning model and, with two tiers, its task model (one ledger)."""
+
+    llm: LLM
+    task_llm: LLM | None
+
+
+@asynccontextmanager
+async def open_models(
+    endpoint: LLMConfig | None,
+    task_endpoint: LLMConfig | None = None,
+    *,
+    local_model: str = "1.5b",
+    model: str | None = None,
+    budget: MoneyBudget | None = None,
+    gate_for: Callable[[LLMConfig], Gate | None] = lambda config: None,
+) -> AsyncIterator[GoalModels]:
+    """The goal's models, closed (and an offline model stopped) on exit.
+
+    ``task_endpoint`` None: one model. The task model at the planning model's endpoint
+    (same address, same key) shares its pacer, as the endpoint's limits are one; at
+    another endpoint it has its own client, pacer and ``gate_for`` gate (its shared
+    Prefect limit). Either way its calls go to the planning model's ledger: one money
+    budget for the goal.
+    """
+    async with AsyncExitStack() as stack:
+        gate = gate_for(endpoint) if endpoint else None
+        llm = await stack.enter_async_context(
+            open_llm(endpoint, local_model=local_model, model=model, budget=budget, gate=gate)
+        )
+        task_llm = None
+        if task_endpoint is not None and llm.config.same_endpoint(task_endpoint):
+            task_llm = llm.for_model(task_endpoint.model)
+        elif task_endpoint is not None:
+            task_llm = await stack.enter_async_context(
+                open_llm(task_endpoint, ledger=llm.ledger, gate=gate_for(task_endpoint))
+            )
+        yield GoalModels(llm, task_llm)
 
 
 @asynccontextmanager
@@ -23,29 +64,24 @@ async def open_llm(
     *,
     local_model: str = "1.5b",
     model: str | None = None,
-    task_model: str | None = None,
     budget: MoneyBudget | None = None,
     gate: Gate | None = None,
+    ledger: Ledger | None = None,
 ) -> AsyncIterator[LLM]:
-    """An LLM for one goal, closed (and the offline model stopped) on exit.
+    """An LLM, closed (and the offline model stopped) on exit.
 
     ``endpoint`` None: the offline model ``local_model`` (``model``, if given, must be
-    its alias; a ``task_model`` needs an endpoint), started here and stopped on exit.
+    its alias), started here and stopped on exit. ``ledger``: book the calls in this
+    one (another model's of the same goal) instead of a new one.
     """
     if endpoint is not None:
-        llm = LLM(endpoint, budget=budget, gate=gate)
+        llm = LLM(endpoint, budget=budget, gate=gate, ledger=ledger)
         try:
             yield llm
         finally:
             await llm.close()
         return
     spec = LOCAL_MODELS[local_model]
-    if task_model not in (None, spec.alias):
-        raise ConfigError(
-            f"task model {task_model!r} needs an endpoint, and none is configured: set "
-            "OPENAI_API_KEY (and OPENAI_BASE_URL), or unset GOALFLOW_TASK_MODEL / drop "
-            "--task-model to let the offline model do every task"
-        )
     if model not in (None, spec.alias):
         raise ConfigError(
             f"model {model!r} needs an endpoint, and none is configured: set OPENAI_API_KEY "
@@ -62,7 +98,7 @@ async def open_llm(
             timeout=600.0,
             temperature=0.0,
         )
-        llm = LLM(config, budget=budget)
+        llm = LLM(config, budget=budget, ledger=ledger)
         try:
             yield llm
         finally:

@@ -35,6 +35,7 @@ from prefect.client.schemas.objects import State
 from goalflow.agent.executor import CodeRunner, run_leaf
 from goalflow.agent.planner import make_plan
 from goalflow.core.budget import BudgetAlert, MoneyBudget, spending_for
+from goalflow.core.pacing import Gate
 from goalflow.core.plan import Plan
 from goalflow.core.progress import Observer
 from goalflow.core.rates import task_concurrency
@@ -52,7 +53,8 @@ from goalflow.core.task import Task, TaskSpec
 from goalflow.core.values import clean_deliverables
 from goalflow.errors import GoalflowError, PlanRejectedError, TaskError
 from goalflow.llm.client import LLM
-from goalflow.llm.provider import open_llm
+from goalflow.llm.config import LLMConfig
+from goalflow.llm.provider import GoalModels, open_models
 from goalflow.orchestration.approval import review_plan
 from goalflow.orchestration.code_tasks import sandbox_code_runner
 from goalflow.orchestration.events import emit_budget_event, emit_goal_event
@@ -154,7 +156,7 @@ class GoalRun:
 
     def _rate_limit_wait(self) -> str:
         """What the model calls are waiting for, when it is the endpoint's rate limit."""
-        paused = self.llm.pacer.paused_for
+        paused = max(llm.pacer.paused_for for llm in filter(None, (self.llm, self.task_llm)))
         if paused <= 0:
             return ""
         return f"every model call was waiting {paused:.0f} s more for the endpoint's rate limit"
@@ -166,31 +168,36 @@ class GoalRun:
         money = (
             MoneyBudget(budget.max_usd, budget.warn_at, self._on_alert) if budget.max_usd else None
         )
-        endpoint = self.options.endpoint
-        gate = shared_gate(endpoint.shared_limit) if endpoint and endpoint.shared_limit else None
-        self.llm = await stack.enter_async_context(
-            open_llm(
-                endpoint,
+        self.llm, self.task_llm = await stack.enter_async_context(
+            open_models(
+                self.options.endpoint,
+                self.options.task_endpoint,
                 local_model=self.settings.local_model,
                 model=self.settings.model,
-                task_model=self.settings.task_model,
                 budget=money,
-                gate=gate,
+                gate_for=_shared_gate,
             )
         )
         self.guard.waiting = self._rate_limit_wait
         self.llm.on_notice = self._step
-        config = self.llm.config
-        if config.tiered_task_model:
-            self.task_llm = self.llm.for_model(config.tiered_task_model)
+        configs = [self.llm.config]
+        if self.task_llm is not None:
+            self.task_llm.on_notice = self._step
+            configs.append(self.task_llm.config)
             self._step(
-                f"tasks marked simple run on {config.tiered_task_model}, the rest on {config.model}"
+                f"tasks marked simple run on {self.task_llm.config.model}"
+                f"{_at(self.task_llm, self.llm)}, the rest on {self.llm.config.model}"
             )
-        self.concurrency = task_concurrency(
-            self.settings.concurrency,
-            config.requests_per_minute,
-            config.expected_latency,
-            config.burst_seconds,
+        # Each endpoint's pacer keeps its own calls under its limits; tasks run as many
+        # at once as the endpoint that can keep the most busy allows.
+        self.concurrency = max(
+            task_concurrency(
+                self.settings.concurrency,
+                config.requests_per_minute,
+                config.expected_latency,
+                config.burst_seconds,
+            )
+            for config in configs
         )
         self.slots = asyncio.Semaphore(self.concurrency)
         self.code_runner = await sandbox_code_runner(
@@ -210,7 +217,7 @@ class GoalRun:
         self.observer.attach(self.llm.ledger, budget.max_seconds)
         self.ref = stack.enter_context(hosting(self))
         self.leaves = await stack.enter_async_context(
-            open_remote_leaves(self.settings, self.llm, self.concurrency)
+            open_remote_leaves(self.settings, GoalModels(self.llm, self.task_llm), self.concurrency)
         )
 
     def _clean_deliverables(self, values: dict[str, str]) -> dict[str, str]:
@@ -330,7 +337,7 @@ class GoalRun:
         return values
 
     async def _leaf(self, spec: TaskSpec, inputs: dict[str, str], path: str) -> dict[str, str]:
-        models = " ".join(filter(None, (self.llm.config.model, self.llm.config.tiered_task_model)))
+        models = " ".join(llm.config.model for llm in filter(None, (self.llm, self.task_llm)))
         scope = cache_scope(models, self.goal) if self.settings.task_cache else None
         artifact = self.artifacts
         if self.leaves is not None and spec.kind == "llm":
@@ -430,3 +437,15 @@ async def run_composite(
             + (f" because {'; '.join(failed)}" if failed else "")
         )
     return {name: values[name] for name in task.outputs}
+
+
+def _at(task_llm: LLM, llm: LLM) -> str:
+    """Where the task model is, when another endpoint than the planning model's."""
+    if task_llm.config.same_endpoint(llm.config):
+        return ""
+    return f" at {task_llm.config.endpoint}"
+
+
+def _shared_gate(config: LLMConfig) -> Gate | None:
+    """The endpoint's shared Prefect limit, when its block names one."""
+    return shared_gate(config.shared_limit) if config.shared_limit else None

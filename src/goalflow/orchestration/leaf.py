@@ -23,7 +23,7 @@ from goalflow.agent.executor import run_leaf
 from goalflow.core.report import task_output_markdown
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError
-from goalflow.llm.broker import BrokerTicket, brokered_llm, worker_name
+from goalflow.llm.broker import BrokerTicket, brokered_models, worker_name
 from goalflow.orchestration.task_cache import keep_result
 
 __all__ = ["LeafContext", "LeafHost", "RunRef", "host_of", "hosting", "run_leaf_task"]
@@ -92,9 +92,7 @@ async def run_leaf_task(
     (:mod:`goalflow.orchestration.task_cache`), None: not cached."""
     where = ""
     if context.ticket is not None:
-        async with brokered_llm(context.ticket, path) as llm:
-            task_model = llm.config.tiered_task_model
-            task_llm = llm.for_model(task_model) if task_model else None
+        async with brokered_models(context.ticket, path) as (llm, task_llm):
             outputs = await run_leaf(
                 llm, context.goal, task, inputs, attempts=context.attempts, task_llm=task_llm
             )

@@ -3,7 +3,8 @@
 :func:`resolve_options` takes the options a caller set (:class:`~goalflow.settings.GoalOptions`)
 and returns everything a run needs to start: the environment's settings with those
 options over them, the endpoint (an ``LLMProvider`` block, ``OPENAI_*``, or None for
-the offline model), the sandbox configuration, the budget and the reflection policy.
+the offline model), the task model's endpoint (the same one, or a second block), the
+sandbox configuration, the budget and the reflection policy.
 An option set explicitly wins over the environment, which wins over a block.
 """
 
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 
 from goalflow.core.budget import BudgetPolicy
 from goalflow.core.revision import ReflectionPolicy
+from goalflow.errors import ConfigError
 from goalflow.llm.config import LLMConfig
+from goalflow.llm.local_model import LOCAL_MODELS
 from goalflow.orchestration import blocks
 from goalflow.sandbox.config import SandboxConfig
 from goalflow.settings import GoalOptions, Settings
@@ -27,6 +30,9 @@ class ResolvedOptions:
 
     settings: Settings
     endpoint: LLMConfig | None  # None: the offline model (settings.local_model)
+    # Where the task model is asked, with two tiers: ``endpoint`` asked for the task
+    # model, or the task_llm_block's endpoint. None: one model does everything.
+    task_endpoint: LLMConfig | None
     sandbox: SandboxConfig | None  # None: code tasks are off (GOALFLOW_SANDBOX=off)
     budget: BudgetPolicy
     reflection: ReflectionPolicy
@@ -38,9 +44,12 @@ async def resolve_options(
     """``options`` over ``settings`` (default: the environment), with the blocks they
     name loaded; a ConfigError names a block that does not exist."""
     settings = (settings or Settings.load()).with_options(options or GoalOptions())
+    endpoint = await _endpoint(settings)
+    task_endpoint = await _task_endpoint(settings, endpoint)
     return ResolvedOptions(
         settings=settings,
-        endpoint=await _endpoint(settings),
+        endpoint=endpoint.asking(endpoint.model) if endpoint else None,
+        task_endpoint=task_endpoint,
         sandbox=await _sandbox(settings),
         budget=await _budget(settings),
         reflection=await _reflection(settings),
@@ -63,6 +72,33 @@ async def _endpoint(settings: Settings) -> LLMConfig | None:
     }
     values.update(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
     return LLMConfig(**values)
+
+
+async def _task_endpoint(settings: Settings, endpoint: LLMConfig | None) -> LLMConfig | None:
+    if settings.task_llm_block is None:
+        if endpoint is None:
+            if settings.task_model not in (None, LOCAL_MODELS[settings.local_model].alias):
+                raise ConfigError(
+                    f"task model {settings.task_model!r} needs an endpoint, and none is "
+                    "configured: set OPENAI_API_KEY (and OPENAI_BASE_URL), or "
+                    "GOALFLOW_TASK_LLM_BLOCK, or unset GOALFLOW_TASK_MODEL / drop "
+                    "--task-model to let the offline model do every task"
+                )
+            return None
+        task_model = endpoint.task_model
+        return endpoint.asking(task_model) if task_model not in (None, endpoint.model) else None
+    block = await blocks.load_block(
+        blocks.LLMProvider, settings.task_llm_block, "GOALFLOW_TASK_LLM_BLOCK"
+    )
+    config = block.config().asking(settings.task_model or block.model)
+    planning_model = endpoint.model if endpoint else settings.local_model
+    if config.model == planning_model:
+        raise ConfigError(
+            f"the task model and the planning model are both {planning_model!r}: the two "
+            "tiers need two model names (name another model in task_model, or drop "
+            "task_llm_block to let one model do everything)"
+        )
+    return config
 
 
 async def _sandbox(settings: Settings) -> SandboxConfig | None:

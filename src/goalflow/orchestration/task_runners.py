@@ -41,7 +41,7 @@ from prefect.tasks import Task
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError, RunnerUnreachableError
 from goalflow.llm.broker import LedgerBroker, token_variable
-from goalflow.llm.client import LLM
+from goalflow.llm.provider import GoalModels
 from goalflow.orchestration.leaf import LeafContext, run_leaf_task
 from goalflow.orchestration.task_cache import cached
 from goalflow.settings import Settings, TaskRunnerKind
@@ -265,7 +265,7 @@ def _start(runner: TaskRunner[Any], kind: TaskRunnerKind, broker: LedgerBroker) 
 
 @asynccontextmanager
 async def open_remote_leaves(
-    settings: Settings, llm: LLM, concurrency: int
+    settings: Settings, models: GoalModels, concurrency: int
 ) -> AsyncIterator[RemoteLeaves | None]:
     """The goal's Dask or Ray runner with its broker, or None for ``threads``."""
     kind: TaskRunnerKind = settings.task_runner
@@ -274,7 +274,7 @@ async def open_remote_leaves(
         return
     if settings.runner_address and settings.runner_address != "auto":  # Ray's "this node"
         await asyncio.to_thread(check_address, kind, settings.runner_address)
-    async with LedgerBroker(llm, settings.broker_host) as broker:
+    async with LedgerBroker(models, settings.broker_host) as broker:
         runner = _task_runner(kind, settings, concurrency, broker)
         try:
             await asyncio.to_thread(_start, runner, kind, broker)
