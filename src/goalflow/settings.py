@@ -192,6 +192,11 @@ class Settings(BaseSettings, GoalOptions):
     local_model: Literal["1.5b", "0.5b"] = Field(
         default="1.5b", description="Which offline model to run when no endpoint is set."
     )
+    local_task_model: Literal["1.5b", "0.5b"] | None = Field(
+        default=None,
+        description="An offline model for the tasks the plan marks simple (e.g. 0.5b beside "
+        "the 1.5b), served by its own llama.cpp server; unset: no offline task model.",
+    )
     structured_mode: StructuredMode = Field(
         default="auto",
         description="How to ask for JSON: json_schema, json_object with a schema, or auto "

@@ -153,12 +153,13 @@ async def _local_cluster(kind: TaskRunnerKind, server: OpenAITestServer) -> Asyn
     """The local Dask cluster or Ray instance a goal starts (one worker), while open."""
     from goalflow.llm.client import LLM
     from goalflow.llm.config import LLMConfig
+    from goalflow.llm.provider import GoalModels
     from goalflow.orchestration.task_runners import open_remote_leaves
 
     llm = LLM(LLMConfig(model="test-model", base_url=server.base_url))
     try:
         settings = Settings(task_runner=kind, runner_workers=1)
-        async with open_remote_leaves(settings, llm, concurrency=1) as leaves:
+        async with open_remote_leaves(settings, GoalModels(llm, None), concurrency=1) as leaves:
             assert leaves is not None
             yield leaves
     finally:
@@ -234,3 +235,43 @@ async def test_ray_runs_parallel_branches_on_workers_within_rate_and_budget(
 ) -> None:
     monkeypatch.setenv("GOALFLOW_REQUESTS_PER_MINUTE", str(RPM))
     await _run_on("ray", limited_server)
+
+
+@pytest.mark.slow  # starting a 2-worker LocalCluster
+async def test_on_dask_workers_simple_tasks_go_to_the_task_models_own_endpoint(
+    limited_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    from goalflow.core.budget import Price
+    from goalflow.orchestration.blocks import LLMProvider
+
+    plan = layered_plan(4)
+    simple = [t.model_copy(update={"difficulty": "simple"}) for t in plan.tasks]
+    plan = plan.model_copy(update={"tasks": simple})
+    with OpenAITestServer(api_key="sk-task-key", models=("small",), default=echo_answer) as tasks:
+        await LLMProvider(
+            base_url=tasks.base_url,
+            api_key=SecretStr("sk-task-key"),
+            model="small",
+            prices={"small": Price(input=1, output=1)},
+        ).asave("dask-task-endpoint", overwrite=True)
+
+        result = await run_plan(
+            plan,
+            max_usd=50.0,
+            advanced={
+                "task_runner": "dask",
+                "reflection": False,
+                "task_llm_block": "dask-task-endpoint",
+            },
+        )
+
+    assert result.status == "completed"
+    # Every answer came from a worker, at the task endpoint; none at the planning one.
+    assert tasks.stats.completed == 4 and limited_server.stats.completed == 0
+    assert result.usage.calls_by_model == {"small": 4}
+    prompt, completion = tasks.stats.tokens_by_model["small"]
+    assert result.usage.cost_usd == pytest.approx((prompt + completion) / 1e6, abs=2e-6)
+    pids = await _worker_pids(result.flow_run_id, "dask")
+    assert pids and os.getpid() not in pids

@@ -66,3 +66,66 @@ def test_offline_goal_runs_end_to_end_and_stays_visible(tmp_path: Path) -> None:
         assert {"plan goal"} < {t["name"] for t in tasks}
     finally:
         subprocess.run([*goalflow, "server", "stop"], env=env, timeout=60, check=False)
+
+
+def _llama_servers() -> set[int]:
+    """The llama.cpp server processes alive now (goalflow starts them as children)."""
+    found = subprocess.run(
+        ["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True, check=False
+    )
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def test_an_offline_task_model_answers_the_simple_tasks_beside_the_planning_model(
+    tmp_path: Path,
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "GOALFLOW_", "PREFECT_API"))
+    }
+    port = _free_port()
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "GOALFLOW_SERVER_PORT": str(port),
+        "GOALFLOW_LOCAL_TASK_MODEL": "0.5b",
+        "GOALFLOW_REFLECTION": "false",
+    }
+    # A saved plan, so which tasks are simple does not hang on the planner's marks.
+    step = {"kind": "llm", "inputs": [], "acceptance": ""}
+    plan = {
+        "goal": "Say good morning in French and in Spanish.",
+        "deliverables": ["french", "spanish"],
+        "tasks": [
+            {**step, "id": "fr", "title": "French greeting", "outputs": ["french"],
+             "instructions": "Write 'good morning' in French.", "difficulty": "simple"},
+            {**step, "id": "es", "title": "Spanish greeting", "outputs": ["spanish"],
+             "instructions": "Write 'good morning' in Spanish.", "difficulty": "hard"},
+        ],
+    }  # fmt: skip
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan))
+    goalflow = [sys.executable, "-m", "goalflow.cli"]
+    before = _llama_servers()
+    try:
+        done = subprocess.run(
+            [*goalflow, "run", "--plan", str(saved), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout)
+        assert result["status"] == "completed"
+        models = {t["path"]: t["models"] for t in result["tasks"]}
+        small, big = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
+        assert models["es"] == [big]
+        assert models["fr"][0] == small  # then the 1.5B, if its answer was rejected
+        assert set(result["usage"]["calls_by_model"]) == {small, big}
+        assert "tasks marked simple run on qwen2.5-coder-0.5b-instruct" in done.stderr
+        assert _llama_servers() <= before  # both servers stopped with the run
+    finally:
+        subprocess.run([*goalflow, "server", "stop"], env=env, timeout=60, check=False)

@@ -4,6 +4,7 @@ the CLI and the environment all go through GoalOptions."""
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,55 @@ def test_a_price_table_is_read_from_json_or_from_a_file(
     monkeypatch.setenv("GOALFLOW_PRICES", str(table))
     with pytest.raises(ConfigError, match=r"GOALFLOW_PRICES=.*: my-model\.input: Input should"):
         Settings.load()
+
+
+async def test_a_task_model_on_the_endpoint_is_resolved_as_that_endpoint_asked_for_it() -> None:
+    from pydantic import SecretStr
+
+    from goalflow.orchestration.options import resolve_options
+
+    settings = Settings(
+        openai_base_url="http://127.0.0.1:9/v1", openai_api_key=SecretStr("k"), model="big"
+    )
+    resolved = await resolve_options(GoalOptions(task_model="small"), settings)
+
+    assert resolved.tiers and resolved.endpoint is not None and resolved.task_endpoint
+    assert (resolved.endpoint.model, resolved.task_endpoint.model) == ("big", "small")
+    assert resolved.task_endpoint.same_endpoint(resolved.endpoint)  # one pacer for both
+    assert resolved.endpoint.task_model is None  # the task model has one home
+    one = await resolve_options(GoalOptions(task_model="big"), settings)
+    assert not one.tiers and one.task_endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("variables", "options", "message"),
+    [
+        ({}, {"task_model": "small"}, "task model 'small' needs an endpoint"),
+        ({"local_task_model": "1.5b"}, {}, "both 'qwen2.5-coder-1.5b-instruct'"),
+        (
+            {"local_task_model": "0.5b"},
+            {"task_model": "small"},
+            "GOALFLOW_LOCAL_TASK_MODEL (0.5b) and task_model both name the task model",
+        ),
+        (
+            {"local_task_model": "0.5b"},
+            {"task_llm_block": "elsewhere"},
+            "and task_llm_block both name the task model",
+        ),
+    ],
+)
+async def test_a_task_model_that_cannot_be_had_offline_is_refused_naming_the_fix(
+    variables: dict[str, str], options: dict[str, str], message: str
+) -> None:
+    from goalflow.orchestration.options import resolve_options
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        await resolve_options(GoalOptions(**options), Settings(**variables))
+
+
+async def test_an_offline_task_model_beside_the_offline_planner_makes_two_tiers() -> None:
+    from goalflow.orchestration.options import resolve_options
+
+    resolved = await resolve_options(None, Settings(local_task_model="0.5b"))
+
+    assert resolved.endpoint is None and resolved.task_endpoint is None and resolved.tiers

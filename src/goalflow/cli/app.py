@@ -291,8 +291,7 @@ def plan_command(
         config, reason = await ready_sandbox(resolved.sandbox)
         if config is None:
             err.print(f"code tasks are off: {reason}", highlight=False)
-        tiers = resolved.task_endpoint is not None
-        options = planning_options(settings, code_tasks=config is not None, tiers=tiers)
+        options = planning_options(settings, code_tasks=config is not None, tiers=resolved.tiers)
         async with open_llm(
             resolved.endpoint, local_model=settings.local_model, model=settings.model
         ) as llm:

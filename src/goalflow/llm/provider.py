@@ -31,17 +31,19 @@ async def open_models(
     task_endpoint: LLMConfig | None = None,
     *,
     local_model: str = "1.5b",
+    local_task_model: str | None = None,
     model: str | None = None,
     budget: MoneyBudget | None = None,
     gate_for: Callable[[LLMConfig], Gate | None] = lambda config: None,
 ) -> AsyncIterator[GoalModels]:
-    """The goal's models, closed (and an offline model stopped) on exit.
+    """The goal's models, closed (and the offline ones stopped) on exit.
 
-    ``task_endpoint`` None: one model. The task model at the planning model's endpoint
-    (same address, same key) shares its pacer, as the endpoint's limits are one; at
-    another endpoint it has its own client, pacer and ``gate_for`` gate (its shared
-    Prefect limit). Either way its calls go to the planning model's ledger: one money
-    budget for the goal.
+    ``task_endpoint`` and ``local_task_model`` None: one model. The task model at the
+    planning model's endpoint (same address, same key) shares its pacer, as the
+    endpoint's limits are one; at another endpoint it has its own client, pacer and
+    ``gate_for`` gate (its shared Prefect limit); ``local_task_model`` is an offline
+    model on its own llama.cpp server. Either way its calls go to the planning model's
+    ledger: one money budget for the goal.
     """
     async with AsyncExitStack() as stack:
         gate = gate_for(endpoint) if endpoint else None
@@ -54,6 +56,10 @@ async def open_models(
         elif task_endpoint is not None:
             task_llm = await stack.enter_async_context(
                 open_llm(task_endpoint, ledger=llm.ledger, gate=gate_for(task_endpoint))
+            )
+        elif local_task_model is not None:
+            task_llm = await stack.enter_async_context(
+                open_llm(None, local_model=local_task_model, ledger=llm.ledger)
             )
         yield GoalModels(llm, task_llm)
 

@@ -173,6 +173,7 @@ class GoalRun:
                 self.options.endpoint,
                 self.options.task_endpoint,
                 local_model=self.settings.local_model,
+                local_task_model=self.settings.local_task_model,
                 model=self.settings.model,
                 budget=money,
                 gate_for=_shared_gate,

@@ -31,8 +31,15 @@ class ResolvedOptions:
     settings: Settings
     endpoint: LLMConfig | None  # None: the offline model (settings.local_model)
     # Where the task model is asked, with two tiers: ``endpoint`` asked for the task
-    # model, or the task_llm_block's endpoint. None: one model does everything.
+    # model, or the task_llm_block's endpoint. None: the offline task model
+    # (settings.local_task_model), else one model does everything.
     task_endpoint: LLMConfig | None
+
+    @property
+    def tiers(self) -> bool:
+        """Whether a task model does the tasks the plan marks simple."""
+        return self.task_endpoint is not None or self.settings.local_task_model is not None
+
     sandbox: SandboxConfig | None  # None: code tasks are off (GOALFLOW_SANDBOX=off)
     budget: BudgetPolicy
     reflection: ReflectionPolicy
@@ -75,6 +82,10 @@ async def _endpoint(settings: Settings) -> LLMConfig | None:
 
 
 async def _task_endpoint(settings: Settings, endpoint: LLMConfig | None) -> LLMConfig | None:
+    planning_model = endpoint.model if endpoint else LOCAL_MODELS[settings.local_model].alias
+    if settings.local_task_model is not None:
+        _check_local_task_model(settings, planning_model)
+        return None
     if settings.task_llm_block is None:
         if endpoint is None:
             if settings.task_model not in (None, LOCAL_MODELS[settings.local_model].alias):
@@ -91,7 +102,6 @@ async def _task_endpoint(settings: Settings, endpoint: LLMConfig | None) -> LLMC
         blocks.LLMProvider, settings.task_llm_block, "GOALFLOW_TASK_LLM_BLOCK"
     )
     config = block.config().asking(settings.task_model or block.model)
-    planning_model = endpoint.model if endpoint else settings.local_model
     if config.model == planning_model:
         raise ConfigError(
             f"the task model and the planning model are both {planning_model!r}: the two "
@@ -99,6 +109,23 @@ async def _task_endpoint(settings: Settings, endpoint: LLMConfig | None) -> LLMC
             "task_llm_block to let one model do everything)"
         )
     return config
+
+
+def _check_local_task_model(settings: Settings, planning_model: str) -> None:
+    """An offline task model is the task model: nothing else may name one."""
+    alias = LOCAL_MODELS[settings.local_task_model or ""].alias
+    if settings.task_llm_block is not None or settings.task_model not in (None, alias):
+        raise ConfigError(
+            f"GOALFLOW_LOCAL_TASK_MODEL ({settings.local_task_model}) and "
+            f"{'task_llm_block' if settings.task_llm_block else 'task_model'} both name the "
+            "task model: keep one"
+        )
+    if alias == planning_model:
+        raise ConfigError(
+            f"the task model and the planning model are both {alias!r}: set "
+            "GOALFLOW_LOCAL_TASK_MODEL to another offline model than GOALFLOW_LOCAL_MODEL, "
+            "or unset it to let one model do everything"
+        )
 
 
 async def _sandbox(settings: Settings) -> SandboxConfig | None:
