@@ -241,3 +241,14 @@ async def test_a_task_model_block_with_the_planning_models_name_is_refused(
     with pytest.raises(ConfigError, match="task model and the planning model are both 'big'"):
         await achieve_goal(GOAL, advanced={"task_llm_block": "same-name", "task_model": "big"})
     assert tiers.requests == []
+
+
+async def test_a_task_model_named_as_the_planning_model_makes_one_model_do_all(
+    tiers: OpenAITestServer,
+) -> None:
+    # GOALFLOW_TASK_MODEL says small; this run says big, as the planning model.
+    result = await achieve_goal(GOAL, advanced={"task_model": "big"})
+
+    assert result.status == "completed"
+    assert {r.model for r in tiers.requests} == {"big"}
+    assert "difficulty" not in json.dumps(tiers.requests[0].schema)  # no tiers: no marks
