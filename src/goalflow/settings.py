@@ -54,8 +54,8 @@ class GoalOptions(BaseModel):
     task_model: str | None = Field(
         default=None,
         description="Model for the tasks the plan marks simple; planning, reviews, "
-        "reflection, hard and code tasks stay on `model`. Asked at `model`'s endpoint, or "
-        "at task_llm_block's. Unset: task_llm_block's model, else one model does everything.",
+        "reflection, hard and code tasks stay on `model`. Asked at the endpoint of `model`, "
+        "or at task_llm_block's. Unset: task_llm_block's model, else one model does everything.",
     )
     llm_block: str | None = Field(
         default=None,
@@ -65,7 +65,7 @@ class GoalOptions(BaseModel):
         default=None,
         description="Name of a saved LLMProvider block for the task model: its own endpoint, "
         "key, rate limits, prices and shared limit (its model, unless task_model names "
-        "another). Unset: the task model is asked at `model`'s endpoint.",
+        "another). Unset: the task model is asked at the endpoint of `model`.",
     )
     concurrency: int | None = Field(
         default=None,
