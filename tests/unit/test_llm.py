@@ -349,6 +349,22 @@ async def test_wrong_key_is_an_auth_error_that_never_shows_the_key(llm: LLM) -> 
     assert KEY[:8] not in shown and KEY[-4:] not in shown
 
 
+async def test_a_password_in_the_endpoints_url_is_never_shown() -> None:
+    # Port 9 on loopback: nothing listens, so the call fails at once, naming the endpoint.
+    config = LLMConfig(base_url="http://user:hunter2PASS@127.0.0.1:9/v1", max_retries=0)
+    llm = LLM(config)
+    try:
+        with pytest.raises(LLMUnreachableError) as caught:
+            await llm.structured(Answer, ASK, purpose="capital")
+    finally:
+        await llm.close()
+
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "http://127.0.0.1:9/v1" in shown and "hunter2PASS" not in shown
+    query = LLMConfig(base_url="http://127.0.0.1:1/v1?api-key=sk-QUERYSECRET#x")
+    assert query.endpoint == "http://127.0.0.1:1/v1"
+
+
 @respx.mock
 async def test_unknown_model_lists_what_the_endpoint_serves(llm: LLM) -> None:
     respx.post(f"{BASE}/chat/completions").mock(return_value=error(404, "The model does not exist"))

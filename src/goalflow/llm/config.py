@@ -5,6 +5,7 @@ by the broker. No ``openai`` import here."""
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -14,6 +15,7 @@ __all__ = ["DEFAULT_ENDPOINT_MODEL", "LLMConfig", "StructuredMode"]
 
 DEFAULT_ENDPOINT_MODEL = "gpt-4o-mini"
 StructuredMode = Literal["auto", "json_schema", "json_object"]
+_OPENAI = "https://api.openai.com/v1"
 
 
 class LLMConfig(BaseModel):
@@ -87,7 +89,12 @@ class LLMConfig(BaseModel):
 
     @property
     def endpoint(self) -> str:
-        return self.base_url or "https://api.openai.com/v1"
+        """The endpoint's URL as messages, logs and reports show it: without a user,
+        password, query or fragment, any of which may hold a secret."""
+        parts = urlsplit(self.base_url or _OPENAI)
+        return urlunsplit(
+            parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="")
+        )
 
     def asking(self, model: str) -> LLMConfig:
         """This endpoint, asked for ``model`` alone (one tier)."""
@@ -95,4 +102,7 @@ class LLMConfig(BaseModel):
 
     def same_endpoint(self, other: LLMConfig) -> bool:
         """Whether ``other`` is this endpoint with this key: one rate limit for both."""
-        return (self.endpoint, self.api_key) == (other.endpoint, other.api_key)
+        return (self.base_url or _OPENAI, self.api_key) == (
+            other.base_url or _OPENAI,
+            other.api_key,
+        )
