@@ -48,11 +48,13 @@ class GoalOptions(BaseModel):
 
     model: str | None = Field(
         default=None,
+        min_length=1,
         description="Model name; unset: the LLMProvider block's, else gpt-4o-mini on an "
         "endpoint, or the offline model when there is none.",
     )
     task_model: str | None = Field(
         default=None,
+        min_length=1,
         description="Model for the tasks the plan marks simple; planning, reviews, "
         "reflection, hard and code tasks stay on `model`. Asked at the endpoint of `model`, "
         "or at task_llm_block's. Unset: task_llm_block's model, else one model does everything.",
@@ -176,7 +178,8 @@ class Settings(BaseSettings, GoalOptions):
     """Defaults for every goal, and what lies outside one; each has an environment
     variable (``GOALFLOW_`` + the name in capitals, or ``OPENAI_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="GOALFLOW_", extra="ignore")
+    # An empty variable is an unset one, as OPENAI_API_KEY= is: its default applies.
+    model_config = SettingsConfigDict(env_prefix="GOALFLOW_", extra="ignore", env_ignore_empty=True)
 
     openai_api_key: SecretStr | None = Field(
         default=None,

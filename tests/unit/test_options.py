@@ -155,6 +155,19 @@ def test_an_option_that_cannot_work_is_a_config_error_naming_it() -> None:
         GoalOptions.given({"concurrncy": 2})
 
 
+def test_an_empty_model_name_is_refused_and_an_empty_variable_is_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError, match="model: String should have at least 1 character"):
+        GoalOptions.given({"model": ""})  # --model '' sends nothing to an endpoint
+    for name in ("GOALFLOW_MODEL", "GOALFLOW_LOCAL_MODEL", "GOALFLOW_TASK_LLM_BLOCK"):
+        monkeypatch.setenv(name, "")
+
+    settings = Settings.load()
+
+    assert (settings.model, settings.local_model, settings.task_llm_block) == (None, "1.5b", None)
+
+
 def test_a_variable_that_cannot_work_is_a_config_error_naming_it_and_its_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
