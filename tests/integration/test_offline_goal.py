@@ -27,25 +27,36 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_offline_goal_runs_end_to_end_and_stays_visible(tmp_path: Path) -> None:
+GOALFLOW = [sys.executable, "-m", "goalflow.cli"]
+
+
+def _offline_env(tmp_path: Path, port: int, **variables: str) -> dict[str, str]:
+    """This environment with no endpoint, no goalflow settings and no Prefect API, a
+    Prefect home of its own and a local server on ``port``, plus ``variables``."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "GOALFLOW_", "PREFECT_API"))
     }
+    return env | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "GOALFLOW_SERVER_PORT": str(port),
+        **variables,
+    }
+
+
+def _goalflow(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GOALFLOW, *arguments], env=env, capture_output=True, text=True, timeout=1200, check=False
+    )
+
+
+def test_offline_goal_runs_end_to_end_and_stays_visible(tmp_path: Path) -> None:
     port = _free_port()
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "GOALFLOW_SERVER_PORT": str(port)}
-    goalflow = [sys.executable, "-m", "goalflow.cli"]
+    env = _offline_env(tmp_path, port)
     goal = "Translate 'good morning, friends' into French and into Spanish."
     try:
-        done = subprocess.run(
-            [*goalflow, "run", goal, "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
+        done = _goalflow("run", goal, "--json", env=env)
 
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout)
@@ -65,7 +76,7 @@ def test_offline_goal_runs_end_to_end_and_stays_visible(tmp_path: Path) -> None:
         ).json()
         assert {"plan goal"} < {t["name"] for t in tasks}
     finally:
-        subprocess.run([*goalflow, "server", "stop"], env=env, timeout=60, check=False)
+        subprocess.run([*GOALFLOW, "server", "stop"], env=env, timeout=60, check=False)
 
 
 def _llama_servers() -> set[int]:
@@ -79,18 +90,10 @@ def _llama_servers() -> set[int]:
 def test_an_offline_task_model_answers_the_simple_tasks_beside_the_planning_model(
     tmp_path: Path,
 ) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "GOALFLOW_", "PREFECT_API"))
-    }
     port = _free_port()
-    env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "GOALFLOW_SERVER_PORT": str(port),
-        "GOALFLOW_LOCAL_TASK_MODEL": "0.5b",
-        "GOALFLOW_REFLECTION": "false",
-    }
+    env = _offline_env(
+        tmp_path, port, GOALFLOW_LOCAL_TASK_MODEL="0.5b", GOALFLOW_REFLECTION="false"
+    )
     # A saved plan, so which tasks are simple does not hang on the planner's marks.
     step = {"kind": "llm", "inputs": [], "acceptance": ""}
     plan = {
@@ -105,17 +108,9 @@ def test_an_offline_task_model_answers_the_simple_tasks_beside_the_planning_mode
     }  # fmt: skip
     saved = tmp_path / "plan.json"
     saved.write_text(json.dumps(plan))
-    goalflow = [sys.executable, "-m", "goalflow.cli"]
     before = _llama_servers()
     try:
-        done = subprocess.run(
-            [*goalflow, "run", "--plan", str(saved), "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
+        done = _goalflow("run", "--plan", str(saved), "--json", env=env)
 
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout)
@@ -128,4 +123,4 @@ def test_an_offline_task_model_answers_the_simple_tasks_beside_the_planning_mode
         assert "tasks marked simple run on qwen2.5-coder-0.5b-instruct" in done.stderr
         assert _llama_servers() <= before  # both servers stopped with the run
     finally:
-        subprocess.run([*goalflow, "server", "stop"], env=env, timeout=60, check=False)
+        subprocess.run([*GOALFLOW, "server", "stop"], env=env, timeout=60, check=False)
