@@ -121,7 +121,7 @@ class LLM:
         worker: the one the goal has learned) and falls back on its own; its notices go
         where this client's go when it is made."""
         sibling = copy.copy(self)
-        sibling.config = self.config.model_copy(update={"model": model, "task_model": None})
+        sibling.config = self.config.asking(model)
         sibling.ledger.require_price(model)
         sibling._mode = sibling.config.structured_mode
         return sibling
