@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -193,13 +194,42 @@ print("ran:", ray.get(ray.remote(lambda: 1).remote(), timeout=20))
 """
 
 
+def _listening() -> set[tuple[str, int]]:
+    """The TCP sockets listening on this machine now: (address, port)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                if state == "0A":  # LISTEN
+                    address, port = local.split(":")
+                    # Each 32-bit word is little-endian; an IPv4 mapped into IPv6 keeps
+                    # its address in the last word.
+                    words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, 32, 8)]
+                    raw = b"".join(words) if len(address) == 32 else words[0]
+                    found.add((str(ipaddress.ip_address(raw)), int(port, 16)))
+    return found
+
+
+def _on_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 @pytest.mark.slow  # starting a local Ray instance, and a client waiting to be refused
-async def test_the_local_ray_instance_takes_no_client_without_the_goals_token(
+async def test_the_local_ray_instance_listens_on_loopback_and_takes_no_client_without_the_goals_token(
     limited_server: OpenAITestServer,
 ) -> None:
     import ray
 
+    before = _listening()
     async with _local_cluster("ray", limited_server):
+        opened = _listening() - before
+        # Nothing of Ray's can be reached from another machine.
+        assert opened, "the Ray instance opened no port"
+        assert [s for s in opened if not _on_loopback(s[0])] == []
         address = ray.get_runtime_context().gcs_address
         # Another local program, without this process's token, is refused: in token
         # mode it finds none in ~/.ray either (where Ray would have saved one for any

@@ -27,6 +27,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -198,14 +199,25 @@ def check_address(kind: TaskRunnerKind, address: str, timeout: float = _CONNECT_
 
 
 @functools.cache
-def _ray_token_auth() -> None:
-    """Have the local Ray instances this process starts take only clients that hold a
-    token made here (``RAY_AUTH_TOKEN``, inherited by Ray's processes), not the token
-    Ray would otherwise save in ``~/.ray`` for any local program to read. Ray turns its
-    token authentication on for a new local instance unless ``RAY_AUTH_MODE`` says
-    otherwise (kept, as is a token the user set). One token per process: Ray's client
-    keeps the first it reads."""
+def _ray_local_only() -> None:
+    """Close the local Ray instances this process starts to everyone else: they listen
+    on loopback only, and take only clients that hold a token made here.
+
+    Ray binds its servers to all interfaces unless it believes it is not part of a
+    cluster (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which Ray reads when imported:
+    set in the environment for what imports it later and for Ray's own processes, and
+    on Ray's constants for a Ray imported already). The token (``RAY_AUTH_TOKEN``,
+    inherited by Ray's processes) replaces the one Ray would otherwise save in
+    ``~/.ray`` for any local program to read; Ray turns its token authentication on
+    for a new local instance unless ``RAY_AUTH_MODE`` says otherwise (kept, as is a
+    token the user set). One token per process: Ray's client keeps the first it reads.
+    """
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_urlsafe(32))
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "ray" in sys.modules:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _task_runner(
@@ -213,9 +225,9 @@ def _task_runner(
 ) -> TaskRunner[Any]:
     """The Dask or Ray runner. The local Dask cluster speaks TLS with a credential made
     for this goal, and the local Ray instance takes only clients with this process's
-    own token (Ray's token authentication, :func:`_ray_token_auth`), so no other client
-    on the machine can submit work to them (and reach the broker token their workers
-    hold); Ray's workers get the broker token in their environment."""
+    own token and listens on loopback only (:func:`_ray_local_only`), so no other
+    client on the machine can submit work to them (and reach the broker token their
+    workers hold); Ray's workers get the broker token in their environment."""
     threads = math.ceil(concurrency / settings.runner_workers)
     try:
         if kind == "dask":
@@ -233,6 +245,8 @@ def _task_runner(
                     "security": Security.temporary(),  # type: ignore[no-untyped-call]
                 }
             )
+        if not settings.runner_address:
+            _ray_local_only()  # before Ray is imported
         from prefect_ray.task_runners import RayTaskRunner
 
         init: dict[str, Any] = {
@@ -245,7 +259,6 @@ def _task_runner(
                 address=settings.runner_address, init_kwargs=init
             )
         else:
-            _ray_token_auth()
             ray_runner = RayTaskRunner(init_kwargs={**init, "num_cpus": settings.runner_workers})
         return ray_runner
     except ImportError as e:
