@@ -219,7 +219,7 @@ def _on_loopback(address: str) -> bool:
 
 
 @pytest.mark.slow  # starting a local Ray instance, and a client waiting to be refused
-async def test_the_local_ray_instance_listens_on_loopback_and_takes_no_client_without_the_goals_token(
+async def test_the_local_ray_instance_listens_on_loopback_and_takes_only_the_goals_token(
     limited_server: OpenAITestServer,
 ) -> None:
     import ray
