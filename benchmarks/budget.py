@@ -1,7 +1,7 @@
 """The money budget: overshoot under concurrency, and how much of a goal a budget buys.
 
     .venv/bin/python benchmarks/budget.py --runs 20 --concurrency 20
-    .venv/bin/python benchmarks/budget.py --goal --tasks 30
+    .venv/bin/python benchmarks/budget.py --goal --tasks 30 [--reviewed]
 
 Without ``--goal``: each run gives an LLM a budget that fits only some of its calls and
 fires them all at once against the project's test server (real HTTP on loopback, 50 ms
@@ -11,7 +11,9 @@ With ``--goal``: a plan of ``--tasks`` tasks in two layers runs through the real
 ``achieve_goal`` flow on a throwaway Prefect server, first without a budget (its full
 cost), then with 0.5x, 1x, 1.5x and 2x that cost, at concurrency 1 and 16. Printed per
 run: tasks finished, the spend goalflow reported, the spend the test server billed (every
-answer it produced, also those the client gave up on), and billed minus budget.
+answer it produced, also those the client gave up on), and billed minus budget. With
+``--reviewed`` each task has an acceptance check, so each answer is reviewed by a second
+call, as in the plans a planner writes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from goalflow.errors import BudgetExceededError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.testing import OpenAITestServer
+from goalflow.testing.plans import answer_any_task
+from goalflow.testing.protocol import ChatRequest
 
 
 async def one_run(base_url: str, concurrency: int, budget: float) -> tuple[float, int]:
@@ -55,14 +59,26 @@ def _billed(server: OpenAITestServer) -> float:
     return (stats.prompt_tokens * PRICE["input"] + stats.completion_tokens * PRICE["output"]) / 1e6
 
 
-async def goal_runs(tasks: int) -> None:
+def _answer(request: ChatRequest) -> str:
+    """A task's outputs, or a review's verdict: passed."""
+    if "passed" in (request.schema or {}).get("properties", {}):
+        return json.dumps({"passed": True, "reason": "the outputs meet the check"})
+    return answer_any_task(request)
+
+
+async def goal_runs(tasks: int, reviewed: bool) -> None:
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
-    from goalflow.testing.plans import answer_any_task, layered_plan
+    from goalflow.testing.plans import layered_plan
     from goalflow.testing.prefect_process import PrefectServerProcess
 
-    server = OpenAITestServer(latency=0.2, default=answer_any_task)
+    server = OpenAITestServer(latency=0.2, default=_answer)
     plan = layered_plan(tasks, 2)
+    if reviewed:
+        check = "The output is a short value derived from the inputs."
+        plan = plan.model_copy(
+            update={"tasks": [t.model_copy(update={"acceptance": check}) for t in plan.tasks]}
+        )
     async with server:
         os.environ.update(
             OPENAI_BASE_URL=server.base_url,
@@ -94,8 +110,10 @@ async def goal_runs(tasks: int) -> None:
                 return finished, result.usage.cost_usd, _billed(server)
 
             _, full, billed = await run(concurrency=16)
+            calls = server.stats.completed
             print(
-                f"{tasks} tasks in 2 layers; full cost reported ${full:.6f}, billed ${billed:.6f}"
+                f"{tasks} tasks in 2 layers{', reviewed' if reviewed else ''}: {calls} calls; "
+                f"full cost reported ${full:.6f}, billed ${billed:.6f}"
             )
             print("concurrency  budget       finished  reported    billed      billed-budget")
             for concurrency in (1, 16):
@@ -116,9 +134,12 @@ async def main() -> None:
     parser.add_argument("--budget", type=float, default=0.01)
     parser.add_argument("--goal", action="store_true", help="budgets of a whole goal run")
     parser.add_argument("--tasks", type=int, default=30, help="tasks of the --goal plan")
+    parser.add_argument(
+        "--reviewed", action="store_true", help="--goal tasks with an acceptance check"
+    )
     args = parser.parse_args()
     if args.goal:
-        await goal_runs(args.tasks)
+        await goal_runs(args.tasks, args.reviewed)
         return
     server = OpenAITestServer(latency=0.05, default=json.dumps({"passed": True, "reason": "ok"}))
     async with server:

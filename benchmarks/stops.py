@@ -11,7 +11,8 @@ the delay is measured on the server's clock, from the budget running out to the 
   time automation   the same with the in-run guard off (GOALFLOW_TIME_GUARD=false): the
                     proactive backstop (within=10 s) cancels it: end - (start + 10 s)
   money guard       max_usd=0.002 on a chain of quick calls:
-                    end - the run's goalflow.budget.exceeded event
+                    end - the run's goalflow.budget.exceeded event (sent once its
+                    running tasks have ended: nothing else runs in a chain)
   money automation  a run that goes on after goalflow.budget.exceeded was sent for it:
                     end - (event + the automation's 10 s grace for the run to stop itself)
 

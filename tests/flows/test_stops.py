@@ -76,8 +76,8 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
 ) -> None:
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
     llm_server.script(asks_for("TaskAnswer"), _slow(0.3))
-    # A task call holds ~1,500 tokens at worst (~$0.0015; ~$0.00076 with the shortest
-    # answer it may ask for) and spends ~$0.0002: a few tasks finish, then no call fits.
+    # A task call holds ~800 tokens at worst (its prompt, and an answer as long as its
+    # purpose's have been) and spends ~$0.0001: the parts finish, the sum's call does not fit.
     budget = 0.0012
 
     with pytest.raises(GoalStoppedError) as caught:
@@ -89,7 +89,8 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     assert 0 < result.usage.cost_usd <= budget
     finished = [t for t in result.tasks if t.status == "completed"]
     assert finished and "summary" not in result.deliverables
-    assert next(t for t in result.tasks if t.path == "sum").status == "pending"
+    total = next(t for t in result.tasks if t.path == "sum")
+    assert total.status != "completed" and "money budget" in (total.error or "")
     assert result.flow_run_id is not None
     state, message = await _state(result.flow_run_id)
     assert state == "FAILED" and "money budget of $0.0012 cannot cover" in message
@@ -103,6 +104,36 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     assert (
         events[0]["related"][0]["prefect.resource.id"] == f"prefect.flow-run.{result.flow_run_id}"
     )
+
+
+async def test_a_call_the_money_cannot_cover_stops_the_goal_only_after_the_running_tasks(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
+    # A code task's program is paid for, then runs in the sandbox for a while, holding
+    # no money; meanwhile another task's call is refused: its prompt alone is worth more
+    # than the budget.
+    program = "import time\ntime.sleep(2)\nprint(42)\n"
+    llm_server.script(lambda r: r.schema_name == "Program", json.dumps({"code": program}))
+    draft = {
+        "inputs": [],
+        "deliverables": ["essay", "answer"],
+        "tasks": [
+            task("big", "Big", [], ["essay"], instructions="Consider every word. " * 150),
+            task("count", "Count", [], ["answer"], kind="code", value=10),
+        ],
+    }
+    plan = Plan.from_draft("Two tasks", PlanDraft.model_validate(draft))
+
+    with pytest.raises(GoalStoppedError) as caught:
+        await run_plan(plan, max_usd=0.002, advanced={"concurrency": 2})
+
+    # The program that was paid for runs to its end: the goal stops after it.
+    result = caught.value.result
+    assert {t.title: t.status for t in result.tasks} == {"Big": "failed", "Count": "completed"}
+    assert result.deliverables.get("answer") == "42"
+    assert "money budget of $0.002 cannot cover" in result.message
+    assert result.usage.cost_usd <= 0.002
 
 
 async def test_a_budget_that_pays_for_the_goal_finishes_it_however_much_is_in_flight(

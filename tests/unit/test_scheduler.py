@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from goalflow.core.rules import priority_order
-from goalflow.core.scheduler import TaskOutcome, TaskStatus, run_graph
+from goalflow.core.scheduler import GraphRun, TaskOutcome, TaskStatus, run_graph
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError
 from tests.helpers import spec
@@ -208,6 +208,20 @@ async def test_cancelling_the_run_cancels_the_running_tasks() -> None:
     assert runner.running == 0
     assert max(runner.ended.values()) - cancelled_at < 0.5
     assert "later" not in runner.started
+
+
+async def test_a_held_run_lets_the_running_tasks_finish_and_starts_no_other() -> None:
+    tasks = [spec("running"), spec("next", ["running_out"]), spec("waiting")]
+    runner = FakeRunner(seconds={"running": 0.2})
+    graph = GraphRun(tasks, {}, runner, concurrency=1)
+    run = asyncio.ensure_future(graph.run())
+    await asyncio.wait_for(runner.event("running").wait(), 1)
+    graph.hold("the money is spent")
+    outcomes = await asyncio.wait_for(run, 2)
+
+    assert statuses(outcomes) == {"running": "completed", "next": "skipped", "waiting": "skipped"}
+    assert runner.start_order == ["running"]
+    assert outcomes["next"].error == "not run: the money is spent"
 
 
 async def test_on_change_reports_each_start_and_end_as_it_happens() -> None:

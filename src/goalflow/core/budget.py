@@ -44,6 +44,7 @@ __all__ = [
 
 DEFAULT_WARN_AT = (0.5, 0.8)
 _RESERVE_POLL_SECONDS = 0.02  # how often a waiting reservation looks again
+_CRUMB_USD = 1e-12  # below a millionth of a cent, a holding is float rounding
 
 
 class BudgetPolicy(BaseModel):
@@ -240,8 +241,14 @@ class Ledger:
             )
 
     async def reserve(
-        self, *, model: str, prompt_tokens: int, max_tokens: int, min_tokens: int | None = None
-    ) -> Reservation:
+        self,
+        *,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        min_tokens: int | None = None,
+        final: bool = True,
+    ) -> Reservation | None:
         """Set aside the worst case of one call, waiting while calls in flight hold what
         it needs; raise when it cannot fit even once they have settled.
 
@@ -252,11 +259,15 @@ class Ledger:
         reservation says how many (most answers are far shorter than their cap). Only
         when not even that fits does the goal run out of money. Returns the amount
         reserved (to hand to :meth:`settle` or :meth:`release`) and the answer tokens.
+        ``final=False``: return None rather than refuse, for a caller that may size the
+        call smaller with what it learned while it waited (then tries again).
         """
         floor = min(max_tokens, min_tokens or max_tokens)
         if self.budget is None:
             return Reservation(self._cost(model, prompt_tokens, max_tokens), max_tokens)
         limit = self.budget.limit_usd
+        with self._lock:
+            settled = len(self._calls)
         while True:
             with self._lock:
                 now = self._answer_room(model, prompt_tokens, limit - self._spent - self._reserved)
@@ -267,7 +278,13 @@ class Ledger:
                     worst = self._cost(model, prompt_tokens, granted)
                     self._reserved += worst
                     return Reservation(worst, granted)
-                if not (self._reserved > 0 and ever >= floor):
+                in_flight = self._reserved > 0
+                may_fit = in_flight and ever >= floor
+                # Or a call in flight settles, and teaches a caller that sizes again.
+                may_learn = not final and in_flight and len(self._calls) == settled
+                if not (may_fit or may_learn):
+                    if not final:
+                        return None
                     spent, reserved = self._spent, self._reserved
                     first = not self._exceeded
                     self._exceeded = True
@@ -288,7 +305,7 @@ class Ledger:
     def release(self, reserved: float) -> None:
         """Give back a reservation whose call was never answered."""
         with self._lock:
-            self._reserved = max(0.0, self._reserved - reserved)
+            self._unhold(reserved)
 
     def settle(
         self,
@@ -316,7 +333,7 @@ class Ledger:
         )
         crossed: list[float] = []
         with self._lock:
-            self._reserved = max(0.0, self._reserved - reserved)
+            self._unhold(reserved)
             self._spent += cost
             self._calls.append(call)
             if price is None:
@@ -336,6 +353,14 @@ class Ledger:
         for listener in self._listeners:
             listener(call)
         return call
+
+    def _unhold(self, reserved: float) -> None:
+        """Take a reservation off what calls in flight hold (under the lock). What float
+        subtraction leaves over (0.1 + 0.2 - 0.1 - 0.2 is 5.6e-17, not 0) is dropped: a
+        ledger holding a crumb with nothing in flight would keep waiting calls waiting."""
+        self._reserved -= reserved
+        if self._reserved < _CRUMB_USD:
+            self._reserved = 0.0
 
     @property
     def spent_usd(self) -> float:

@@ -96,6 +96,7 @@ class GraphRun:
         self._running: dict[asyncio.Task[dict[str, str]], str] = {}
         self._removed: dict[str, str] = {}  # task id -> why a revision removed it
         self._changed = asyncio.Event()
+        self._held: str | None = None  # why no task starts any more
         self._rank: dict[str, int] = {}
         self._dependants: dict[str, list[str]] = {}
         self._index()
@@ -150,13 +151,20 @@ class GraphRun:
         self.version += 1
         self._changed.set()
 
+    def hold(self, reason: str) -> None:
+        """Start no more tasks: the run ends once the running ones have, and the tasks
+        that had not started are skipped for ``reason``."""
+        if self._held is None:
+            self._held = reason
+            self._changed.set()
+
     async def run(self) -> dict[str, TaskOutcome]:
         """Run until every task has finished, failed or been removed; the outcomes by id."""
         try:
             while True:
                 self._start_ready()
                 if not self._running:
-                    if self._on_stall is None or not self._unfinished():
+                    if self._held or self._on_stall is None or not self._unfinished():
                         break
                     before = self.version
                     await self._on_stall()
@@ -182,8 +190,9 @@ class GraphRun:
                 for tid in running.values():
                     self._finish(tid, "failed", "cancelled")
             self._running.clear()
+        why = self._held or "its inputs were never produced"
         for tid in self._waiting:
-            self._finish(tid, "skipped", "not run: its inputs were never produced")
+            self._finish(tid, "skipped", f"not run: {why}")
         self._waiting.clear()
         return self.outcomes
 
@@ -215,6 +224,8 @@ class GraphRun:
         return False
 
     def _start_ready(self) -> None:
+        if self._held:
+            return
         ready = sorted(
             (
                 tid

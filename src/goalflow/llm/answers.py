@@ -1,11 +1,14 @@
 """Reading what an endpoint sends back, and sizing what is sent to it: whether a body
 is a chat completion, whether a refusal is about the structured-output format, the
-answer without a code fence, and an upper bound of a request's prompt tokens."""
+answer without a code fence, an upper bound of a request's prompt tokens, and how long
+the answers of each purpose have been."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import threading
 from typing import Any
 
 import openai
@@ -13,7 +16,20 @@ from openai.types.chat import ChatCompletion
 
 from goalflow.core.chat import Message
 
-__all__ = ["is_completion", "refuses_json_schema", "strip_fences", "worst_case_tokens"]
+__all__ = [
+    "ANSWER_FLOOR",
+    "AnswerLengths",
+    "is_completion",
+    "refuses_json_schema",
+    "strip_fences",
+    "worst_case_tokens",
+]
+
+ANSWER_FLOOR = 256
+"""The fewest answer tokens a call asks for when the money left cannot pay for more,
+before any answer of its purpose has been seen."""
+_ANSWER_MARGIN = 1.5  # how much longer than the longest seen a capped answer may be
+_SHORTEST_CAP = 16
 
 
 def is_completion(response: object) -> bool:
@@ -32,13 +48,56 @@ def refuses_json_schema(error: openai.APIStatusError) -> bool:
 
 
 def worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> int:
-    """An upper bound of the prompt's tokens: one per byte of everything sent.
+    """An upper bound of the prompt's tokens: one per byte of every message's text and
+    of the schema, plus framing.
 
-    The schema is counted twice because in json_object mode it is sent both as the
-    response format and as a system hint; the constant covers per-message framing.
+    No tokenizer makes a token of less than a byte. A chat template adds a few tokens
+    per message, its role and markers (OpenAI's 3, the open models' templates at most
+    6; counted as 8), and a few to the prompt (the start of the answer, a default
+    system line or date some templates write; counted as 32). A provider that writes
+    the answer's schema into the prompt adds about the schema's own bytes, counted
+    once (``messages`` are those sent: in json_object mode they carry the schema hint).
     """
-    sent = json.dumps(messages, ensure_ascii=False) + 2 * json.dumps(json_schema)
-    return len(sent.encode()) + 8 * len(messages) + 16
+    text = sum(len(m["content"].encode()) for m in messages)
+    return text + len(json.dumps(json_schema).encode()) + 8 * len(messages) + 32
+
+
+class AnswerLengths:
+    """The longest answer seen for each purpose ("task", "review", "plan": a purpose
+    without its task id), which sizes the shortest answer a call may ask for when the
+    money left cannot pay for its whole ``max_tokens``.
+
+    A capped answer is asked for half again the longest of its purpose (at least 16
+    tokens), or ``ANSWER_FLOOR`` before one was seen: near the end of the money a
+    review that has always needed 40 tokens is still sent, where a fixed floor of 256
+    would stop the goal, and a call whose answers have been long is not sent to be cut
+    off. An answer cut off at its cap counts as needing all its call wanted.
+    """
+
+    def __init__(self) -> None:
+        self._longest: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def floor(self, purpose: str, wanted: int) -> int:
+        """The fewest answer tokens a call of ``purpose`` wanting ``wanted`` asks for."""
+        with self._lock:
+            longest = self._longest.get(_kind(purpose))
+        if longest is None:
+            return min(wanted, ANSWER_FLOOR)
+        return min(wanted, max(_SHORTEST_CAP, math.ceil(longest * _ANSWER_MARGIN)))
+
+    def saw(self, purpose: str, completion_tokens: int, *, cut_at: int | None) -> None:
+        """An answer of ``completion_tokens`` came back; ``cut_at``: the tokens the call
+        wanted, when the answer stopped at its cap."""
+        tokens = completion_tokens if cut_at is None else max(completion_tokens, cut_at)
+        with self._lock:
+            kind = _kind(purpose)
+            self._longest[kind] = max(self._longest.get(kind, 0), tokens)
+
+
+def _kind(purpose: str) -> str:
+    """``review t3`` → ``review``: purposes name the task last, after a space."""
+    return purpose.rsplit(" ", 1)[0] if " " in purpose else purpose
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)

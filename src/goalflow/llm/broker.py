@@ -209,13 +209,16 @@ class LedgerBroker:
             if op == "reserve":
                 if self._stopped:
                     return {"error": "stopped", "message": "the goal is stopping"}
-                reserved, max_tokens = await ledger.reserve(
+                reservation = await ledger.reserve(
                     model=model,
                     prompt_tokens=int(message["prompt_tokens"]),
                     max_tokens=int(message["max_tokens"]),
                     min_tokens=int(message["min_tokens"]),
+                    final=bool(message.get("final", True)),
                 )
-                return {"reserved": reserved, "max_tokens": max_tokens}
+                if reservation is None:
+                    return {"reserved": None}
+                return {"reserved": reservation.usd, "max_tokens": reservation.max_tokens}
             if op == "release":
                 ledger.release(float(message["reserved"]))
             elif op == "settle":
@@ -400,15 +403,20 @@ class BrokeredLLM(LLM):
         self._task_path = task_path
         self.pacer = _BrokerPacer(connection, config.model)
 
-    async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> Reservation:
+    async def _reserve(
+        self, prompt_tokens: int, max_tokens: int, min_tokens: int, *, final: bool
+    ) -> Reservation | None:
         reply = await self._connection.call(
             "reserve",
             model=self.config.model,
             prompt_tokens=prompt_tokens,
             max_tokens=max_tokens,
             min_tokens=min_tokens,
+            final=final,
         )
         _raise_refusal(reply)
+        if reply["reserved"] is None:
+            return None
         return Reservation(float(reply["reserved"]), int(reply["max_tokens"]))
 
     def _release(self, reserved: float) -> None:

@@ -9,8 +9,9 @@ from then on. Each call first takes a slot of the goal's pacer
 (:mod:`goalflow.core.pacing`: requests and tokens per minute), so a rate limit is met
 without 429s; a 429 that arrives anyway pauses the pacer for its ``Retry-After`` and
 the call is retried. Server errors and timeouts are retried with backoff. Before each
-attempt is sent, its worst-case cost is reserved in the ledger (the whole request
-counted as one token per byte, which no tokenizer exceeds, plus ``max_tokens``); an
+attempt is sent, its worst-case cost is reserved in the ledger (the prompt's text and
+schema counted as one token per byte, which no tokenizer exceeds, plus ``max_tokens``,
+fewer near the end of the money: :class:`~goalflow.llm.answers.AnswerLengths`); an
 attempt that cannot fit the money budget is not sent
 (:class:`~goalflow.errors.BudgetExceededError`). The answer's usage settles it; an
 attempt that went out and got no usable answer (it timed out, was cancelled, or came
@@ -48,6 +49,7 @@ from goalflow.errors import (
 )
 from goalflow.llm import prompts
 from goalflow.llm.answers import (
+    AnswerLengths,
     is_completion,
     refuses_json_schema,
     strip_fences,
@@ -63,8 +65,6 @@ __all__ = ["LLM"]
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("goalflow.llm")
 
-ANSWER_FLOOR = 256
-"""The fewest answer tokens a call asks for when the money left cannot pay for more."""
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
@@ -93,6 +93,7 @@ class LLM:
         self.ledger.require_price(config.model)
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config, gate)
+        self.answer_lengths = AnswerLengths()  # shared with for_model's siblings
         # What a user should know as it happens (the run's log and live view): waits for
         # the rate limit, limits the endpoint announced, answers the budget capped.
         self.on_notice: Callable[[str], None] = lambda message: logger.warning("%s", message)
@@ -196,7 +197,7 @@ class LLM:
         """Whether one call of this shape fits the money budget left (no reservation)."""
         return self.ledger.fits(
             model=self.config.model,
-            prompt_tokens=worst_case_tokens(messages, schema.model_json_schema()),
+            prompt_tokens=self._worst_prompt(messages, schema.model_json_schema()),
             max_tokens=max_tokens or self.config.max_tokens,
         )
 
@@ -211,17 +212,17 @@ class LLM:
     ) -> tuple[str, str]:
         json_schema = schema.model_json_schema()
         max_tokens = max_tokens or self.config.max_tokens
-        worst_prompt = worst_case_tokens(messages, json_schema)
         bill = _Bill(
             reserved=0.0,
-            prompt_tokens=worst_prompt,
+            measure=lambda: self._worst_prompt(messages, json_schema),
+            prompt_tokens=0,
             wanted=max_tokens,
             max_tokens=max_tokens,
             prompt_hash=hashlib.sha256(
                 json.dumps([schema.__name__, messages], ensure_ascii=False).encode()
             ).hexdigest()[:16],
         )
-        await self._hold(bill)
+        await self._hold(bill, purpose)
         try:
             return await self._send(
                 messages,
@@ -256,14 +257,23 @@ class LLM:
         """After an attempt the provider bills without an answer (a timeout, a body that
         is no chat completion): count it, and reserve again for the next one."""
         await self._charge_unanswered(bill, purpose)
-        await self._hold(bill)
+        await self._hold(bill, purpose)
 
-    async def _hold(self, bill: _Bill) -> None:
+    async def _hold(self, bill: _Bill, purpose: str) -> None:
         """Reserve the next attempt's worst case; near the end of the money, for a
-        shorter answer (not below ``ANSWER_FLOOR`` tokens) rather than none."""
-        reservation = await self._reserve(
-            bill.prompt_tokens, bill.wanted, min(bill.wanted, ANSWER_FLOOR)
-        )
+        shorter answer (as short as its purpose's answers have been) rather than none.
+        A call that waited for others is sized again with what their answers taught
+        (the structured mode, the length of answers) before it is refused."""
+        tried = None
+        while True:
+            sizing = (bill.measure(), self.answer_lengths.floor(purpose, bill.wanted))
+            reservation = await self._reserve(
+                sizing[0], bill.wanted, sizing[1], final=sizing == tried
+            )
+            if reservation is not None:
+                break
+            tried = sizing
+        bill.prompt_tokens = sizing[0]
         bill.reserved, bill.max_tokens = reservation
         if bill.max_tokens < bill.wanted:
             self.on_notice(
@@ -274,12 +284,15 @@ class LLM:
     # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
     # overrides them to use the goal's ledger in the flow process (goalflow.llm.broker).
 
-    async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> Reservation:
+    async def _reserve(
+        self, prompt_tokens: int, max_tokens: int, min_tokens: int, *, final: bool
+    ) -> Reservation | None:
         return await self.ledger.reserve(
             model=self.config.model,
             prompt_tokens=prompt_tokens,
             max_tokens=max_tokens,
             min_tokens=min_tokens,
+            final=final,
         )
 
     def _release(self, reserved: float) -> None:
@@ -319,7 +332,7 @@ class LLM:
         while True:
             error: openai.APIError
             max_tokens = bill.max_tokens
-            sent = self._with_schema_hint(messages, json_schema)
+            sent = self._with_schema_hint(messages, json_schema, self._mode)
             paced = estimate_request_tokens(sent, max_tokens, extra=json_schema)
             try:
                 async with self.pacer.slot(paced) as admission:
@@ -433,11 +446,17 @@ class LLM:
         }
 
     def _with_schema_hint(
-        self, messages: list[Message], json_schema: dict[str, Any]
+        self, messages: list[Message], json_schema: dict[str, Any], mode: StructuredMode
     ) -> list[Message]:
-        if self._mode != "json_object":
+        if mode != "json_object":
             return messages
         return [{"role": "system", "content": prompts.schema_hint(json_schema)}, *messages]
+
+    def _worst_prompt(self, messages: list[Message], json_schema: dict[str, Any]) -> int:
+        """The prompt's tokens at most, as sent in json_object mode (with the schema
+        hint) while the endpoint may still refuse json_schema."""
+        mode: StructuredMode = "json_object" if self._mode == "auto" else self._mode
+        return worst_case_tokens(self._with_schema_hint(messages, json_schema, mode), json_schema)
 
     async def _settle(self, response: Any, purpose: str, bill: _Bill) -> tuple[str, str]:
         choice = response.choices[0]
@@ -445,6 +464,10 @@ class LLM:
         usage = response.usage
         reserved, bill.reserved = bill.reserved, 0.0
         bill.responded = True
+        finish_reason = str(choice.finish_reason or "stop")
+        if usage:
+            cut_at = bill.wanted if finish_reason == "length" else None
+            self.answer_lengths.saw(purpose, usage.completion_tokens, cut_at=cut_at)
         await self._record(
             reserved,
             purpose,
@@ -453,7 +476,7 @@ class LLM:
             time.monotonic() - bill.started,
             prompt_hash=bill.prompt_hash,
         )
-        return content, str(choice.finish_reason or "stop")
+        return content, finish_reason
 
 
 @dataclass
@@ -462,7 +485,8 @@ class _Bill:
     whether that attempt's request went out with no answer yet (the provider bills it)."""
 
     reserved: float
-    prompt_tokens: int  # counted at the worst case
+    measure: Callable[[], int]  # the prompt's tokens at most, in the structured mode now
+    prompt_tokens: int  # counted at the worst case, for the current attempt
     wanted: int  # the answer tokens the call asks for
     max_tokens: int  # those the current attempt may use (fewer when money is short)
     prompt_hash: str

@@ -61,6 +61,7 @@ from goalflow.orchestration.events import emit_budget_event, emit_goal_event
 from goalflow.orchestration.guard import RunGuard, RunStopped, unsupervised
 from goalflow.orchestration.inputs import check_goal, planning_options
 from goalflow.orchestration.leaf import LeafContext, RunRef, host_of, hosting, run_leaf_task
+from goalflow.orchestration.money_stop import MoneyStop
 from goalflow.orchestration.options import ResolvedOptions
 from goalflow.orchestration.reflector import Reflector
 from goalflow.orchestration.shared_limit import shared_gate
@@ -70,7 +71,6 @@ from goalflow.orchestration.task_runners import RemoteLeaves, open_remote_leaves
 
 __all__ = ["DELIVERABLES_ARTIFACT", "GoalRun", "plan_goal", "run_composite"]
 
-SETTLE_POLL_SECONDS = 0.05  # how often a money stop looks whether calls in flight settled
 DELIVERABLES_ARTIFACT = "goal-deliverables"
 """The key of the table artifact of a goal run's deliverables (name, value)."""
 
@@ -99,8 +99,8 @@ class GoalRun:
         max_seconds = options.budget.max_seconds if self.settings.time_guard else None
         self.guard = RunGuard(flow_run_id, max_seconds=max_seconds, on_signals=unsupervised())
         self.outcomes: dict[str, TaskOutcome] = {}
+        self.money_stop = MoneyStop(self.guard, self.outcomes)
         self.cached_paths: set[str] = set()  # leaf tasks that reused an earlier result
-        self._money_stop: asyncio.Future[None] | None = None
         self.graph: GraphRun | None = None  # the top level, when reflection watches it
         self.reflector: Reflector | None = None
         self.subflows = SubflowGate(subflow_starts(self.settings.subflow_starts))
@@ -122,11 +122,17 @@ class GoalRun:
             await self._open(stack)
             try:
                 values = await self.guard.run(self._plan_and_run())
+                stopped = self.money_stop.reason  # every level ended held
+
             except RunStopped as stop:
                 stopped = stop.reason
             except PlanRejectedError as rejected:
                 stopped = str(rejected)
             finally:
+                self.money_stop.close()
+                exceeded = self.money_stop.alert()
+                if exceeded is not None:
+                    emit_budget_event(exceeded, self.flow_run_id)
                 emit_goal_event("goalflow.goal.finished", self.flow_run_id, {})
             if stopped is not None:
                 values = finished_values(self.plan, self.outcomes)
@@ -239,23 +245,11 @@ class GoalRun:
         self.plan = plan
 
     def _on_alert(self, alert: BudgetAlert) -> None:
-        emit_budget_event(alert, self.flow_run_id)
-        if alert.kind == "exceeded":
-            reason = (
-                f"the money budget of ${alert.limit_usd:g} cannot cover the next model call "
-                f"(${alert.spent_usd:.4f} spent)"
-            )
-            # The calls in flight are paid for: let them finish (their tasks may complete),
-            # admitting no call that does not fit, then stop.
-            self._money_stop = asyncio.ensure_future(self._stop_when_settled(reason))
+        if alert.kind == "exceeded":  # its event goes out when the run stops
+            self.money_stop.begin(alert.limit_usd, self.llm.ledger)
         else:
+            emit_budget_event(alert, self.flow_run_id)
             get_run_logger().warning("%.0f %% of the money budget is spent", alert.fraction * 100)
-
-    async def _stop_when_settled(self, reason: str) -> None:
-        # Polled: the ledger is settled from other threads too (a thread-safe lock, no loop).
-        while self.llm.ledger.reserved_usd > 0:  # noqa: ASYNC110
-            await asyncio.sleep(SETTLE_POLL_SECONDS)
-        self.guard.stop(reason)
 
     async def _plan_and_run(self) -> dict[str, str]:
         if self.plan is None:
@@ -326,12 +320,13 @@ class GoalRun:
             on_change=changed,
             on_stall=reflector.on_stall if reflector else None,
         )
-        if reflector is None:
-            outcomes = await graph.run()
-        else:
-            self.graph = graph
-            async with reflector.watching(graph):
+        with self.money_stop.level(graph):
+            if reflector is None:
                 outcomes = await graph.run()
+            else:
+                self.graph = graph
+                async with reflector.watching(graph):
+                    outcomes = await graph.run()
         values = dict(available)
         for outcome in outcomes.values():
             values.update(outcome.outputs)
