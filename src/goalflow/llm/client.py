@@ -9,14 +9,10 @@ from then on. Each call first takes a slot of the goal's pacer
 (:mod:`goalflow.core.pacing`: requests and tokens per minute), so a rate limit is met
 without 429s; a 429 that arrives anyway pauses the pacer for its ``Retry-After`` and
 the call is retried. Server errors and timeouts are retried with backoff. Before each
-attempt is sent, its worst-case cost is reserved in the ledger (the prompt's text and
-schema counted as one token per byte, which no tokenizer exceeds, plus ``max_tokens``,
-fewer near the end of the money: :class:`~goalflow.llm.answers.AnswerLengths`); an
-attempt that cannot fit the money budget is not sent
-(:class:`~goalflow.errors.BudgetExceededError`). The answer's usage settles it; an
-attempt that went out and got no usable answer (it timed out, was cancelled, or came
-back as no chat completion) is counted at its reservation, as the provider may bill it.
-No message raised or logged here contains the API key.
+attempt is sent, its worst-case cost is reserved in the goal's ledger, and an attempt
+that cannot fit the money budget is not sent
+(:class:`~goalflow.errors.BudgetExceededError`; the money side of a call is
+:mod:`goalflow.llm.billing`). No message raised or logged here contains the API key.
 """
 
 from __future__ import annotations
@@ -29,17 +25,15 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import httpx
 import openai
 from pydantic import BaseModel, ValidationError
 
-from goalflow.core.budget import Ledger, MoneyBudget, Reservation
+from goalflow.core.budget import Ledger, MoneyBudget
 from goalflow.core.chat import Message
-from goalflow.core.pacing import Gate, Pacer, mark_sent
+from goalflow.core.pacing import Gate, Pacer
 from goalflow.core.rates import AnnouncedLimits, estimate_request_tokens, task_concurrency
 from goalflow.core.rules import describe_validation_error
 from goalflow.errors import (
@@ -55,6 +49,7 @@ from goalflow.llm.answers import (
     strip_fences,
     worst_case_tokens,
 )
+from goalflow.llm.billing import Bill, Billing, mark_sent_call, sending
 from goalflow.llm.config import LLMConfig, StructuredMode
 from goalflow.llm.failures import redact, translate
 from goalflow.llm.limits import announced_limits, too_large
@@ -68,7 +63,7 @@ logger = logging.getLogger("goalflow.llm")
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
-class LLM:
+class LLM(Billing):
     """One goal's connection to its model; records every call in ``ledger``."""
 
     def __init__(
@@ -102,7 +97,7 @@ class LLM:
         # The SDK's own HTTP client (httpx2) unless one is given. Its request hook tells
         # the pacer when each request is written (see pacing.mark_sent).
         client: Any = http_client or openai.DefaultAsyncHttpxClient()
-        client.event_hooks["request"].append(_mark_sent)
+        client.event_hooks["request"].append(mark_sent_call)
         client.event_hooks["response"].append(self._observe_limits)
         self._client = openai.AsyncOpenAI(
             api_key=key,
@@ -212,7 +207,7 @@ class LLM:
     ) -> tuple[str, str]:
         json_schema = schema.model_json_schema()
         max_tokens = max_tokens or self.config.max_tokens
-        bill = _Bill(
+        bill = Bill(
             reserved=0.0,
             measure=lambda: self._worst_prompt(messages, json_schema),
             prompt_tokens=0,
@@ -239,92 +234,13 @@ class LLM:
                 self._release(bill.reserved)
             raise
 
-    async def _charge_unanswered(self, bill: _Bill, purpose: str) -> None:
-        """Count an attempt that went out and got no usable answer at its reservation:
-        the provider may well have answered it, and billed it."""
-        await self._record(
-            bill.reserved,
-            f"{purpose} (no answer; counted at its worst case)",
-            bill.prompt_tokens,
-            bill.max_tokens,
-            time.monotonic() - bill.started,
-            prompt_hash=bill.prompt_hash,
-        )
-        bill.reserved = 0.0
-        bill.sent = bill.responded = False
-
-    async def _next_attempt(self, bill: _Bill, purpose: str) -> None:
-        """After an attempt the provider bills without an answer (a timeout, a body that
-        is no chat completion): count it, and reserve again for the next one."""
-        await self._charge_unanswered(bill, purpose)
-        await self._hold(bill, purpose)
-
-    async def _hold(self, bill: _Bill, purpose: str) -> None:
-        """Reserve the next attempt's worst case; near the end of the money, for a
-        shorter answer (as short as its purpose's answers have been) rather than none.
-        A call that waited for others is sized again with what their answers taught
-        (the structured mode, the length of answers) before it is refused."""
-        tried = None
-        while True:
-            sizing = (bill.measure(), self.answer_lengths.floor(purpose, bill.wanted))
-            reservation = await self._reserve(
-                sizing[0], bill.wanted, sizing[1], final=sizing == tried
-            )
-            if reservation is not None:
-                break
-            tried = sizing
-        bill.prompt_tokens = sizing[0]
-        bill.reserved, bill.max_tokens = reservation
-        if bill.max_tokens < bill.wanted:
-            self.on_notice(
-                f"answer capped at {bill.max_tokens} tokens (of {bill.wanted}): only that "
-                "fits the money budget left"
-            )
-
-    # The money hooks: this process's ledger. A leaf task on a Dask or Ray worker
-    # overrides them to use the goal's ledger in the flow process (goalflow.llm.broker).
-
-    async def _reserve(
-        self, prompt_tokens: int, max_tokens: int, min_tokens: int, *, final: bool
-    ) -> Reservation | None:
-        return await self.ledger.reserve(
-            model=self.config.model,
-            prompt_tokens=prompt_tokens,
-            max_tokens=max_tokens,
-            min_tokens=min_tokens,
-            final=final,
-        )
-
-    def _release(self, reserved: float) -> None:
-        self.ledger.release(reserved)
-
-    async def _record(
-        self,
-        reserved: float,
-        purpose: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        seconds: float,
-        *,
-        prompt_hash: str = "",
-    ) -> None:
-        self.ledger.settle(
-            reserved,
-            purpose=purpose,
-            model=self.config.model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            seconds=seconds,
-            prompt_hash=prompt_hash,
-        )
-
     async def _send(
         self,
         messages: list[Message],
         schema: type[BaseModel],
         json_schema: dict[str, Any],
         purpose: str,
-        bill: _Bill,
+        bill: Bill,
         temperature: float,
     ) -> tuple[str, str]:
         attempt = 0
@@ -338,7 +254,7 @@ class LLM:
                 async with self.pacer.slot(paced) as admission:
                     bill.started = time.monotonic()
                     bill.sent = bill.responded = False
-                    sending = _SENDING.set(bill)
+                    token = sending.set(bill)
                     try:
                         response = await self._client.chat.completions.create(
                             model=self.config.model,
@@ -348,7 +264,7 @@ class LLM:
                             temperature=temperature,
                         )
                     finally:
-                        _SENDING.reset(sending)
+                        sending.reset(token)
             except openai.APIStatusError as e:
                 bill.responded = True  # refused: not billed
                 if self._mode == "auto" and refuses_json_schema(e):
@@ -458,7 +374,7 @@ class LLM:
         mode: StructuredMode = "json_object" if self._mode == "auto" else self._mode
         return worst_case_tokens(self._with_schema_hint(messages, json_schema, mode), json_schema)
 
-    async def _settle(self, response: Any, purpose: str, bill: _Bill) -> tuple[str, str]:
+    async def _settle(self, response: Any, purpose: str, bill: Bill) -> tuple[str, str]:
         choice = response.choices[0]
         content: str = choice.message.content or ""
         usage = response.usage
@@ -477,37 +393,6 @@ class LLM:
             prompt_hash=bill.prompt_hash,
         )
         return content, finish_reason
-
-
-@dataclass
-class _Bill:
-    """The money side of one call: what its current attempt holds in the ledger, and
-    whether that attempt's request went out with no answer yet (the provider bills it)."""
-
-    reserved: float
-    measure: Callable[[], int]  # the prompt's tokens at most, in the structured mode now
-    prompt_tokens: int  # counted at the worst case, for the current attempt
-    wanted: int  # the answer tokens the call asks for
-    max_tokens: int  # those the current attempt may use (fewer when money is short)
-    prompt_hash: str
-    started: float = 0.0
-    sent: bool = False
-    responded: bool = False
-
-    @property
-    def unanswered(self) -> bool:
-        return self.sent and not self.responded
-
-
-# The call whose request the HTTP client is writing (set around each attempt).
-_SENDING: ContextVar[_Bill | None] = ContextVar("goalflow_llm_sending", default=None)
-
-
-async def _mark_sent(request: object) -> None:
-    await mark_sent()  # may wait for the rate limit: a call stopped here was never sent
-    bill = _SENDING.get()
-    if bill is not None:
-        bill.sent = True
 
 
 def _pacer(config: LLMConfig, gate: Gate | None) -> Pacer:
