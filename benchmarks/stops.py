@@ -10,7 +10,7 @@ the delay is measured on the server's clock, from the budget running out to the 
   time guard        max_seconds=3: end - (start + 3 s)
   time automation   the same with the in-run guard off (GOALFLOW_TIME_GUARD=false): the
                     proactive backstop (within=10 s) cancels it: end - (start + 10 s)
-  money guard       max_usd=0.002 on a chain of quick calls:
+  money guard       max_usd=0.0006 on a chain of quick calls:
                     end - the run's goalflow.budget.exceeded event (sent once its
                     running tasks have ended: nothing else runs in a chain)
   money automation  a run that goes on after goalflow.budget.exceeded was sent for it:
@@ -116,7 +116,9 @@ def main() -> None:
                 )
                 delays["time automation"].append(run_seconds(stack.flow_run(run_id)) - BACKSTOP)
 
-                _, run_id = stack.deployment_run(goal=CHAIN["goal"], plan_file=chain, max_usd=0.002)
+                _, run_id = stack.deployment_run(
+                    goal=CHAIN["goal"], plan_file=chain, max_usd=0.0006
+                )
                 end = datetime.fromisoformat(stack.flow_run(run_id)["end_time"])
                 delays["money guard"].append((end - _exceeded_at(stack, run_id)).total_seconds())
             # A run that goes on after its money ran out (the event is sent for it): only

@@ -57,6 +57,26 @@ def test_a_finished_runs_deliverables_are_read_back_by_its_id(
     assert unknown.exit_code == 2 and "not a flow run id" in unknown.stderr
 
 
+def test_run_json_prints_a_json_document_even_when_goalflow_itself_fails(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from goalflow.orchestration import goal_flow
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(goal_flow, "achieve_goal", broken)
+
+    result = invoke("run", GOAL, "--json")
+
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data == {
+        "status": "error",
+        "error": "unexpected OverflowError: cannot convert float infinity to integer",
+    }
+
+
 def test_run_json_prints_a_json_document_on_an_error_too_and_the_error_keeps_its_brackets(
     llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,8 +127,8 @@ async def _run_on(kind: str, server: OpenAITestServer) -> None:
     assert len(leaves) == 12 and all(t.state and t.state.is_completed() for t in leaves)
 
     server.reset()
-    # A call reserves ~$1.8 (every request byte as a token, plus 1024 answer tokens) and
-    # spends ~$0.1, one at a time: the budget stops the goal after a few calls.
+    # A call reserves many times what it spends (its prompt's bytes as tokens, plus its
+    # answer tokens), one at a time: the budget stops the goal after a few calls.
     budget = 2.5
     with pytest.raises(GoalStoppedError, match="money budget") as stopped:
         await run_plan(

@@ -114,7 +114,7 @@ def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
     plan_file = tmp_path / "wide.json"
     plan_file.write_text(json.dumps(wide))
 
-    # A few tasks fit (~$0.0002 each; ~$0.00076 held at the least), not all seven.
+    # The parts fit (~$0.0001 each, up to ~$0.0008 held at once), not all seven.
     code, flow_run_id = stack.deployment_run(
         goal=wide["goal"], plan_file=plan_file, max_usd=0.0012, advanced={"concurrency": 1}
     )

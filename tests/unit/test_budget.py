@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, Price
+from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, Price, spending_for
 from goalflow.errors import BudgetExceededError, ConfigError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
@@ -350,3 +350,20 @@ async def test_reservations_settled_in_any_order_leave_nothing_held() -> None:
     ledger.release(first.usd)
     ledger.release(second.usd)
     assert ledger.reserved_usd == 0  # a goal whose money ran out stops when nothing is held
+
+
+async def test_an_optional_call_that_does_not_fit_is_refused_without_ending_the_money() -> None:
+    alerts: list[BudgetAlert] = []
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.001, on_alert=alerts.append))
+    with spending_for("reflection", optional=True), pytest.raises(BudgetExceededError):
+        await ledger.reserve(model="m", prompt_tokens=5_000, max_tokens=100)
+    assert alerts == []  # a reflection that does not fit is skipped; the goal goes on
+    with pytest.raises(BudgetExceededError):
+        await ledger.reserve(model="m", prompt_tokens=5_000, max_tokens=100)
+    assert [a.kind for a in alerts] == ["exceeded"]
+
+
+async def test_a_budget_far_beyond_any_call_reserves_as_no_limit_would() -> None:
+    ledger = Ledger(PRICE, MoneyBudget(limit_usd=1e303))  # 1e303 * 1e6 tokens is infinite
+    reservation = await ledger.reserve(model="m", prompt_tokens=500, max_tokens=1000)
+    assert reservation is not None and reservation.max_tokens == 1000

@@ -208,6 +208,11 @@ def run(
         if as_json:  # stdout stays one JSON document, whatever happened
             print(json.dumps({"status": "error", "error": str(e)}, indent=2))
         raise fail(e) from None
+    except Exception as e:  # a defect of goalflow's: its traceback follows on stderr
+        if as_json:
+            error = f"unexpected {type(e).__name__}: {e}"
+            print(json.dumps({"status": "error", "error": error}, indent=2))
+        raise
     if as_json:
         print(result.model_dump_json(indent=2, exclude={"plan"}))
     else:

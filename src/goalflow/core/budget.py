@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,6 +46,7 @@ __all__ = [
 DEFAULT_WARN_AT = (0.5, 0.8)
 _RESERVE_POLL_SECONDS = 0.02  # how often a waiting reservation looks again
 _CRUMB_USD = 1e-12  # below a millionth of a cent, a holding is float rounding
+_ANY_ANSWER = 1 << 30  # answer tokens that stand for "as many as it likes"
 
 
 class BudgetPolicy(BaseModel):
@@ -101,16 +103,20 @@ def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price
 TASK_WORK = ("task ", "program for ")
 """How the purposes of a task's own calls begin (its answers, its programs)."""
 _SPENDER: ContextVar[str] = ContextVar("goalflow_spender", default="planning")
+_OPTIONAL: ContextVar[bool] = ContextVar("goalflow_optional_spending", default=False)
 
 
 @contextmanager
-def spending_for(task_path: str) -> Iterator[None]:
-    """Book the model calls made inside this block to ``task_path`` (default: planning)."""
-    token = _SPENDER.set(task_path)
+def spending_for(task_path: str, *, optional: bool = False) -> Iterator[None]:
+    """Book the model calls made inside this block to ``task_path`` (default: planning).
+    ``optional``: the goal goes on without them (a reflection), so one that does not fit
+    is refused to its caller alone, not reported as the goal's money running out."""
+    tokens = _SPENDER.set(task_path), _OPTIONAL.set(optional)
     try:
         yield
     finally:
-        _SPENDER.reset(token)
+        _SPENDER.reset(tokens[0])
+        _OPTIONAL.reset(tokens[1])
 
 
 @dataclass(frozen=True)
@@ -286,8 +292,8 @@ class Ledger:
                     if not final:
                         return None
                     spent, reserved = self._spent, self._reserved
-                    first = not self._exceeded
-                    self._exceeded = True
+                    first = not self._exceeded and not _OPTIONAL.get()
+                    self._exceeded = self._exceeded or first
                     break
             await asyncio.sleep(_RESERVE_POLL_SECONDS)
         worst = self._cost(model, prompt_tokens, floor)
@@ -380,9 +386,10 @@ class Ledger:
         prompt = self._cost(model, prompt_tokens, 0)
         if prompt > room:
             return -1
-        if price is None or price.output == 0:
-            return 1 << 30
-        tokens = int((room - prompt) * 1e6 / price.output)
+        fits = (room - prompt) * 1e6 / price.output if price and price.output else math.inf
+        if fits >= _ANY_ANSWER:  # free answers, or a budget far beyond any call
+            return _ANY_ANSWER
+        tokens = int(fits)
         while tokens > 0 and self._cost(model, prompt_tokens, tokens) > room:
             tokens -= 1  # float rounding
         return tokens

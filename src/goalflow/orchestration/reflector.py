@@ -343,7 +343,7 @@ async def reflect_step(
     reflector: Reflector, why: str, signals: list[StuckSignal], messages: list[dict[str, str]]
 ) -> ReflectionRecord:
     """One reflection: the model's verdict, acted on, as an artifact and an event."""
-    with spending_for("reflection"):
+    with spending_for("reflection", optional=True):
         verdict = await reflector.llm.structured(
             Reflection, messages, purpose="reflect", max_tokens=reflector.policy.max_tokens
         )
