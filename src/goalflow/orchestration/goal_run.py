@@ -123,7 +123,6 @@ class GoalRun:
             try:
                 values = await self.guard.run(self._plan_and_run())
                 stopped = self.money_stop.reason  # every level ended held
-
             except RunStopped as stop:
                 stopped = stop.reason
             except PlanRejectedError as rejected:

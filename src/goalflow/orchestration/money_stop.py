@@ -32,15 +32,14 @@ class MoneyStop:
         self._guard = guard
         self._outcomes = outcomes
         self._graphs: set[GraphRun] = set()  # every level running now
-        self._why: str | None = None
         self._limit_usd = 0.0
-        self._ledger: Ledger | None = None
+        self._ledger: Ledger | None = None  # set when the money ran out
         self._draining: asyncio.Future[None] | None = None
 
     @contextmanager
     def level(self, graph: GraphRun) -> Iterator[None]:
         """While ``graph`` runs, a money stop holds it (at once, if one has begun)."""
-        if self._why is not None:
+        if self._ledger is not None:
             graph.hold(self._why)
         self._graphs.add(graph)
         try:
@@ -51,18 +50,21 @@ class MoneyStop:
     def begin(self, limit_usd: float, ledger: Ledger) -> None:
         """The money of ``ledger`` cannot cover the next call: hold every level, and stop
         the run once the running tasks have ended."""
-        if self._why is not None:
+        if self._ledger is not None:
             return
-        self._why = f"the money budget of ${limit_usd:g} cannot cover the next model call"
         self._limit_usd, self._ledger = limit_usd, ledger
         for graph in self._graphs:
             graph.hold(self._why)
         self._draining = asyncio.ensure_future(self._stop_when_ended())
 
     @property
+    def _why(self) -> str:
+        return f"the money budget of ${self._limit_usd:g} cannot cover the next model call"
+
+    @property
     def reason(self) -> str | None:
         """Why the goal stopped for money, with what it spent in the end; None before."""
-        if self._why is None or self._ledger is None:
+        if self._ledger is None:
             return None
         return f"{self._why} (${self._ledger.spent_usd:.4f} spent)"
 
