@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,17 @@ def test_run_json_prints_a_json_document_even_when_goalflow_itself_fails(
         "status": "error",
         "error": "unexpected OverflowError: cannot convert float infinity to integer",
     }
+
+
+def test_run_json_prints_a_json_document_when_an_option_does_not_parse() -> None:
+    command = [sys.executable, "-m", "goalflow.cli", "run", GOAL, "--max-usd", "abc", "--json"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 2
+    data = json.loads(done.stdout)  # Typer refuses it before any command runs
+    assert data["status"] == "error" and "--max-usd" in data["error"]
+    assert "Usage: " in done.stderr and "--max-usd" in done.stderr
 
 
 def test_run_json_prints_a_json_document_on_an_error_too_and_the_error_keeps_its_brackets(

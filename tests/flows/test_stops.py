@@ -76,12 +76,15 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
 ) -> None:
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
     llm_server.script(asks_for("TaskAnswer"), _slow(0.3))
-    # A task call holds ~800 tokens at worst (its prompt, and an answer as long as its
-    # purpose's have been) and spends ~$0.0001: the parts finish, the sum's call does not fit.
+    # A part's call holds ~800 tokens at worst at first, fewer once the provider has
+    # counted a prompt like it, and spends ~$0.0001: the parts finish. The sum's long
+    # instructions, counted a token per byte, do not fit what is left.
     budget = 0.0012
+    plan = _wide_plan("Wide goal")
+    plan.tasks[-1].instructions = "Weigh every part against the others, in full. " * 12
 
     with pytest.raises(GoalStoppedError) as caught:
-        await run_plan(_wide_plan("Wide goal"), max_usd=budget, advanced={"concurrency": 1})
+        await run_plan(plan, max_usd=budget, advanced={"concurrency": 1})
 
     result = caught.value.result
     assert result.status == "stopped"
@@ -104,6 +107,36 @@ async def test_money_budget_stops_the_goal_keeps_finished_results_and_never_over
     assert (
         events[0]["related"][0]["prefect.resource.id"] == f"prefect.flow-run.{result.flow_run_id}"
     )
+
+
+async def test_a_call_too_large_for_the_money_left_fails_only_its_task(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
+    # After the first part, a task whose prompt alone is worth more than the money left
+    # is ready beside four small ones: its call is refused, and theirs still go out.
+    draft = {
+        "inputs": [],
+        "deliverables": ["p1", "p2", "p3", "p4", "essay"],
+        "tasks": [
+            task("part0", "Part 0", [], ["p0"], value=10),
+            *(task(f"part{i}", f"Part {i}", ["p0"], [f"p{i}"]) for i in range(1, 5)),
+            task("big", "Big", ["p0"], ["essay"], instructions="Weigh every word. " * 70, value=9),
+        ],
+    }
+    plan = Plan.from_draft("One large call", PlanDraft.model_validate(draft))
+
+    with pytest.raises(GoalStoppedError) as caught:
+        await run_plan(plan, max_usd=0.0013, advanced={"concurrency": 1})
+
+    result = caught.value.result
+    statuses = {t.title: t.status for t in result.tasks}
+    assert statuses.pop("Big") == "failed" and set(statuses.values()) == {"completed"}
+    big = next(t for t in result.tasks if t.title == "Big")
+    assert "money budget of $0.0013 cannot cover another model call" in (big.error or "")
+    assert result.status == "stopped" and "money budget of $0.0013 cannot cover" in result.message
+    assert {"p1", "p2", "p3", "p4"} <= set(result.deliverables)
+    assert 0 < result.usage.cost_usd <= 0.0013
 
 
 async def test_a_call_the_money_cannot_cover_stops_the_goal_only_after_the_running_tasks(

@@ -110,7 +110,7 @@ async def test_a_released_reservation_frees_its_money() -> None:
     assert ledger.summary().cost_usd == 0
 
 
-async def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None:
+async def test_each_threshold_is_reported_once_and_the_money_running_out_once() -> None:
     alerts: list[BudgetAlert] = []
     ledger = Ledger(PRICE, MoneyBudget(limit_usd=0.001, on_alert=alerts.append))
 
@@ -124,16 +124,22 @@ async def test_each_threshold_is_reported_once_and_a_refused_call_once() -> None
     await spend(260)  # 52 %
     await spend(10)  # 54 %: nothing new
     await spend(150)  # 84 %
+    # Larger than what is left, but a call like the 10-token one still fits: this call
+    # is refused to its caller alone, and the goal goes on.
+    with pytest.raises(BudgetExceededError, match=r"money budget of \$0.001 "):
+        await ledger.reserve(model="m", prompt_tokens=0, max_tokens=200)
+    assert [a.kind for a in alerts] == ["warning", "warning"] and ledger.refused
+    await spend(75)  # 99 %: not even the smallest call made so far fits
     for _ in range(2):
         with pytest.raises(BudgetExceededError, match=r"money budget of \$0.001 "):
-            await ledger.reserve(model="m", prompt_tokens=0, max_tokens=200)
+            await ledger.reserve(model="m", prompt_tokens=0, max_tokens=10)
 
     assert [(a.kind, a.fraction) for a in alerts] == [
         ("warning", 0.5),
         ("warning", 0.8),
         ("exceeded", 1.0),
     ]
-    assert alerts[-1].spent_usd == pytest.approx(0.00084)
+    assert alerts[-1].spent_usd == pytest.approx(0.00099)
 
 
 def test_spend_is_kept_per_task_and_per_model() -> None:
@@ -287,13 +293,15 @@ async def test_near_the_end_of_the_money_a_call_asks_for_as_long_an_answer_as_it
         config = _priced(server, structured_mode="json_schema")
         llm = LLM(config, budget=MoneyBudget(limit_usd=0.0008), http_client=httpx.AsyncClient())
         await llm.structured(Verdict, messages, purpose="review a", max_tokens=100)
-        # What is left pays for the prompt and ~190 answer tokens: not the 256 a call
-        # asks for at least before its purpose was answered, but many times the ~10 of
-        # a review's answer. The review is made, with a shorter answer.
-        await llm.structured(Verdict, messages, purpose="review b")
+        # What is left pays for the prompt (another one: counted a token per byte) and
+        # ~190 answer tokens: not the 256 a call asks for at least before its purpose
+        # was answered, but many times the ~10 of a review's answer. The review is
+        # made, with a shorter answer.
+        other = [{"role": "user", "content": "check that"}]
+        await llm.structured(Verdict, other, purpose="review b")
         fresh = LLM(config, budget=MoneyBudget(limit_usd=0.0008 - llm.ledger.spent_usd))
         with pytest.raises(BudgetExceededError):  # no review answered yet: 256 at least
-            await fresh.structured(Verdict, messages, purpose="review b")
+            await fresh.structured(Verdict, other, purpose="review b")
         await llm.close()
         await fresh.close()
 
@@ -316,6 +324,46 @@ def test_a_capped_answer_is_asked_for_half_again_the_longest_of_its_purpose() ->
     assert lengths.floor("task t1", 1000) == 16
     lengths.saw("task t2", 300, cut_at=1000)  # cut off: it needed all it wanted
     assert lengths.floor("task t3", 1000) == 1000
+
+
+def test_a_plan_is_never_asked_for_a_shorter_answer() -> None:
+    from goalflow.llm.answers import AnswerLengths
+
+    lengths = AnswerLengths()
+    lengths.saw("plan goal", 20, cut_at=None)
+    # A plan cut off is waste: planning calls ask for all they want, or wait, or are refused.
+    assert lengths.floor("plan goal", 1024) == 1024
+    assert lengths.floor("refine t2", 1024) == 1024
+
+
+async def test_a_prompt_that_repeats_a_counted_one_is_reserved_at_that_count() -> None:
+    from goalflow.agent.executor import Verdict
+
+    server = OpenAITestServer(models=("m",), default=json.dumps({"passed": True, "reason": "ok"}))
+    system = {"role": "system", "content": "Judge the outputs strictly. " * 150}  # 4,200 bytes
+    first = [system, {"role": "user", "content": "check the first"}]
+    second = [system, {"role": "user", "content": "check the second"}]
+    budget = 0.0055
+    async with server:
+        config = _priced(server, structured_mode="json_schema")
+        llm = LLM(config, budget=MoneyBudget(limit_usd=budget), http_client=httpx.AsyncClient())
+        await llm.structured(Verdict, first, purpose="review a")  # ~1,060 tokens counted
+        left = budget - llm.ledger.spent_usd
+        # Counted a token per byte, the second prompt alone would be worth more than is
+        # left; bounded by what the provider counted for the first, it fits.
+        await llm.structured(Verdict, second, purpose="review b")
+        fresh = LLM(config, budget=MoneyBudget(limit_usd=left), http_client=httpx.AsyncClient())
+        with pytest.raises(BudgetExceededError):  # it never saw the first prompt counted
+            await fresh.structured(Verdict, second, purpose="review b")
+        changed = [{"role": "system", "content": "Judge the outputs kindly. " * 160}, second[1]]
+        with pytest.raises(BudgetExceededError):  # a new system message: a token per byte
+            await llm.structured(Verdict, changed, purpose="review c")
+        await llm.close()
+        await fresh.close()
+
+    assert len(server.requests) == 2
+    billed = (server.stats.prompt_tokens * 1 + server.stats.completion_tokens * 2) / 1e6
+    assert billed == pytest.approx(llm.ledger.spent_usd) and billed <= budget
 
 
 async def test_a_call_that_waited_for_another_is_sized_again_by_what_its_answer_taught() -> None:

@@ -365,10 +365,27 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
+        if "--json" in sys.argv[1:]:
+            sys.exit(_app_for_json())
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def _app_for_json() -> int | None:
+    """The app for a command line with ``--json``: stdout is one JSON document also when
+    the command line itself is wrong (``--max-usd abc``), which Typer says before any
+    command runs; stderr says it as usual. Returns the exit code."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as e:
+        print(json.dumps({"status": "error", "error": e.format_message()}, indent=2))
+        show = getattr(e, "show", None)  # the usage line and the error, on stderr
+        if show is not None:
+            show()
+        return e.exit_code
+    return code if isinstance(code, int) else None
 
 
 if __name__ == "__main__":

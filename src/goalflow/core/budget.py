@@ -8,7 +8,8 @@ generously, plus ``max_tokens`` of answer) against what is left; the answer's re
 usage then *settles* the reservation. A call that does not fit waits while calls in
 flight may still free enough, and is refused only when nothing can. Spend is therefore
 never above the limit, however many calls are in flight. Crossing a warning fraction,
-and the first refused call, are each reported once to ``on_alert``.
+and the money running out (a call is refused, and what is left cannot cover even the
+smallest call made so far), are each reported once to ``on_alert``.
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ class Ledger:
         self._spent = 0.0
         self._alerted: set[float] = set()
         self._exceeded = False
+        self._smallest = math.inf  # the least a call made so far could have reserved
+        self.refused = False  # whether a call the goal needed was refused
         self._listeners: list[Callable[[LLMCall], None]] = []
         self._lock = threading.Lock()
 
@@ -256,7 +259,9 @@ class Ledger:
         final: bool = True,
     ) -> Reservation | None:
         """Set aside the worst case of one call, waiting while calls in flight hold what
-        it needs; raise when it cannot fit even once they have settled.
+        it needs; raise when it cannot fit even once they have settled. The money runs
+        out (the ``exceeded`` alert) only when what is left cannot cover a call like the
+        smallest the goal has made: a larger call is refused to its caller alone.
 
         A call whose worst case does not fit beside the reservations in flight waits
         for them: they settle at their real cost, mostly far below their worst case,
@@ -283,6 +288,7 @@ class Ledger:
                 if granted == max_tokens or (ever < max_tokens and granted >= floor):
                     worst = self._cost(model, prompt_tokens, granted)
                     self._reserved += worst
+                    self._smallest = min(self._smallest, self._cost(model, prompt_tokens, floor))
                     return Reservation(worst, granted)
                 in_flight = self._reserved > 0
                 may_fit = in_flight and ever >= floor
@@ -292,7 +298,11 @@ class Ledger:
                     if not final:
                         return None
                     spent, reserved = self._spent, self._reserved
-                    first = not self._exceeded and not _OPTIONAL.get()
+                    # Refused to its caller alone while a call like the smallest made so
+                    # far still fits, or when the goal goes on without it (optional).
+                    self.refused = self.refused or not _OPTIONAL.get()
+                    alone = _OPTIONAL.get() or limit - spent >= self._smallest
+                    first = not self._exceeded and not alone
                     self._exceeded = self._exceeded or first
                     break
             await asyncio.sleep(_RESERVE_POLL_SECONDS)

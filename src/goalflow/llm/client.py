@@ -44,6 +44,7 @@ from goalflow.errors import (
 from goalflow.llm import prompts
 from goalflow.llm.answers import (
     AnswerLengths,
+    PromptCounts,
     is_completion,
     refuses_json_schema,
     strip_fences,
@@ -89,6 +90,7 @@ class LLM(Billing):
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config, gate)
         self.answer_lengths = AnswerLengths()  # shared with for_model's siblings
+        self.prompt_counts = PromptCounts()  # by model: shared with the siblings too
         # What a user should know as it happens (the run's log and live view): waits for
         # the rate limit, limits the endpoint announced, answers the budget capped.
         self.on_notice: Callable[[str], None] = lambda message: logger.warning("%s", message)
@@ -293,6 +295,7 @@ class LLM(Billing):
                     self._mode = "json_schema"
                 if response.usage:
                     admission.settle(response.usage.total_tokens)
+                self._learn_prompt(sent, json_schema, response)
                 return await self._settle(response, purpose, bill)
             if isinstance(error, openai.RateLimitError) and not too_large(error.message):
                 limited_since = limited_since or time.monotonic()
@@ -370,9 +373,20 @@ class LLM(Billing):
 
     def _worst_prompt(self, messages: list[Message], json_schema: dict[str, Any]) -> int:
         """The prompt's tokens at most, as sent in json_object mode (with the schema
-        hint) while the endpoint may still refuse json_schema."""
+        hint) while the endpoint may still refuse json_schema: a token per byte, or
+        fewer by what the provider counted for earlier prompts with its messages."""
         mode: StructuredMode = "json_object" if self._mode == "auto" else self._mode
-        return worst_case_tokens(self._with_schema_hint(messages, json_schema, mode), json_schema)
+        sent = self._with_schema_hint(messages, json_schema, mode)
+        known = self.prompt_counts.bound(self.config.model, sent, json_schema)
+        bytewise = worst_case_tokens(sent, json_schema)
+        return bytewise if known is None else min(known, bytewise)
+
+    def _learn_prompt(
+        self, sent: list[Message], json_schema: dict[str, Any], response: Any
+    ) -> None:
+        if response.usage:
+            tokens = response.usage.prompt_tokens
+            self.prompt_counts.saw(self.config.model, sent, json_schema, tokens)
 
     async def _settle(self, response: Any, purpose: str, bill: Bill) -> tuple[str, str]:
         choice = response.choices[0]

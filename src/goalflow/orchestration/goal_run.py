@@ -99,7 +99,6 @@ class GoalRun:
         max_seconds = options.budget.max_seconds if self.settings.time_guard else None
         self.guard = RunGuard(flow_run_id, max_seconds=max_seconds, on_signals=unsupervised())
         self.outcomes: dict[str, TaskOutcome] = {}
-        self.money_stop = MoneyStop(self.guard, self.outcomes)
         self.cached_paths: set[str] = set()  # leaf tasks that reused an earlier result
         self.graph: GraphRun | None = None  # the top level, when reflection watches it
         self.reflector: Reflector | None = None
@@ -108,6 +107,7 @@ class GoalRun:
         # Set when run() opens them:
         self.llm: LLM
         self.task_llm: LLM | None = None  # the task model, for the tasks marked simple
+        self.money_stop: MoneyStop
         self.concurrency = 1
         self.slots = asyncio.Semaphore(1)
         self.code_runner: CodeRunner | None = None
@@ -122,7 +122,7 @@ class GoalRun:
             await self._open(stack)
             try:
                 values = await self.guard.run(self._plan_and_run())
-                stopped = self.money_stop.reason  # every level ended held
+                stopped = self.money_stop.reason  # every level ended, held or short
             except RunStopped as stop:
                 stopped = stop.reason
             except PlanRejectedError as rejected:
@@ -185,6 +185,7 @@ class GoalRun:
             )
         )
         self.guard.waiting = self._rate_limit_wait
+        self.money_stop = MoneyStop(self.guard, self.outcomes, self.llm.ledger)
         self.llm.on_notice = self._step
         configs = [self.llm.config]
         if self.task_llm is not None:
@@ -245,7 +246,7 @@ class GoalRun:
 
     def _on_alert(self, alert: BudgetAlert) -> None:
         if alert.kind == "exceeded":  # its event goes out when the run stops
-            self.money_stop.begin(alert.limit_usd, self.llm.ledger)
+            self.money_stop.begin()
         else:
             emit_budget_event(alert, self.flow_run_id)
             get_run_logger().warning("%.0f %% of the money budget is spent", alert.fraction * 100)

@@ -1,13 +1,16 @@
 """What a goal does when its money runs out: it starts no more tasks, lets the running
 ones end, then stops.
 
-The first model call the ledger refuses (nothing in flight can free enough for it) sets
-this off. The calls in flight are paid for, so the tasks they serve finish; a running
-task's next call still goes out when it fits, and is refused (failing that task) when it
-does not. No task starts after, at any level of the plan: each level's graph is held,
-and its tasks not yet started are skipped with the reason. Once nothing runs and
-nothing is held in the ledger, the goal stops, saying what it spent; its
-``goalflow.budget.exceeded`` event carries that spend.
+The ledger says when the money has run out: a model call is refused (nothing in flight
+can free enough for it) and what is left cannot cover even a call like the smallest the
+goal has made. A larger call refused before that fails only its own task, and the goal
+goes on with the calls that still fit; it ends stopped for money all the same.
+Once the money has run out, the calls in flight are paid for, so the tasks they serve
+finish; a running task's next call still goes out when it fits, and is refused
+(failing that task) when it does not. No task starts after, at any level of the plan:
+each level's graph is held, and its tasks not yet started are skipped with the reason.
+Once nothing runs and nothing is held in the ledger, the goal stops, saying what it
+spent; its ``goalflow.budget.exceeded`` event carries that spend.
 """
 
 from __future__ import annotations
@@ -26,20 +29,23 @@ SETTLE_POLL_SECONDS = 0.05  # how often a money stop looks whether the running t
 
 
 class MoneyStop:
-    """The money stop of one goal run; ``outcomes`` are the run's tasks at every level."""
+    """The money stop of one goal run; ``outcomes`` are the run's tasks at every level,
+    ``ledger`` their calls' money."""
 
-    def __init__(self, guard: RunGuard, outcomes: Mapping[str, TaskOutcome]) -> None:
+    def __init__(
+        self, guard: RunGuard, outcomes: Mapping[str, TaskOutcome], ledger: Ledger
+    ) -> None:
         self._guard = guard
         self._outcomes = outcomes
+        self._ledger = ledger
         self._graphs: set[GraphRun] = set()  # every level running now
-        self._limit_usd = 0.0
-        self._ledger: Ledger | None = None  # set when the money ran out
+        self._begun = False
         self._draining: asyncio.Future[None] | None = None
 
     @contextmanager
     def level(self, graph: GraphRun) -> Iterator[None]:
         """While ``graph`` runs, a money stop holds it (at once, if one has begun)."""
-        if self._ledger is not None:
+        if self._begun:
             graph.hold(self._why)
         self._graphs.add(graph)
         try:
@@ -47,30 +53,38 @@ class MoneyStop:
         finally:
             self._graphs.discard(graph)
 
-    def begin(self, limit_usd: float, ledger: Ledger) -> None:
-        """The money of ``ledger`` cannot cover the next call: hold every level, and stop
-        the run once the running tasks have ended."""
-        if self._ledger is not None:
+    def begin(self) -> None:
+        """The money cannot cover the next call: hold every level, and stop the run once
+        the running tasks have ended."""
+        if self._begun:
             return
-        self._limit_usd, self._ledger = limit_usd, ledger
+        self._begun = True
         for graph in self._graphs:
             graph.hold(self._why)
         self._draining = asyncio.ensure_future(self._stop_when_ended())
 
     @property
+    def _limit_usd(self) -> float:
+        return self._ledger.budget.limit_usd if self._ledger.budget else 0.0
+
+    @property
     def _why(self) -> str:
-        return f"the money budget of ${self._limit_usd:g} cannot cover the next model call"
+        if self._begun:
+            return f"the money budget of ${self._limit_usd:g} cannot cover the next model call"
+        return f"the money budget of ${self._limit_usd:g} cannot cover every call the tasks needed"
 
     @property
     def reason(self) -> str | None:
-        """Why the goal stopped for money, with what it spent in the end; None before."""
-        if self._ledger is None:
+        """Why the goal stopped for money (it ran out, or calls of some tasks were
+        refused), with what it spent in the end; None when it did not."""
+        if not (self._begun or self._ledger.refused):
             return None
         return f"{self._why} (${self._ledger.spent_usd:.4f} spent)"
 
     def alert(self) -> BudgetAlert | None:
-        """The goal's ``exceeded`` alert, with what it spent in the end; None before."""
-        if self._ledger is None:
+        """The goal's ``exceeded`` alert, with what it spent in the end; None when the
+        money did not stop it."""
+        if not (self._begun or self._ledger.refused):
             return None
         return BudgetAlert("exceeded", 1.0, self._ledger.spent_usd, self._limit_usd)
 
@@ -79,7 +93,6 @@ class MoneyStop:
             self._draining.cancel()
 
     async def _stop_when_ended(self) -> None:
-        assert self._ledger is not None
         # Polled: the ledger is settled from other threads too (a thread-safe lock, no loop).
         while self._ledger.reserved_usd > 0 or any(  # noqa: ASYNC110
             o.status == "running" for o in self._outcomes.values()
