@@ -1,7 +1,7 @@
 """The money budget: overshoot under concurrency, and how much of a goal a budget buys.
 
     .venv/bin/python benchmarks/budget.py --runs 20 --concurrency 20
-    .venv/bin/python benchmarks/budget.py --goal --tasks 30 [--reviewed]
+    .venv/bin/python benchmarks/budget.py --goal --tasks 30 [--reviewed] [--planned]
 
 Without ``--goal``: each run gives an LLM a budget that fits only some of its calls and
 fires them all at once against the project's test server (real HTTP on loopback, 50 ms
@@ -13,7 +13,9 @@ cost), then with 0.5x, 1x, 1.5x and 2x that cost, at concurrency 1 and 16. Print
 run: tasks finished, the spend goalflow reported, the spend the test server billed (every
 answer it produced, also those the client gave up on), and billed minus budget. With
 ``--reviewed`` each task has an acceptance check, so each answer is reviewed by a second
-call, as in the plans a planner writes.
+call, as in the plans a planner writes. With ``--planned`` the goal is planned first (the
+test server answers the planning call with that plan), and the budget pays for planning
+too.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Callable
 
 from goalflow.agent.executor import Verdict
 from goalflow.core.budget import MoneyBudget, Price
+from goalflow.core.plan import Plan
+from goalflow.core.task import TaskSpec
 from goalflow.errors import BudgetExceededError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
@@ -59,26 +64,42 @@ def _billed(server: OpenAITestServer) -> float:
     return (stats.prompt_tokens * PRICE["input"] + stats.completion_tokens * PRICE["output"]) / 1e6
 
 
-def _answer(request: ChatRequest) -> str:
-    """A task's outputs, or a review's verdict: passed."""
-    if "passed" in (request.schema or {}).get("properties", {}):
-        return json.dumps({"passed": True, "reason": "the outputs meet the check"})
-    return answer_any_task(request)
+def _answering(plan: Plan) -> Callable[[ChatRequest], str]:
+    """The test server's answers: ``plan`` to the planning call, a task's outputs, or a
+    review's verdict: passed."""
+    spec = set(TaskSpec.model_fields)
+    draft = json.dumps(
+        {
+            "inputs": [{"name": k, "value": v} for k, v in plan.inputs.items()],
+            "deliverables": plan.deliverables,
+            "tasks": [t.model_dump(include=spec, exclude_defaults=True) for t in plan.tasks],
+        }
+    )
+
+    def answer(request: ChatRequest) -> str:
+        if request.schema_name == "PlanDraft":
+            return draft
+        if "passed" in (request.schema or {}).get("properties", {}):
+            return json.dumps({"passed": True, "reason": "the outputs meet the check"})
+        return answer_any_task(request)
+
+    return answer
 
 
-async def goal_runs(tasks: int, reviewed: bool) -> None:
+async def goal_runs(tasks: int, reviewed: bool, planned: bool) -> None:
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
     from goalflow.testing.plans import layered_plan
     from goalflow.testing.prefect_process import PrefectServerProcess
 
-    server = OpenAITestServer(latency=0.2, default=_answer)
     plan = layered_plan(tasks, 2)
     if reviewed:
         check = "The output is a short value derived from the inputs."
         plan = plan.model_copy(
             update={"tasks": [t.model_copy(update={"acceptance": check}) for t in plan.tasks]}
         )
+    server = OpenAITestServer(latency=0.2, default=_answering(plan))
+    goal = f"{plan.goal}; the seed is: {plan.inputs['seed']}"
     async with server:
         os.environ.update(
             OPENAI_BASE_URL=server.base_url,
@@ -101,8 +122,10 @@ async def goal_runs(tasks: int, reviewed: bool) -> None:
                 server.reset()
                 advanced = {"concurrency": concurrency}
                 try:
-                    result = await achieve_goal(
-                        plan.goal, plan=plan, max_usd=max_usd, advanced=advanced
+                    result = await (
+                        achieve_goal(goal, max_usd=max_usd, advanced=advanced)
+                        if planned
+                        else achieve_goal(plan.goal, plan=plan, max_usd=max_usd, advanced=advanced)
                     )
                 except GoalFailedError as e:
                     result = e.result
@@ -111,8 +134,9 @@ async def goal_runs(tasks: int, reviewed: bool) -> None:
 
             _, full, billed = await run(concurrency=16)
             calls = server.stats.completed
+            kind = ", reviewed" if reviewed else ""
             print(
-                f"{tasks} tasks in 2 layers{', reviewed' if reviewed else ''}: {calls} calls; "
+                f"{tasks} tasks in 2 layers{kind}{', planned' if planned else ''}: {calls} calls; "
                 f"full cost reported ${full:.6f}, billed ${billed:.6f}"
             )
             print("concurrency  budget       finished  reported    billed      billed-budget")
@@ -137,9 +161,12 @@ async def main() -> None:
     parser.add_argument(
         "--reviewed", action="store_true", help="--goal tasks with an acceptance check"
     )
+    parser.add_argument(
+        "--planned", action="store_true", help="--goal planned first, on the same budget"
+    )
     args = parser.parse_args()
     if args.goal:
-        await goal_runs(args.tasks, args.reviewed)
+        await goal_runs(args.tasks, args.reviewed, args.planned)
         return
     server = OpenAITestServer(latency=0.05, default=json.dumps({"passed": True, "reason": "ok"}))
     async with server:
