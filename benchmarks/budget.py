@@ -9,9 +9,11 @@ latency). Spend must never exceed the budget: the printed maximum overshoot must
 
 With ``--goal``: a plan of ``--tasks`` tasks in two layers runs through the real
 ``achieve_goal`` flow on a throwaway Prefect server, first without a budget (its full
-cost), then with 0.5x, 1x, 1.5x and 2x that cost, at concurrency 1 and 16. Printed per
-run: tasks finished, the spend goalflow reported, the spend the test server billed (every
-answer it produced, also those the client gave up on), and billed minus budget. With
+cost), then with 0.5x, 1x, 1.5x and 2x that cost, at concurrency 1 and 16, as a first
+goal on the endpoint (no prompt counts kept) and as a later one (the counts the
+full-cost run kept). Printed per run: tasks finished, the spend goalflow reported, the
+spend the test server billed (every answer it produced, also those the client gave up
+on), and billed minus budget. With
 ``--reviewed`` each task has an acceptance check, so each answer is reviewed by a second
 call, as in the plans a planner writes. With ``--planned`` the goal is planned first (the
 test server answers the planning call with that plan), and the budget pays for planning
@@ -24,7 +26,9 @@ import argparse
 import asyncio
 import json
 import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from goalflow.agent.executor import Verdict
 from goalflow.core.budget import MoneyBudget, Price
@@ -99,6 +103,9 @@ async def goal_runs(tasks: int, reviewed: bool, planned: bool) -> None:
             update={"tasks": [t.model_copy(update={"acceptance": check}) for t in plan.tasks]}
         )
     server = OpenAITestServer(latency=0.2, default=_answering(plan))
+    # What the endpoint counted for goalflow's prompts, kept from the full-cost run: the
+    # runs after it are later goals on this endpoint. "none": as a first goal would be.
+    kept = str(Path(tempfile.mkdtemp()) / "prompt-counts.json")
     goal = f"{plan.goal}; the seed is: {plan.inputs['seed']}"
     async with server:
         os.environ.update(
@@ -117,9 +124,10 @@ async def goal_runs(tasks: int, reviewed: bool, planned: bool) -> None:
             os.environ["PREFECT_API_URL"] = prefect.api_url
 
             async def run(
-                concurrency: int, max_usd: float | None = None
+                concurrency: int, max_usd: float | None = None, *, counts: str = kept
             ) -> tuple[int, float, float]:
                 server.reset()
+                os.environ["GOALFLOW_PROMPT_COUNTS"] = counts
                 advanced = {"concurrency": concurrency}
                 try:
                     result = await (
@@ -139,14 +147,19 @@ async def goal_runs(tasks: int, reviewed: bool, planned: bool) -> None:
                 f"{tasks} tasks in 2 layers{kind}{', planned' if planned else ''}: {calls} calls; "
                 f"full cost reported ${full:.6f}, billed ${billed:.6f}"
             )
-            print("concurrency  budget       finished  reported    billed      billed-budget")
-            for concurrency in (1, 16):
-                for factor in (0.5, 1.0, 1.5, 2.0):
-                    budget = factor * full
-                    finished, reported, billed = await run(concurrency=concurrency, max_usd=budget)
-                    print(f"{concurrency:>11}  {factor:.1f}x ${budget:.6f}  "
-                          f"{finished:>3} of {tasks:<3} ${reported:.6f}  ${billed:.6f}  "
-                          f"{billed - budget:+.6f}", flush=True)  # fmt: skip
+            print("prompt counts  concurrency  budget       finished  reported    billed      "
+                  "billed-budget")  # fmt: skip
+            for counts in ("off", kept):
+                for concurrency in (1, 16):
+                    for factor in (0.5, 1.0, 1.5, 2.0):
+                        budget = factor * full
+                        finished, reported, billed = await run(
+                            concurrency=concurrency, max_usd=budget, counts=counts
+                        )
+                        print(f"{'none' if counts == 'off' else 'kept':>13}  {concurrency:>11}  "
+                              f"{factor:.1f}x ${budget:.6f}  {finished:>3} of {tasks:<3} "
+                              f"${reported:.6f}  ${billed:.6f}  {billed - budget:+.6f}",
+                              flush=True)  # fmt: skip
 
 
 async def main() -> None:

@@ -21,6 +21,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def prompt_counts(clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's counts of prompts in its own file (also for its child processes):
+    what one test's endpoint counted must not bound another test's calls."""
+    path = tmp_path / "prompt-counts.json"
+    monkeypatch.setenv("GOALFLOW_PROMPT_COUNTS", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
 def result_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Each test's cached task results in its own folder (also for its child processes):
     a plan one test ran must not be answered from the cache in another."""

@@ -310,6 +310,13 @@ class Settings(BaseSettings, GoalOptions):
         description="Seconds a cached leaf-task result stays reusable (12 hours): long enough "
         "to resume a crashed run, short enough that a goal scheduled again gets fresh answers.",
     )
+    prompt_counts: Path | None = Field(
+        default=Path("~/.cache/goalflow/prompt-counts.json"),
+        validate_default=True,
+        description="File that keeps what each endpoint counted for goalflow's prompts (digests "
+        "and counts, no text), which bounds the cost of a goal's calls, its plan first, tighter "
+        "than a token per byte under a money budget; 'off': keep none.",
+    )
     server_port: int = Field(
         default=4200,
         ge=1,
@@ -317,6 +324,13 @@ class Settings(BaseSettings, GoalOptions):
         description="Port of the local Prefect server the CLI starts when PREFECT_API_URL "
         "is unset.",
     )
+
+    @field_validator("prompt_counts", mode="before")
+    @classmethod
+    def _counts_file(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return None
+        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
 
     @field_validator("prices", mode="before")
     @classmethod

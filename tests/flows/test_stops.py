@@ -21,7 +21,16 @@ from goalflow.core.plan import Plan, PlanDraft
 from goalflow.errors import GoalStoppedError
 from goalflow.orchestration.goal_flow import achieve_goal
 from goalflow.testing import ChatRequest, OpenAITestServer, Reply
-from tests.helpers import asks_for, echo_answer, run_plan, task, wait_for, wait_for_run
+from tests.helpers import (
+    DIAMOND,
+    asks_for,
+    echo_answer,
+    is_plan,
+    run_plan,
+    task,
+    wait_for,
+    wait_for_run,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -193,6 +202,25 @@ async def test_a_budget_below_one_planning_call_fails_without_a_model_call(
         await achieve_goal("Anything", max_usd=0.00001)
 
     assert not llm_server.requests
+
+
+async def test_a_later_goal_on_the_endpoint_is_planned_within_a_budget_the_first_could_not_plan(
+    llm_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
+    llm_server.script(is_plan, json.dumps(DIAMOND))
+    # The planning prompt, counted a token per byte, and a whole plan's answer are worth
+    # more than the budget: a first goal on this endpoint cannot be planned within it.
+    budget = 0.006
+    with pytest.raises(GoalStoppedError, match=r"money budget of \$0.006 cannot cover"):
+        await achieve_goal("Write a short report on green tea", max_usd=budget)
+    assert not llm_server.requests
+    await achieve_goal("Write a short report on oolong tea")  # the endpoint counts its prompts
+
+    # The next goal's planning prompt repeats the counted one but for its goal.
+    result = await achieve_goal("Write a short report on green tea", max_usd=budget)
+
+    assert result.status == "completed" and result.usage.cost_usd <= budget
 
 
 async def test_money_budget_with_an_unpriced_model_is_refused(

@@ -1,17 +1,15 @@
 """Reading what an endpoint sends back, and sizing what is sent to it: whether a body
 is a chat completion, whether a refusal is about the structured-output format, the
-answer without a code fence, upper bounds of a request's prompt tokens (by its bytes,
-and by what the provider counted for earlier prompts it shares messages with), and how
-long the answers of each purpose have been."""
+answer without a code fence, an upper bound of a request's prompt tokens by its bytes
+(:mod:`goalflow.llm.prompt_counts` bounds it tighter), and how long the answers of
+each purpose have been."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 import threading
-from collections import Counter
 from typing import Any
 
 import openai
@@ -23,8 +21,8 @@ __all__ = [
     "ANSWER_FLOOR",
     "UNCAPPED",
     "AnswerLengths",
-    "PromptCounts",
     "is_completion",
+    "message_bound",
     "refuses_json_schema",
     "strip_fences",
     "worst_case_tokens",
@@ -66,75 +64,13 @@ def worst_case_tokens(messages: list[Message], json_schema: dict[str, Any]) -> i
     the answer's schema into the prompt adds about the schema's own bytes, counted
     once (``messages`` are those sent: in json_object mode they carry the schema hint).
     """
-    text = sum(_message_bound(m) for m in messages)
+    text = sum(message_bound(m) for m in messages)
     return text + len(json.dumps(json_schema).encode()) + 32
 
 
-def _message_bound(message: Message) -> int:
+def message_bound(message: Message) -> int:
     """A message's tokens at most: a token per byte of its text, and 8 of framing."""
     return len(message["content"].encode()) + 8
-
-
-class PromptCounts:
-    """What the provider counted for the prompts it answered, which bounds a new prompt
-    that repeats their messages far more tightly than a token per byte.
-
-    Chat templates set each message apart with special tokens, so a prompt's tokens
-    are its messages' tokens plus framing. A prompt that repeats messages of an earlier
-    one (same model) has at most the earlier prompt's counted tokens, plus a token per
-    byte (and the framing) of each message the earlier one did not have, plus its
-    schema's bytes when that differs (a provider may write it into the prompt), plus a
-    few tokens for anything else a provider adds that varies: the earlier prompt's own
-    other messages only make the bound larger. A goal's calls of one purpose share a
-    long system message (every task, every review), and a re-ask repeats its
-    conversation.
-    """
-
-    _KEEP = 8  # earlier prompts kept per model and first message
-    _SLACK = 8  # tokens for what varies between two prompts beyond their messages
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], list[tuple[int, str, Counter[str]]]] = {}
-        self._lock = threading.Lock()
-
-    def saw(
-        self, model: str, messages: list[Message], json_schema: dict[str, Any], tokens: int
-    ) -> None:
-        """The provider counted ``tokens`` for this prompt (``messages`` as sent)."""
-        if tokens <= 0 or not messages:  # no usage reported: nothing learned
-            return
-        digests = Counter(_digest(m) for m in messages)
-        with self._lock:
-            kept = self._seen.setdefault((model, _digest(messages[0])), [])
-            kept.append((tokens, _schema_digest(json_schema), digests))
-            del kept[: -self._KEEP]
-
-    def bound(self, model: str, messages: list[Message], json_schema: dict[str, Any]) -> int | None:
-        """The prompt's tokens at most, by the earlier prompts it shares messages with;
-        None when it shares none with a prompt whose count is known."""
-        if not messages:
-            return None
-        with self._lock:
-            kept = list(self._seen.get((model, _digest(messages[0])), ()))
-        if not kept:
-            return None
-        sizes = {_digest(m): _message_bound(m) for m in messages}
-        digests = Counter(_digest(m) for m in messages)
-        schema, schema_bytes = _schema_digest(json_schema), len(json.dumps(json_schema).encode())
-        return self._SLACK + min(
-            counted
-            + sum(sizes[d] * n for d, n in (digests - earlier).items())
-            + (0 if earlier_schema == schema else schema_bytes)
-            for counted, earlier_schema, earlier in kept
-        )
-
-
-def _schema_digest(json_schema: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(json_schema, sort_keys=True).encode()).hexdigest()
-
-
-def _digest(message: Message) -> str:
-    return hashlib.sha256(f"{message['role']}\0{message['content']}".encode()).hexdigest()
 
 
 class AnswerLengths:

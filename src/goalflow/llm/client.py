@@ -44,7 +44,6 @@ from goalflow.errors import (
 from goalflow.llm import prompts
 from goalflow.llm.answers import (
     AnswerLengths,
-    PromptCounts,
     is_completion,
     refuses_json_schema,
     strip_fences,
@@ -55,6 +54,7 @@ from goalflow.llm.config import LLMConfig, StructuredMode
 from goalflow.llm.failures import redact, translate
 from goalflow.llm.limits import announced_limits, too_large
 from goalflow.llm.limits import retry_after as retry_after_of
+from goalflow.llm.prompt_counts import PromptCounts
 
 __all__ = ["LLM"]
 
@@ -75,11 +75,14 @@ class LLM(Billing):
         http_client: httpx.AsyncClient | None = None,
         gate: Gate | None = None,
         ledger: Ledger | None = None,
+        prompt_counts: PromptCounts | None = None,
     ) -> None:
         """``gate``: a wait for a slot of a limit shared across processes
         (:func:`goalflow.orchestration.shared_limit.shared_gate`), taken per call.
         ``ledger``: another endpoint's ledger to book this one's calls in too (the goal
-        has one money budget across its endpoints); ``budget`` is then that ledger's."""
+        has one money budget across its endpoints); ``budget`` is then that ledger's.
+        ``prompt_counts``: what the endpoint counted for earlier prompts (kept from
+        earlier goals); by default, only this client's."""
         self.config = config
         if ledger is None:
             ledger = Ledger(config.prices, budget)
@@ -90,7 +93,8 @@ class LLM(Billing):
         self._mode: StructuredMode = config.structured_mode
         self.pacer = _pacer(config, gate)
         self.answer_lengths = AnswerLengths()  # shared with for_model's siblings
-        self.prompt_counts = PromptCounts()  # by model: shared with the siblings too
+        # By model: shared with the siblings too.
+        self.prompt_counts = PromptCounts() if prompt_counts is None else prompt_counts
         # What a user should know as it happens (the run's log and live view): waits for
         # the rate limit, limits the endpoint announced, answers the budget capped.
         self.on_notice: Callable[[str], None] = lambda message: logger.warning("%s", message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 from goalflow.core.budget import Ledger, MoneyBudget
@@ -14,6 +15,7 @@ from goalflow.errors import ConfigError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.llm.local_model import LOCAL_MODELS, local_model_server
+from goalflow.llm.prompt_counts import PromptCounts
 
 __all__ = ["GoalModels", "open_llm", "open_models"]
 
@@ -35,6 +37,7 @@ async def open_models(
     model: str | None = None,
     budget: MoneyBudget | None = None,
     gate_for: Callable[[LLMConfig], Gate | None] = lambda config: None,
+    prompt_counts: Path | None = None,
 ) -> AsyncIterator[GoalModels]:
     """The goal's models, closed (and the offline ones stopped) on exit.
 
@@ -43,19 +46,32 @@ async def open_models(
     endpoint's limits are one; at another endpoint it has its own client, pacer and
     ``gate_for`` gate (its shared Prefect limit); ``local_task_model`` is an offline
     model on its own llama.cpp server. Either way its calls go to the planning model's
-    ledger: one money budget for the goal.
+    ledger: one money budget for the goal. ``prompt_counts``: the file that keeps what
+    each endpoint counted for goalflow's prompts, from goal to goal.
     """
     async with AsyncExitStack() as stack:
         gate = gate_for(endpoint) if endpoint else None
         llm = await stack.enter_async_context(
-            open_llm(endpoint, local_model=local_model, model=model, budget=budget, gate=gate)
+            open_llm(
+                endpoint,
+                local_model=local_model,
+                model=model,
+                budget=budget,
+                gate=gate,
+                prompt_counts=prompt_counts,
+            )
         )
         task_llm = None
         if task_endpoint is not None and llm.config.same_endpoint(task_endpoint):
             task_llm = llm.for_model(task_endpoint.model)
         elif task_endpoint is not None:
             task_llm = await stack.enter_async_context(
-                open_llm(task_endpoint, ledger=llm.ledger, gate=gate_for(task_endpoint))
+                open_llm(
+                    task_endpoint,
+                    ledger=llm.ledger,
+                    gate=gate_for(task_endpoint),
+                    prompt_counts=prompt_counts,
+                )
             )
         elif local_task_model is not None:
             task_llm = await stack.enter_async_context(
@@ -73,19 +89,24 @@ async def open_llm(
     budget: MoneyBudget | None = None,
     gate: Gate | None = None,
     ledger: Ledger | None = None,
+    prompt_counts: Path | None = None,
 ) -> AsyncIterator[LLM]:
     """An LLM, closed (and the offline model stopped) on exit.
 
     ``endpoint`` None: the offline model ``local_model`` (``model``, if given, must be
     its alias), started here and stopped on exit. ``ledger``: book the calls in this
-    one (another model's of the same goal) instead of a new one.
+    one (another model's of the same goal) instead of a new one. ``prompt_counts``:
+    the file where the endpoint's counts of earlier prompts are kept (read now, written
+    on exit); None: this client's own only.
     """
     if endpoint is not None:
-        llm = LLM(endpoint, budget=budget, gate=gate, ledger=ledger)
+        counts = PromptCounts(prompt_counts, endpoint.endpoint)
+        llm = LLM(endpoint, budget=budget, gate=gate, ledger=ledger, prompt_counts=counts)
         try:
             yield llm
         finally:
             await llm.close()
+            counts.save()
         return
     spec = LOCAL_MODELS[local_model]
     if model not in (None, spec.alias):

@@ -182,6 +182,7 @@ class GoalRun:
                 model=self.settings.model,
                 budget=money,
                 gate_for=_shared_gate,
+                prompt_counts=self.settings.prompt_counts,
             )
         )
         self.guard.waiting = self._rate_limit_wait
