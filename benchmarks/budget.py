@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/budget.py --runs 20 --concurrency 20
     .venv/bin/python benchmarks/budget.py --goal --tasks 30 [--reviewed] [--planned]
+        [--answer-words N]
 
 Without ``--goal``: each run gives an LLM a budget that fits only some of its calls and
 fires them all at once against the project's test server (real HTTP on loopback, 50 ms
@@ -17,7 +18,8 @@ on), and billed minus budget. With
 ``--reviewed`` each task has an acceptance check, so each answer is reviewed by a second
 call, as in the plans a planner writes. With ``--planned`` the goal is planned first (the
 test server answers the planning call with that plan), and the budget pays for planning
-too.
+too. ``--answer-words N``: each task's answer is about N words (a paragraph, as a real
+task's), not a few.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def _billed(server: OpenAITestServer) -> float:
     return (stats.prompt_tokens * PRICE["input"] + stats.completion_tokens * PRICE["output"]) / 1e6
 
 
-def _answering(plan: Plan) -> Callable[[ChatRequest], str]:
-    """The test server's answers: ``plan`` to the planning call, a task's outputs, or a
-    review's verdict: passed."""
+def _answering(plan: Plan, words: int) -> Callable[[ChatRequest], str]:
+    """The test server's answers: ``plan`` to the planning call, a task's outputs (each
+    followed by ``words`` words), or a review's verdict: passed."""
     spec = set(TaskSpec.model_fields)
     draft = json.dumps(
         {
@@ -85,12 +87,16 @@ def _answering(plan: Plan) -> Callable[[ChatRequest], str]:
             return draft
         if "passed" in (request.schema or {}).get("properties", {}):
             return json.dumps({"passed": True, "reason": "the outputs meet the check"})
-        return answer_any_task(request)
+        if not words:
+            return answer_any_task(request)
+        properties = (request.schema or {}).get("properties", {})
+        text = " ".join(["and so on"] * (words // 3))
+        return json.dumps({name: f"value of {name}: {text}" for name in properties})
 
     return answer
 
 
-async def goal_runs(tasks: int, reviewed: bool, planned: bool) -> None:
+async def goal_runs(tasks: int, reviewed: bool, planned: bool, words: int) -> None:
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
     from goalflow.testing.plans import layered_plan
@@ -102,7 +108,7 @@ async def goal_runs(tasks: int, reviewed: bool, planned: bool) -> None:
         plan = plan.model_copy(
             update={"tasks": [t.model_copy(update={"acceptance": check}) for t in plan.tasks]}
         )
-    server = OpenAITestServer(latency=0.2, default=_answering(plan))
+    server = OpenAITestServer(latency=0.2, default=_answering(plan, words))
     # What the endpoint counted for goalflow's prompts, kept from the full-cost run: the
     # runs after it are later goals on this endpoint. "none": as a first goal would be.
     kept = str(Path(tempfile.mkdtemp()) / "prompt-counts.json")
@@ -177,9 +183,12 @@ async def main() -> None:
     parser.add_argument(
         "--planned", action="store_true", help="--goal planned first, on the same budget"
     )
+    parser.add_argument(
+        "--answer-words", type=int, default=0, help="--goal task answers this many words long"
+    )
     args = parser.parse_args()
     if args.goal:
-        await goal_runs(args.tasks, args.reviewed, args.planned)
+        await goal_runs(args.tasks, args.reviewed, args.planned, args.answer_words)
         return
     server = OpenAITestServer(latency=0.05, default=json.dumps({"passed": True, "reason": "ok"}))
     async with server:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, Price, spending_for
+from goalflow.core.report import estimated_part
 from goalflow.errors import BudgetExceededError, ConfigError
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
@@ -224,6 +225,10 @@ async def test_attempts_that_time_out_are_counted_and_the_call_stops_within_the_
     summary = llm.ledger.summary()
     assert len(server.requests) == summary.calls >= 2
     assert 0.005 < summary.cost_usd <= 0.007
+    # The report says which part of the cost is that estimate.
+    assert summary.estimated_calls == summary.calls
+    assert summary.estimated_usd == summary.cost_usd
+    assert f"{summary.calls} attempts got no usable answer" in estimated_part(summary)
 
 
 async def test_a_call_cancelled_after_it_was_sent_is_counted() -> None:
@@ -245,6 +250,7 @@ async def test_a_call_cancelled_after_it_was_sent_is_counted() -> None:
 
     summary = llm.ledger.summary()
     assert summary.calls == 1 and summary.cost_usd > 0.002  # sent: billed, so counted
+    assert summary.estimated_calls == 1 and summary.estimated_usd == summary.cost_usd
 
 
 async def test_a_second_model_on_one_endpoint_shares_the_ledger_and_the_pacer() -> None:
@@ -364,6 +370,7 @@ async def test_a_prompt_that_repeats_a_counted_one_is_reserved_at_that_count() -
     assert len(server.requests) == 2
     billed = (server.stats.prompt_tokens * 1 + server.stats.completion_tokens * 2) / 1e6
     assert billed == pytest.approx(llm.ledger.spent_usd) and billed <= budget
+    assert estimated_part(llm.ledger.summary()) == ""  # every call answered: all billed
 
 
 async def test_a_call_that_waited_for_another_is_sized_again_by_what_its_answer_taught() -> None:

@@ -160,7 +160,7 @@ def run(
     the run, its tasks and artifacts stay visible in the UI afterwards. With --approve,
     the run pauses after planning and says how to approve it.
     """
-    from goalflow.core.report import GoalResult
+    from goalflow.core.report import GoalResult, estimated_part
     from goalflow.deploy.local_server import prefect_api
     from goalflow.errors import GoalFailedError
     from goalflow.orchestration.goal_flow import achieve_goal
@@ -228,7 +228,8 @@ def run(
         )
         err.print(
             f"{result.message}; {usage.calls} model calls, {usage.prompt_tokens}+"
-            f"{usage.completion_tokens} tokens, ${usage.cost_usd:.4f}{unpriced}, "
+            f"{usage.completion_tokens} tokens, ${usage.cost_usd:.4f}{estimated_part(usage)}"
+            f"{unpriced}, "
             f"{result.seconds:.1f} s",
             highlight=False,
             markup=False,

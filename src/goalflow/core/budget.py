@@ -32,6 +32,7 @@ from goalflow.errors import BudgetExceededError, ConfigError
 __all__ = [
     "DEFAULT_PRICES",
     "DEFAULT_WARN_AT",
+    "UNANSWERED",
     "BudgetAlert",
     "BudgetPolicy",
     "LLMCall",
@@ -101,6 +102,9 @@ def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price
     return table[max(matches, key=len)] if matches else None
 
 
+UNANSWERED = "(no answer; counted at its worst case)"
+"""How the purpose of an attempt that went out and got no usable answer ends: its cost
+is its reservation, an estimate (the provider's bill is not known)."""
 TASK_WORK = ("task ", "program for ")
 """How the purposes of a task's own calls begin (its answers, its programs)."""
 _SPENDER: ContextVar[str] = ContextVar("goalflow_spender", default="planning")
@@ -144,6 +148,13 @@ class UsageSummary(BaseModel):
     completion_tokens: int
     cost_usd: float
     limit_usd: float | None = None
+    estimated_usd: float = Field(
+        default=0.0,
+        description="The part of cost_usd counted at its worst case: attempts that went out "
+        "and got no usable answer (a timeout, a body that is no chat completion), which the "
+        "provider may have billed.",
+    )
+    estimated_calls: int = Field(default=0, description="Those attempts, among calls.")
     unpriced_models: list[str] = Field(default_factory=list)
     cost_by_task: dict[str, float] = Field(default_factory=dict)
     cost_by_model: dict[str, float] = Field(default_factory=dict)
@@ -435,12 +446,15 @@ class Ledger:
             tokens_by_model[c.model] += c.prompt_tokens + c.completion_tokens
             if c.purpose.startswith(TASK_WORK) and c.model not in models_by_task[c.task]:
                 models_by_task[c.task].append(c.model)
+        estimated = [c for c in calls if c.purpose.endswith(UNANSWERED)]
         return UsageSummary(
             calls=len(calls),
             prompt_tokens=sum(c.prompt_tokens for c in calls),
             completion_tokens=sum(c.completion_tokens for c in calls),
             cost_usd=round(sum(c.cost_usd for c in calls), 6),
             limit_usd=self.budget.limit_usd if self.budget else None,
+            estimated_usd=round(sum(c.cost_usd for c in estimated), 6),
+            estimated_calls=len(estimated),
             unpriced_models=unpriced,
             cost_by_task={k: round(v, 6) for k, v in by_task.items()},
             cost_by_model={k: round(v, 6) for k, v in by_model.items()},

@@ -19,6 +19,7 @@ __all__ = [
     "GoalResult",
     "TaskReport",
     "delivered_line",
+    "estimated_part",
     "finished_values",
     "goal_result",
     "graph_markdown",
@@ -243,7 +244,8 @@ def report_markdown(result: GoalResult) -> str:
         f"- model calls: {usage.calls}",
         f"- tokens: {usage.prompt_tokens} in, {usage.completion_tokens} out",
         f"- cost: ${usage.cost_usd:.4f}"
-        + (f" of a ${usage.limit_usd:g} budget" if usage.limit_usd else ""),
+        + (f" of a ${usage.limit_usd:g} budget" if usage.limit_usd else "")
+        + estimated_part(usage),
         f"- wall time: {result.seconds:.1f} s",
     ]
     if usage.cost_by_task:
@@ -262,6 +264,17 @@ def report_markdown(result: GoalResult) -> str:
             "prices in the LLMProvider block"
         )
     return "\n".join(lines)
+
+
+def estimated_part(usage: UsageSummary) -> str:
+    """What of the cost is an estimate, said after it; nothing when all of it was billed."""
+    if not usage.estimated_calls:
+        return ""
+    attempts = "attempt" if usage.estimated_calls == 1 else "attempts"
+    return (
+        f" (${usage.estimated_usd:.4f} of it estimated: {usage.estimated_calls} {attempts} "
+        "got no usable answer, counted at their worst case)"
+    )
 
 
 def delivered_line(result: GoalResult, width: int = 300) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from goalflow.core.budget import Ledger, Reservation
+from goalflow.core.budget import UNANSWERED, Ledger, Reservation
 from goalflow.core.pacing import mark_sent
 from goalflow.llm.answers import AnswerLengths
 from goalflow.llm.config import LLMConfig
@@ -40,7 +40,7 @@ class Billing:
         the provider may well have answered it, and billed it."""
         await self._record(
             bill.reserved,
-            f"{purpose} (no answer; counted at its worst case)",
+            f"{purpose} {UNANSWERED}",
             bill.prompt_tokens,
             bill.max_tokens,
             time.monotonic() - bill.started,
