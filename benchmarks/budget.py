@@ -33,8 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from goalflow.agent.executor import Verdict
-from goalflow.core.budget import MoneyBudget, Price
+from goalflow.core.budget import MoneyBudget
 from goalflow.core.plan import Plan
+from goalflow.core.prices import Price
 from goalflow.core.task import TaskSpec
 from goalflow.errors import BudgetExceededError
 from goalflow.llm.client import LLM

@@ -29,7 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from goalflow.core.budget import DEFAULT_WARN_AT, Price
+from goalflow.core.budget import DEFAULT_WARN_AT
+from goalflow.core.prices import Price
 from goalflow.core.rules import describe_validation_error
 from goalflow.core.task import DEFAULT_MAX_TASKS, MAX_DEPTH
 from goalflow.errors import ConfigError

@@ -311,7 +311,7 @@ async def test_llm_provider_block_supplies_endpoint_key_and_prices(
 ) -> None:
     from pydantic import SecretStr
 
-    from goalflow.core.budget import Price
+    from goalflow.core.prices import Price
     from goalflow.orchestration.blocks import LLMProvider
 
     server = OpenAITestServer(api_key=TEST_KEY, default=echo_answer)

@@ -178,7 +178,7 @@ async def test_a_task_model_at_its_own_endpoint_is_paced_by_that_endpoints_limit
 ) -> None:
     from pydantic import SecretStr
 
-    from goalflow.core.budget import Price
+    from goalflow.core.prices import Price
     from goalflow.orchestration.blocks import LLMProvider
 
     # The planning endpoint takes a request every 2 s, the task endpoint (another

@@ -275,7 +275,7 @@ async def test_on_dask_workers_simple_tasks_go_to_the_task_models_own_endpoint(
 ) -> None:
     from pydantic import SecretStr
 
-    from goalflow.core.budget import Price
+    from goalflow.core.prices import Price
     from goalflow.orchestration.blocks import LLMProvider
 
     plan = layered_plan(4)

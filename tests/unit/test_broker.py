@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from goalflow.core.budget import MoneyBudget, Price
+from goalflow.core.budget import MoneyBudget
+from goalflow.core.prices import Price
 from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError, TaskError
 from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_models, keep_token
 from goalflow.llm.client import LLM

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, Price, spending_for
+from goalflow.core.budget import BudgetAlert, Ledger, MoneyBudget, spending_for
+from goalflow.core.prices import Price
 from goalflow.core.report import estimated_part
 from goalflow.errors import BudgetExceededError, ConfigError
 from goalflow.llm.client import LLM

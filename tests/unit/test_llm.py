@@ -13,7 +13,8 @@ import pytest
 import respx
 from pydantic import BaseModel, SecretStr
 
-from goalflow.core.budget import MoneyBudget, Price
+from goalflow.core.budget import MoneyBudget
+from goalflow.core.prices import Price
 from goalflow.errors import (
     LLMAuthError,
     LLMModelNotFoundError,

@@ -1,7 +1,7 @@
-"""What a goal's model calls cost: a price table and the per-goal ledger.
+"""What a goal's model calls cost: the per-goal ledger, by the prices of
+:mod:`goalflow.core.prices`.
 
-Pure bookkeeping, no I/O. Prices are US dollars per million tokens; a provider's
-block can override or add to the table.
+Pure bookkeeping, no I/O.
 
 With a money limit, every call first *reserves* its worst case (its prompt, counted
 generously, plus ``max_tokens`` of answer) against what is left; the answer's real
@@ -27,10 +27,10 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from goalflow.core.prices import Price, price_for
 from goalflow.errors import BudgetExceededError, ConfigError
 
 __all__ = [
-    "DEFAULT_PRICES",
     "DEFAULT_WARN_AT",
     "UNANSWERED",
     "BudgetAlert",
@@ -38,10 +38,8 @@ __all__ = [
     "LLMCall",
     "Ledger",
     "MoneyBudget",
-    "Price",
     "Reservation",
     "UsageSummary",
-    "price_for",
     "spending_for",
 ]
 
@@ -69,37 +67,6 @@ class BudgetPolicy(BaseModel):
         description="Fractions of the money budget at which a goalflow.budget.warning event "
         "is emitted; goalflow.budget.exceeded follows when the money runs out.",
     )
-
-
-class Price(BaseModel):
-    """US dollars per million tokens."""
-
-    input: float = Field(ge=0, description="USD per million prompt tokens.")
-    output: float = Field(ge=0, description="USD per million completion tokens.")
-
-
-DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o": Price(input=2.50, output=10.00),
-    "gpt-4o-mini": Price(input=0.15, output=0.60),
-    "gpt-4.1": Price(input=2.00, output=8.00),
-    "gpt-4.1-mini": Price(input=0.40, output=1.60),
-    "gpt-4.1-nano": Price(input=0.10, output=0.40),
-    "o4-mini": Price(input=1.10, output=4.40),
-    "o3": Price(input=2.00, output=8.00),
-    # The offline models run on this machine: no bill.
-    "qwen2.5-coder-1.5b-instruct": Price(input=0.0, output=0.0),
-    "qwen2.5-coder-0.5b-instruct": Price(input=0.0, output=0.0),
-}
-
-
-def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
-    """The model's price: an override first, then the table (also for dated names
-    such as ``gpt-4o-mini-2024-07-18``); None when unknown."""
-    table = {**DEFAULT_PRICES, **(overrides or {})}
-    if model in table:
-        return table[model]
-    matches = [name for name in table if model.startswith(name + "-")]
-    return table[max(matches, key=len)] if matches else None
 
 
 UNANSWERED = "(no answer; counted at its worst case)"

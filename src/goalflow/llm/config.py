@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from goalflow.core.budget import Price
+from goalflow.core.prices import Price
 
 __all__ = ["DEFAULT_ENDPOINT_MODEL", "LLMConfig", "StructuredMode"]
 
