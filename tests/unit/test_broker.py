@@ -16,7 +16,8 @@ from pydantic import BaseModel, SecretStr
 from goalflow.core.budget import MoneyBudget
 from goalflow.core.prices import Price
 from goalflow.errors import BudgetExceededError, ConfigError, RunnerUnreachableError, TaskError
-from goalflow.llm.broker import BrokerTicket, LedgerBroker, brokered_models, keep_token
+from goalflow.llm.broker import BrokerTicket, LedgerBroker, keep_token
+from goalflow.llm.brokered import brokered_models
 from goalflow.llm.client import LLM
 from goalflow.llm.config import LLMConfig
 from goalflow.llm.provider import GoalModels

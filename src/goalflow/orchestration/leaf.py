@@ -23,7 +23,8 @@ from goalflow.agent.executor import run_leaf
 from goalflow.core.report import task_output_markdown
 from goalflow.core.task import TaskSpec
 from goalflow.errors import ConfigError
-from goalflow.llm.broker import BrokerTicket, brokered_models, worker_name
+from goalflow.llm.broker import BrokerTicket, worker_name
+from goalflow.llm.brokered import brokered_models
 from goalflow.orchestration.task_cache import keep_result
 
 __all__ = ["LeafContext", "LeafHost", "RunRef", "host_of", "hosting", "run_leaf_task"]
