@@ -74,17 +74,24 @@ class MoneyStop:
         return f"the money budget of ${self._limit_usd:g} cannot cover every call the tasks needed"
 
     @property
+    def _stopped(self) -> bool:
+        """The money ran out, or a refused call left a task undone."""
+        return self._begun or (
+            self._ledger.refused and any(o.status != "completed" for o in self._outcomes.values())
+        )
+
+    @property
     def reason(self) -> str | None:
         """Why the goal stopped for money (it ran out, or calls of some tasks were
         refused), with what it spent in the end; None when it did not."""
-        if not (self._begun or self._ledger.refused):
+        if not self._stopped:
             return None
         return f"{self._why} (${self._ledger.spent_usd:.4f} spent)"
 
     def alert(self) -> BudgetAlert | None:
         """The goal's ``exceeded`` alert, with what it spent in the end; None when the
         money did not stop it."""
-        if not (self._begun or self._ledger.refused):
+        if not self._stopped:
             return None
         return BudgetAlert("exceeded", 1.0, self._ledger.spent_usd, self._limit_usd)
 
