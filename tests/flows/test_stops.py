@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,10 +199,16 @@ async def test_a_budget_below_one_planning_call_fails_without_a_model_call(
 ) -> None:
     monkeypatch.setenv("GOALFLOW_PRICES", json.dumps({"test-model": {"input": 1, "output": 1}}))
 
-    with pytest.raises(GoalStoppedError, match=r"money budget of \$1e-05 cannot cover"):
+    with pytest.raises(GoalStoppedError) as caught:
         await achieve_goal("Anything", max_usd=0.00001)
 
     assert not llm_server.requests
+    # What planning needs, and what to change.
+    said = caught.value.result.message
+    assert re.search(
+        r"money budget of \$1e-05 cannot cover the next model call \(up to \$0\.\d{4}\)", said
+    )
+    assert "Raise the budget (--max-usd" in said
 
 
 async def test_a_later_goal_on_the_endpoint_is_planned_within_a_budget_the_first_could_not_plan(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -229,7 +230,66 @@ async def test_attempts_that_time_out_are_counted_and_the_call_stops_within_the_
     # The report says which part of the cost is that estimate.
     assert summary.estimated_calls == summary.calls
     assert summary.estimated_usd == summary.cost_usd
-    assert f"{summary.calls} attempts got no usable answer" in estimated_part(summary)
+    assert f"{summary.calls} attempts whose bill is unknown" in estimated_part(summary)
+
+
+async def test_counts_kept_from_a_model_that_counted_less_are_dropped_when_found_wrong(
+    tmp_path: Path,
+) -> None:
+    from goalflow.agent.executor import Verdict
+    from goalflow.llm.prompt_counts import PromptCounts
+
+    store, schema = tmp_path / "prompt-counts.json", Verdict.model_json_schema()
+    messages = [
+        {"role": "system", "content": "Judge the outputs strictly. " * 100},
+        {"role": "user", "content": "check it"},
+    ]
+    server = OpenAITestServer(models=("m",), default=json.dumps({"passed": True, "reason": "ok"}))
+    async with server:
+        config = _priced(server, structured_mode="json_schema")
+        earlier = PromptCounts(store, config.endpoint)
+        earlier.saw("m", messages, schema, 10)  # another model behind the name counted less
+        earlier.save()
+        llm = LLM(config, prompt_counts=PromptCounts(store, config.endpoint))
+        notices: list[str] = []
+        llm.on_notice = notices.append
+        await llm.structured(Verdict, messages, purpose="review a")
+        await llm.close()
+        llm.prompt_counts.save()
+
+    assert any("prompts are counted a token per byte from now on" in n for n in notices)
+    assert llm.prompt_counts.bound("m", messages, schema) is None
+    assert PromptCounts(store, config.endpoint).bound("m", messages, schema) is None
+
+
+async def test_an_answer_that_says_no_usage_is_counted_at_its_worst_case() -> None:
+    from goalflow.agent.executor import Verdict
+
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": '{"passed": true, "reason": "ok"}'},
+                "finish_reason": "stop",
+            }
+        ],
+    }  # no "usage": the provider bills it all the same
+    server = OpenAITestServer(
+        models=("m",), default=Reply(raw_body=json.dumps(body), raw_type="application/json")
+    )
+    async with server:
+        llm = LLM(_priced(server), budget=MoneyBudget(limit_usd=0.01))
+        verdict = await llm.structured(Verdict, [{"role": "user", "content": "x"}], purpose="r")
+        await llm.close()
+
+    summary = llm.ledger.summary()
+    assert verdict.passed and summary.calls == 1
+    assert summary.cost_usd > 0.001 and summary.estimated_usd == summary.cost_usd
+    assert "1 attempt whose bill is unknown, counted at its worst case" in estimated_part(summary)
 
 
 async def test_a_call_cancelled_after_it_was_sent_is_counted() -> None:

@@ -55,8 +55,10 @@ def test_the_counts_are_kept_per_endpoint_in_the_file_without_the_prompts_text(
 
     next_goal = PromptCounts(store, ENDPOINT)
 
-    assert next_goal.bound("m", second, SCHEMA) == 420 + message_bound(second[1]) + 8
-    assert PromptCounts(store, "http://127.0.0.1:8000/v1").bound("m", first, SCHEMA) == 99 + 8
+    # A count of an earlier goal is taken half again: the model behind the name may
+    # have changed since.
+    assert next_goal.bound("m", second, SCHEMA) == 630 + message_bound(second[1]) + 8
+    assert PromptCounts(store, "http://127.0.0.1:8000/v1").bound("m", first, SCHEMA) == 149 + 8
     assert PromptCounts(store, "https://other.example/v1").bound("m", second, SCHEMA) is None
     kept = store.read_text()
     assert "capital" not in kept.lower() and "answer one task" not in kept
@@ -72,7 +74,23 @@ def test_a_broken_counts_file_is_a_cache_miss_and_is_written_anew(tmp_path: Path
     counts.saw("m", first, SCHEMA, 420)
     counts.save()
 
-    assert PromptCounts(store, ENDPOINT).bound("m", first, SCHEMA) == 428
+    assert PromptCounts(store, ENDPOINT).bound("m", first, SCHEMA) == 630 + 8
+
+
+def test_counts_found_wrong_bound_nothing_and_the_file_forgets_them(tmp_path: Path) -> None:
+    store = tmp_path / "prompt-counts.json"
+    first = _asking("Capital of France?")
+    earlier = PromptCounts(store, ENDPOINT)
+    earlier.saw("m", first, SCHEMA, 420)
+    earlier.save()
+    counts = PromptCounts(store, ENDPOINT)
+
+    counts.distrust()  # the endpoint counted a prompt above its bound
+    counts.saw("m", first, SCHEMA, 2000)
+    counts.save()
+
+    assert counts.bound("m", first, SCHEMA) is None
+    assert PromptCounts(store, ENDPOINT).bound("m", first, SCHEMA) is None
 
 
 def test_a_counts_file_that_cannot_be_written_loses_only_the_counts(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from goalflow.errors import BudgetExceededError, ConfigError
 
 __all__ = [
     "DEFAULT_WARN_AT",
-    "UNANSWERED",
+    "ESTIMATED",
     "BudgetAlert",
     "BudgetPolicy",
     "LLMCall",
@@ -69,9 +69,10 @@ class BudgetPolicy(BaseModel):
     )
 
 
-UNANSWERED = "(no answer; counted at its worst case)"
-"""How the purpose of an attempt that went out and got no usable answer ends: its cost
-is its reservation, an estimate (the provider's bill is not known)."""
+ESTIMATED = "; counted at its worst case)"
+"""How the purpose of an attempt ends whose bill is not known: it went out and got no
+usable answer ("task t1 (no answer; counted at its worst case)"), or its answer said
+no usage. Its cost is its reservation, an estimate."""
 TASK_WORK = ("task ", "program for ")
 """How the purposes of a task's own calls begin (its answers, its programs)."""
 _SPENDER: ContextVar[str] = ContextVar("goalflow_spender", default="planning")
@@ -119,7 +120,7 @@ class UsageSummary(BaseModel):
         default=0.0,
         description="The part of cost_usd counted at its worst case: attempts that went out "
         "and got no usable answer (a timeout, a body that is no chat completion), which the "
-        "provider may have billed.",
+        "provider may have billed, and answers that said no usage.",
     )
     estimated_calls: int = Field(default=0, description="Those attempts, among calls.")
     unpriced_models: list[str] = Field(default_factory=list)
@@ -144,6 +145,7 @@ class BudgetAlert:
     fraction: float
     spent_usd: float
     limit_usd: float
+    call_usd: float | None = None  # what the refused call may cost, when one was refused
 
 
 class Reservation(NamedTuple):
@@ -286,7 +288,7 @@ class Ledger:
             await asyncio.sleep(_RESERVE_POLL_SECONDS)
         worst = self._cost(model, prompt_tokens, floor)
         if first:
-            self._alert(BudgetAlert("exceeded", 1.0, spent, limit))
+            self._alert(BudgetAlert("exceeded", 1.0, spent, limit, call_usd=worst))
         raise BudgetExceededError(
             f"the money budget of ${limit:g} cannot cover another model call: "
             f"${spent:.4f} spent, ${reserved:.4f} held by calls in flight, and this call "
@@ -413,7 +415,7 @@ class Ledger:
             tokens_by_model[c.model] += c.prompt_tokens + c.completion_tokens
             if c.purpose.startswith(TASK_WORK) and c.model not in models_by_task[c.task]:
                 models_by_task[c.task].append(c.model)
-        estimated = [c for c in calls if c.purpose.endswith(UNANSWERED)]
+        estimated = [c for c in calls if c.purpose.endswith(ESTIMATED)]
         return UsageSummary(
             calls=len(calls),
             prompt_tokens=sum(c.prompt_tokens for c in calls),

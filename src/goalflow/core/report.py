@@ -270,11 +270,13 @@ def estimated_part(usage: UsageSummary) -> str:
     """What of the cost is an estimate, said after it; nothing when all of it was billed."""
     if not usage.estimated_calls:
         return ""
-    attempts = "attempt" if usage.estimated_calls == 1 else "attempts"
-    return (
-        f" (${usage.estimated_usd:.4f} of it estimated: {usage.estimated_calls} {attempts} "
-        "got no usable answer, counted at their worst case)"
+    n = usage.estimated_calls
+    attempts = (
+        "1 attempt whose bill is unknown, counted at its"
+        if n == 1
+        else (f"{n} attempts whose bill is unknown, counted at their")
     )
+    return f" (${usage.estimated_usd:.4f} of it estimated: {attempts} worst case)"
 
 
 def delivered_line(result: GoalResult, width: int = 300) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from goalflow.core.budget import UNANSWERED, Ledger, Reservation
+from goalflow.core.budget import ESTIMATED, Ledger, Reservation
 from goalflow.core.pacing import mark_sent
 from goalflow.llm.answers import AnswerLengths
 from goalflow.llm.config import LLMConfig
@@ -35,12 +35,13 @@ class Billing:
     answer_lengths: AnswerLengths
     on_notice: Callable[[str], None]
 
-    async def _charge_unanswered(self, bill: Bill, purpose: str) -> None:
-        """Count an attempt that went out and got no usable answer at its reservation:
-        the provider may well have answered it, and billed it."""
+    async def _charge_unanswered(self, bill: Bill, purpose: str, why: str = "no answer") -> None:
+        """Count an attempt whose bill is not known at its reservation: it went out and
+        got no usable answer (the provider may well have answered it, and billed it),
+        or its answer said no usage (``why``)."""
         await self._record(
             bill.reserved,
-            f"{purpose} {UNANSWERED}",
+            f"{purpose} ({why}{ESTIMATED}",
             bill.prompt_tokens,
             bill.max_tokens,
             time.monotonic() - bill.started,

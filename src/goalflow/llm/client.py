@@ -299,7 +299,7 @@ class LLM(Billing):
                     self._mode = "json_schema"
                 if response.usage:
                     admission.settle(response.usage.total_tokens)
-                self._learn_prompt(sent, json_schema, response)
+                self._learn_prompt(sent, json_schema, response, bill)
                 return await self._settle(response, purpose, bill)
             if isinstance(error, openai.RateLimitError) and not too_large(error.message):
                 limited_since = limited_since or time.monotonic()
@@ -386,27 +386,41 @@ class LLM(Billing):
         return bytewise if known is None else min(known, bytewise)
 
     def _learn_prompt(
-        self, sent: list[Message], json_schema: dict[str, Any], response: Any
+        self, sent: list[Message], json_schema: dict[str, Any], response: Any, bill: Bill
     ) -> None:
-        if response.usage:
-            tokens = response.usage.prompt_tokens
-            self.prompt_counts.saw(self.config.model, sent, json_schema, tokens)
+        """What the provider counted for the prompt bounds the prompts that repeat it;
+        a count above the bound this call reserved means the counts cannot be trusted
+        (the model behind the name changed, or it does not count messages apart)."""
+        if not response.usage:
+            return
+        tokens = response.usage.prompt_tokens
+        if tokens > bill.prompt_tokens:
+            self.prompt_counts.distrust()
+            self.on_notice(
+                f"{self.config.endpoint} counted {tokens} prompt tokens where at most "
+                f"{bill.prompt_tokens} were reserved: prompts are counted a token per byte "
+                "from now on, and the prompt counts kept for it are dropped"
+            )
+            return
+        self.prompt_counts.saw(self.config.model, sent, json_schema, tokens)
 
     async def _settle(self, response: Any, purpose: str, bill: Bill) -> tuple[str, str]:
         choice = response.choices[0]
         content: str = choice.message.content or ""
         usage = response.usage
+        finish_reason = str(choice.finish_reason or "stop")
+        if not usage:  # billed, but for what is not said: counted at the worst case
+            await self._charge_unanswered(bill, purpose, "no usage said")
+            return content, finish_reason
         reserved, bill.reserved = bill.reserved, 0.0
         bill.responded = True
-        finish_reason = str(choice.finish_reason or "stop")
-        if usage:
-            cut_at = bill.wanted if finish_reason == "length" else None
-            self.answer_lengths.saw(purpose, usage.completion_tokens, cut_at=cut_at)
+        cut_at = bill.wanted if finish_reason == "length" else None
+        self.answer_lengths.saw(purpose, usage.completion_tokens, cut_at=cut_at)
         await self._record(
             reserved,
             purpose,
-            usage.prompt_tokens if usage else 0,
-            usage.completion_tokens if usage else 0,
+            usage.prompt_tokens,
+            usage.completion_tokens,
             time.monotonic() - bill.started,
             prompt_hash=bill.prompt_hash,
         )

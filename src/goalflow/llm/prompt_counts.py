@@ -12,7 +12,10 @@ bound larger. A goal's calls of one purpose share a long system message (every t
 every review, every plan), and a re-ask repeats its conversation.
 
 The file keeps, per endpoint, each prompt's count beside SHA-256 digests of its
-messages and schema: no text of a prompt, no key.
+messages and schema: no text of a prompt, no key. A count from an earlier goal is taken
+half again, as the model behind a name may have changed since; a goal whose endpoint
+counts a prompt above its bound anyway trusts no count from then on, and the file
+forgets that endpoint's.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +42,16 @@ logger = logging.getLogger("goalflow.llm")
 _KEEP = 4  # earlier prompts kept per kind (model and system message)
 _KINDS = 256  # kinds of prompts kept per endpoint in the file, the latest
 _SLACK = 8  # tokens for what varies between two prompts beyond their messages
+_EARLIER = 1.5  # a count kept from an earlier goal, times this: the model behind a name
+# may have changed since, to one that counts a prompt (somewhat) more tokens
 
-Seen = tuple[int, str, Counter[str]]  # counted tokens, schema digest, message digests
+
+@dataclass(frozen=True)
+class _Seen:
+    tokens: int  # what the provider counted
+    schema: str  # the digest of the answer's schema
+    messages: Counter[str]  # the digests of the prompt's messages
+    earlier: bool = False  # counted in an earlier goal (read from the file)
 
 
 class PromptCounts:
@@ -47,7 +60,8 @@ class PromptCounts:
 
     def __init__(self, store: Path | None = None, endpoint: str = "") -> None:
         self._store, self._endpoint = store, endpoint
-        self._seen: dict[str, list[Seen]] = _read(store).get(endpoint, {}) if store else {}
+        self._seen: dict[str, list[_Seen]] = _read(store).get(endpoint, {}) if store else {}
+        self._trusted = True
         self._lock = threading.Lock()
 
     def saw(
@@ -56,16 +70,24 @@ class PromptCounts:
         """The provider counted ``tokens`` for this prompt (``messages`` as sent)."""
         if tokens <= 0 or not messages:  # no usage reported: nothing learned
             return
-        digests = Counter(_digest(m) for m in messages)
+        seen = _Seen(tokens, _schema_digest(json_schema), Counter(_digest(m) for m in messages))
         key = _key(model, messages)
         with self._lock:
-            kept = self._seen.pop(key, [])
-            kept.append((tokens, _schema_digest(json_schema), digests))
-            self._seen[key] = kept[-_KEEP:]  # the latest last
+            if self._trusted:
+                kept = self._seen.pop(key, [])
+                self._seen[key] = [*kept, seen][-_KEEP:]  # the latest last
+
+    def distrust(self) -> None:
+        """The endpoint counted a prompt above its bound: no count bounds a prompt any
+        more, and the file forgets this endpoint's."""
+        with self._lock:
+            self._trusted = False
+            self._seen.clear()
 
     def bound(self, model: str, messages: list[Message], json_schema: dict[str, Any]) -> int | None:
         """The prompt's tokens at most, by the earlier prompts it shares messages with;
-        None when it shares none with a prompt whose count is known."""
+        None when it shares none with a prompt whose count is known. A count from an
+        earlier goal is taken half again: the model behind a name may have changed."""
         if not messages:
             return None
         with self._lock:
@@ -76,15 +98,16 @@ class PromptCounts:
         digests = Counter(_digest(m) for m in messages)
         schema, schema_bytes = _schema_digest(json_schema), len(json.dumps(json_schema).encode())
         return _SLACK + min(
-            counted
-            + sum(sizes[d] * n for d, n in (digests - earlier).items())
-            + (0 if earlier_schema == schema else schema_bytes)
-            for counted, earlier_schema, earlier in kept
+            (math.ceil(seen.tokens * _EARLIER) if seen.earlier else seen.tokens)
+            + sum(sizes[d] * n for d, n in (digests - seen.messages).items())
+            + (0 if seen.schema == schema else schema_bytes)
+            for seen in kept
         )
 
     def save(self) -> None:
         """Write this endpoint's counts to the store, beside the other endpoints'. Two
-        goals that save at once: the last one's are kept (it is a cache)."""
+        goals that save at once: the last one's are kept (it is a cache). A store that
+        cannot be written is logged, and only the counts are lost."""
         if self._store is None:
             return
         with self._lock:
@@ -93,38 +116,39 @@ class PromptCounts:
         everything[self._endpoint] = dict(latest)
         data = {
             endpoint: {
-                key: [[tokens, schema, dict(digests)] for tokens, schema, digests in kept]
-                for key, kept in seen.items()
+                key: [[s.tokens, s.schema, dict(s.messages)] for s in seen]
+                for key, seen in kinds.items()
             }
-            for endpoint, seen in everything.items()
+            for endpoint, kinds in everything.items()
         }
+        temporary = None
         try:
             self._store.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self._store.parent, suffix=".tmp")
-        except OSError as e:  # a read-only home: the next goal counts bytes, as the first
-            logger.warning("the prompt counts cannot be kept in %s: %s", self._store, e)
-            return
-        try:
             with os.fdopen(handle, "w") as out:
                 json.dump(data, out)
             os.replace(temporary, self._store)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        except OSError as e:  # the next goal counts bytes, as the first did
+            logger.warning("the prompt counts cannot be kept in %s: %s", self._store, e)
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
 
 
-def _read(store: Path) -> dict[str, dict[str, list[Seen]]]:
-    """The store's counts by endpoint; nothing when it is missing or unreadable (a
-    cache: the bound falls back to a token per byte)."""
+def _read(store: Path) -> dict[str, dict[str, list[_Seen]]]:
+    """The store's counts by endpoint, as counted in earlier goals; nothing when it is
+    missing or unreadable (a cache: the bound falls back to a token per byte)."""
     try:
         data = json.loads(store.read_text())
         return {
             endpoint: {
-                key: [(int(t), str(schema), Counter(digests)) for t, schema, digests in kept]
-                for key, kept in seen.items()
+                key: [
+                    _Seen(int(t), str(schema), Counter(digests), earlier=True)
+                    for t, schema, digests in seen
+                ]
+                for key, seen in kinds.items()
             }
-            for endpoint, seen in data.items()
+            for endpoint, kinds in data.items()
         }
     except (OSError, ValueError, TypeError, AttributeError):
         return {}

@@ -247,7 +247,7 @@ class GoalRun:
 
     def _on_alert(self, alert: BudgetAlert) -> None:
         if alert.kind == "exceeded":  # its event goes out when the run stops
-            self.money_stop.begin()
+            self.money_stop.begin(alert.call_usd)
         else:
             emit_budget_event(alert, self.flow_run_id)
             get_run_logger().warning("%.0f %% of the money budget is spent", alert.fraction * 100)

@@ -40,6 +40,7 @@ class MoneyStop:
         self._ledger = ledger
         self._graphs: set[GraphRun] = set()  # every level running now
         self._begun = False
+        self._call_usd: float | None = None  # what the call that was refused may cost
         self._draining: asyncio.Future[None] | None = None
 
     @contextmanager
@@ -53,12 +54,12 @@ class MoneyStop:
         finally:
             self._graphs.discard(graph)
 
-    def begin(self) -> None:
-        """The money cannot cover the next call: hold every level, and stop the run once
-        the running tasks have ended."""
+    def begin(self, call_usd: float | None = None) -> None:
+        """The money cannot cover the next call (which may cost ``call_usd``): hold every
+        level, and stop the run once the running tasks have ended."""
         if self._begun:
             return
-        self._begun = True
+        self._begun, self._call_usd = True, call_usd
         for graph in self._graphs:
             graph.hold(self._why)
         self._draining = asyncio.ensure_future(self._stop_when_ended())
@@ -69,9 +70,12 @@ class MoneyStop:
 
     @property
     def _why(self) -> str:
-        if self._begun:
-            return f"the money budget of ${self._limit_usd:g} cannot cover the next model call"
-        return f"the money budget of ${self._limit_usd:g} cannot cover every call the tasks needed"
+        budget = f"the money budget of ${self._limit_usd:g}"
+        if not self._begun:
+            return f"{budget} cannot cover every call the tasks needed"
+        if self._call_usd is None:
+            return f"{budget} cannot cover the next model call"
+        return f"{budget} cannot cover the next model call (up to ${self._call_usd:.4f})"
 
     @property
     def _stopped(self) -> bool:
@@ -86,7 +90,10 @@ class MoneyStop:
         refused), with what it spent in the end; None when it did not."""
         if not self._stopped:
             return None
-        return f"{self._why} (${self._ledger.spent_usd:.4f} spent)"
+        return (
+            f"{self._why}; ${self._ledger.spent_usd:.4f} spent. Raise the budget (--max-usd "
+            "or BudgetPolicy max_usd)"
+        )
 
     def alert(self) -> BudgetAlert | None:
         """The goal's ``exceeded`` alert, with what it spent in the end; None when the
