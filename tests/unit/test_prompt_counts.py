@@ -100,5 +100,9 @@ def test_a_counts_file_that_cannot_be_written_loses_only_the_counts(tmp_path: Pa
     counts.saw("m", _asking("Capital of France?"), SCHEMA, 420)
 
     counts.save()  # logged; the goal ends as it would have
+    a_folder = PromptCounts(tmp_path, ENDPOINT)  # GOALFLOW_PROMPT_COUNTS names a directory
+    a_folder.saw("m", _asking("Capital of France?"), SCHEMA, 420)
+    a_folder.save()
 
     assert not (blocker / "prompt-counts.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["not-a-directory"]  # no temporary left
