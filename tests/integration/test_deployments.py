@@ -108,13 +108,20 @@ def test_tiny_money_budget_stops_the_run_with_spend_within_budget(
         "deliverables": ["summary"],
         "tasks": [
             *(task(f"part{i}", f"Part {i}", [], [f"p{i}"]) for i in range(6)),
-            task("sum", "Summarise", [f"p{i}" for i in range(6)], ["summary"]),
+            task(
+                "sum",
+                "Summarise",
+                [f"p{i}" for i in range(6)],
+                ["summary"],
+                instructions="Weigh every part against the others, in full. " * 12,
+            ),
         ],
     }
     plan_file = tmp_path / "wide.json"
     plan_file.write_text(json.dumps(wide))
 
-    # The parts fit (~$0.0001 each, up to ~$0.0008 held at once), not all seven.
+    # The parts fit (~$0.0001 each, up to ~$0.0008 held at once); the sum's long
+    # instructions, counted a token per byte, do not fit what is left.
     code, flow_run_id = stack.deployment_run(
         goal=wide["goal"], plan_file=plan_file, max_usd=0.0012, advanced={"concurrency": 1}
     )

@@ -92,6 +92,8 @@ class DeploymentStack:
             "PREFECT_HOME": self._home.name,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "GOALFLOW_SERVER_PORT": str(free_port()),
+            # What the test server counted stays with this stack, not in the user's home.
+            "GOALFLOW_PROMPT_COUNTS": os.path.join(self._home.name, "prompt-counts.json"),
         }
         self._server_env = server_env or {}
         self._worker_env = worker_env
