@@ -254,10 +254,12 @@ async def test_counts_kept_from_a_model_that_counted_less_are_dropped_when_found
         notices: list[str] = []
         llm.on_notice = notices.append
         await llm.structured(Verdict, messages, purpose="review a")
+        await llm.structured(Verdict, messages, purpose="review b")
         await llm.close()
         llm.prompt_counts.save()
 
-    assert any("prompts are counted a token per byte from now on" in n for n in notices)
+    said = [n for n in notices if "prompts are counted a token per byte from now on" in n]
+    assert len(said) == 1  # said once, not at every call
     assert llm.prompt_counts.bound("m", messages, schema) is None
     assert PromptCounts(store, config.endpoint).bound("m", messages, schema) is None
 

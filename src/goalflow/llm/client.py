@@ -395,12 +395,12 @@ class LLM(Billing):
             return
         tokens = response.usage.prompt_tokens
         if tokens > bill.prompt_tokens:
-            self.prompt_counts.distrust()
-            self.on_notice(
-                f"{self.config.endpoint} counted {tokens} prompt tokens where at most "
-                f"{bill.prompt_tokens} were reserved: prompts are counted a token per byte "
-                "from now on, and the prompt counts kept for it are dropped"
-            )
+            if self.prompt_counts.distrust():  # said once
+                self.on_notice(
+                    f"{self.config.endpoint} counted {tokens} prompt tokens where at most "
+                    f"{bill.prompt_tokens} were reserved: prompts are counted a token per "
+                    "byte from now on, and the prompt counts kept for it are dropped"
+                )
             return
         self.prompt_counts.saw(self.config.model, sent, json_schema, tokens)
 

@@ -77,12 +77,13 @@ class PromptCounts:
                 kept = self._seen.pop(key, [])
                 self._seen[key] = [*kept, seen][-_KEEP:]  # the latest last
 
-    def distrust(self) -> None:
+    def distrust(self) -> bool:
         """The endpoint counted a prompt above its bound: no count bounds a prompt any
-        more, and the file forgets this endpoint's."""
+        more, and the file forgets this endpoint's. Whether the counts were trusted."""
         with self._lock:
-            self._trusted = False
+            trusted, self._trusted = self._trusted, False
             self._seen.clear()
+        return trusted
 
     def bound(self, model: str, messages: list[Message], json_schema: dict[str, Any]) -> int | None:
         """The prompt's tokens at most, by the earlier prompts it shares messages with;
