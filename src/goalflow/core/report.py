@@ -268,15 +268,15 @@ def report_markdown(result: GoalResult) -> str:
 
 def estimated_part(usage: UsageSummary) -> str:
     """What of the cost is an estimate, said after it; nothing when all of it was billed."""
-    if not usage.estimated_calls:
-        return ""
     n = usage.estimated_calls
-    attempts = (
-        "1 attempt whose bill is unknown, counted at its"
-        if n == 1
-        else (f"{n} attempts whose bill is unknown, counted at their")
+    if not n:
+        return ""
+    attempts = "1 attempt" if n == 1 else f"{n} attempts"
+    its = "its" if n == 1 else "their"
+    return (
+        f" (${usage.estimated_usd:.4f} of it estimated: {attempts} whose bill is unknown, "
+        f"counted at {its} worst case)"
     )
-    return f" (${usage.estimated_usd:.4f} of it estimated: {attempts} worst case)"
 
 
 def delivered_line(result: GoalResult, width: int = 300) -> str:

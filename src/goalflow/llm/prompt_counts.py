@@ -95,8 +95,9 @@ class PromptCounts:
             kept = list(self._seen.get(_key(model, messages), ()))
         if not kept:
             return None
-        sizes = {_digest(m): message_bound(m) for m in messages}
-        digests = Counter(_digest(m) for m in messages)
+        each = [_digest(m) for m in messages]
+        sizes = {d: message_bound(m) for d, m in zip(each, messages, strict=True)}
+        digests = Counter(each)
         schema, schema_bytes = _schema_digest(json_schema), len(json.dumps(json_schema).encode())
         return _SLACK + min(
             (math.ceil(seen.tokens * _EARLIER) if seen.earlier else seen.tokens)
